@@ -1,0 +1,126 @@
+//! One sparse layer: weights with their aligned optimizer state, and the bias.
+
+use crate::csr::SparseMatrix;
+use crate::error::{invalid, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    pub(crate) w: SparseMatrix,
+    /// Momentum of each connection, aligned with `w.values()`.
+    pub(crate) momentum: Vec<f32>,
+    /// Gradient of each connection from the last backward pass.
+    pub(crate) grad: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) bias_momentum: Vec<f32>,
+    pub(crate) bias_grad: Vec<f32>,
+}
+
+impl Layer {
+    /// A layer with zero bias and zero optimizer state.
+    pub fn new(w: SparseMatrix) -> Self {
+        let (nnz, n_out) = (w.nnz(), w.n_out());
+        Layer {
+            w,
+            momentum: vec![0.0; nnz],
+            grad: vec![0.0; nnz],
+            bias: vec![0.0; n_out],
+            bias_momentum: vec![0.0; n_out],
+            bias_grad: vec![0.0; n_out],
+        }
+    }
+
+    /// A layer from saved state; checks that every array fits the matrix.
+    pub fn from_parts(
+        w: SparseMatrix,
+        bias: Vec<f32>,
+        momentum: Vec<f32>,
+        bias_momentum: Vec<f32>,
+    ) -> Result<Self> {
+        let (nnz, n_out) = (w.nnz(), w.n_out());
+        if bias.len() != n_out || bias_momentum.len() != n_out {
+            invalid!(
+                "bias arrays have lengths {} and {}, expected n_out = {n_out}",
+                bias.len(),
+                bias_momentum.len()
+            );
+        }
+        if momentum.len() != nnz {
+            invalid!("momentum has {} entries for {nnz} connections", momentum.len());
+        }
+        let all = w.values().iter().chain(&bias).chain(&momentum).chain(&bias_momentum);
+        if all.into_iter().any(|v| !v.is_finite()) {
+            invalid!("layer parameters contain NaN or infinite values");
+        }
+        Ok(Layer {
+            w,
+            momentum,
+            grad: vec![0.0; nnz],
+            bias,
+            bias_momentum,
+            bias_grad: vec![0.0; n_out],
+        })
+    }
+
+    pub fn weights(&self) -> &SparseMatrix {
+        &self.w
+    }
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+    pub fn momentum(&self) -> &[f32] {
+        &self.momentum
+    }
+    pub fn bias_momentum(&self) -> &[f32] {
+        &self.bias_momentum
+    }
+    pub fn grad(&self) -> &[f32] {
+        &self.grad
+    }
+    pub fn bias_grad(&self) -> &[f32] {
+        &self.bias_grad
+    }
+    pub fn nnz(&self) -> usize {
+        self.w.nnz()
+    }
+
+    /// Replaces the connection values (same topology).
+    pub fn set_values(&mut self, values: &[f32]) -> Result<()> {
+        if values.len() != self.w.nnz() {
+            invalid!("{} values given for {} connections", values.len(), self.w.nnz());
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            invalid!("weight values contain NaN or infinite entries");
+        }
+        self.w.values_mut().copy_from_slice(values);
+        Ok(())
+    }
+
+    pub fn set_bias(&mut self, bias: &[f32]) -> Result<()> {
+        if bias.len() != self.bias.len() {
+            invalid!("{} bias values given for {} neurons", bias.len(), self.bias.len());
+        }
+        if bias.iter().any(|v| !v.is_finite()) {
+            invalid!("bias contains NaN or infinite entries");
+        }
+        self.bias.copy_from_slice(bias);
+        Ok(())
+    }
+
+    /// Installs a new topology with its aligned momentum (gradient reset).
+    pub(crate) fn replace_weights(&mut self, w: SparseMatrix, momentum: Vec<f32>) {
+        debug_assert_eq!(w.nnz(), momentum.len());
+        self.grad = vec![0.0; w.nnz()];
+        self.w = w;
+        self.momentum = momentum;
+    }
+
+    /// Bytes of parameters and optimizer state held by this layer.
+    pub fn memory_bytes(&self) -> usize {
+        self.w.memory_bytes()
+            + 4 * (self.momentum.len()
+                + self.grad.len()
+                + self.bias.len()
+                + self.bias_momentum.len()
+                + self.bias_grad.len())
+    }
+}

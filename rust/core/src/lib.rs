@@ -1,0 +1,31 @@
+//! sparse-mlp-core: truly sparse multilayer perceptrons on CPUs.
+//!
+//! Only existing connections are stored and computed: CSC layers with a
+//! transposed index view ([`csr`]), kernels on feature-major activations
+//! ([`kernels`]), momentum SGD ([`optim`]), Erdős–Rényi initialization
+//! ([`init`]), SET and neuron removal ([`topology`]), and the training loop
+//! ([`network`]). Knows nothing of Python; the bindings crate wraps it.
+
+pub mod activation;
+pub mod csr;
+pub mod error;
+pub mod init;
+pub mod kernels;
+pub mod layer;
+pub mod loss;
+pub mod network;
+pub mod optim;
+pub mod rng;
+mod simd;
+pub mod topology;
+
+pub use activation::Activation;
+pub use csr::SparseMatrix;
+pub use error::{CoreError, Result};
+pub use init::WeightInit;
+pub use layer::Layer;
+pub use loss::Loss;
+pub use network::{EpochStats, Network, NetworkSpec, RunState, TrainConfig};
+pub use optim::Sgd;
+pub use rng::Rng;
+pub use topology::SetStep;

@@ -1,0 +1,697 @@
+//! A sparse MLP: its layers, hidden activations, loss and random state, and
+//! the whole epoch loop over mini-batches.
+
+use rayon::prelude::*;
+
+use crate::activation::Activation;
+use crate::csr::MAX_INDEX;
+use crate::error::{invalid, CoreError, Result};
+use crate::init::{random_sparse, WeightInit};
+use crate::kernels;
+use crate::layer::Layer;
+use crate::loss::{BatchLoss, Loss};
+use crate::optim::Sgd;
+use crate::rng::Rng;
+use crate::topology::{self, SetStep};
+
+/// What a new network looks like. `nnz[l]` is the connection count of layer
+/// `l` (the caller turns ε or a density into counts, see [`crate::init::er_nnz`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkSpec {
+    pub sizes: Vec<usize>,
+    pub nnz: Vec<u64>,
+    /// One activation per hidden layer.
+    pub hidden: Vec<Activation>,
+    pub loss: Loss,
+    /// Dropout probability of hidden units during training.
+    pub dropout: f32,
+    pub init: WeightInit,
+    pub seed: u64,
+}
+
+/// The random and bookkeeping state that, with the layers, makes a training
+/// run resumable exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunState {
+    pub seed: u64,
+    pub rng: [u64; 4],
+    /// Mini-batches trained so far (keys the dropout masks).
+    pub step: u64,
+    /// Bumped by every topology change.
+    pub topology_version: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub sgd: Sgd,
+    pub shuffle: bool,
+}
+
+/// Running means over the mini-batches of one epoch (training mode, so with
+/// dropout), like Keras reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpochStats {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub samples: usize,
+    pub batches: usize,
+    /// The stop callback asked to end the epoch early.
+    pub interrupted: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Workspace {
+    /// Samples per batch the buffers hold.
+    batch: usize,
+    sizes: Vec<usize>,
+    /// Feature-major activations per layer, `acts[0]` is the input batch.
+    acts: Vec<Vec<f32>>,
+    /// `f'(z) · dropout mask / (1-p)` per hidden layer.
+    dfac: Vec<Vec<f32>>,
+    delta: [Vec<f32>; 2],
+    labels: Vec<u32>,
+}
+
+impl Workspace {
+    fn fit(&mut self, sizes: &[usize], batch: usize) {
+        if self.sizes == sizes && self.batch >= batch {
+            return;
+        }
+        let batch = if self.sizes == sizes { batch.max(self.batch) } else { batch };
+        let max = *sizes.iter().max().unwrap_or(&0);
+        self.acts = sizes.iter().map(|&n| vec![0.0; n * batch]).collect();
+        self.dfac = sizes[1..sizes.len() - 1].iter().map(|&n| vec![0.0; n * batch]).collect();
+        self.delta = [vec![0.0; max * batch], vec![0.0; max * batch]];
+        self.labels = vec![0; batch];
+        self.sizes = sizes.to_vec();
+        self.batch = batch;
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Network {
+    layers: Vec<Layer>,
+    hidden: Vec<Activation>,
+    loss: Loss,
+    dropout: f32,
+    init: WeightInit,
+    seed: u64,
+    rng: Rng,
+    step: u64,
+    topology_version: u64,
+    ws: Workspace,
+}
+
+fn check_config(sizes: &[usize], hidden: &[Activation], loss: Loss, dropout: f32) -> Result<()> {
+    if sizes.len() < 2 {
+        invalid!("a network needs at least an input and an output layer, got sizes {sizes:?}");
+    }
+    if let Some(p) = sizes.iter().position(|&n| n == 0 || n > MAX_INDEX) {
+        invalid!("layer {p} has {} neurons; sizes must be between 1 and {MAX_INDEX}", sizes[p]);
+    }
+    if hidden.len() != sizes.len() - 2 {
+        invalid!("{} activations given for {} hidden layers", hidden.len(), sizes.len() - 2);
+    }
+    if loss == Loss::CrossEntropy && sizes[sizes.len() - 1] < 2 {
+        invalid!("cross-entropy needs at least 2 output classes, got {}", sizes[sizes.len() - 1]);
+    }
+    if !(0.0..1.0).contains(&dropout) {
+        invalid!("dropout must be in [0, 1), got {dropout}");
+    }
+    Ok(())
+}
+
+impl Network {
+    pub fn new(spec: NetworkSpec) -> Result<Self> {
+        check_config(&spec.sizes, &spec.hidden, spec.loss, spec.dropout)?;
+        if spec.nnz.len() != spec.sizes.len() - 1 {
+            invalid!("{} connection counts given for {} layers", spec.nnz.len(), spec.sizes.len() - 1);
+        }
+        let mut rng = Rng::new(spec.seed);
+        let mut layers = Vec::with_capacity(spec.nnz.len());
+        for (l, &nnz) in spec.nnz.iter().enumerate() {
+            let (n_in, n_out) = (spec.sizes[l], spec.sizes[l + 1]);
+            let w = random_sparse(n_in, n_out, nnz, spec.init, &mut rng)
+                .map_err(|e| CoreError::InvalidInput(format!("layer {l}: {e}")))?;
+            layers.push(Layer::new(w));
+        }
+        Ok(Network {
+            layers,
+            hidden: spec.hidden,
+            loss: spec.loss,
+            dropout: spec.dropout,
+            init: spec.init,
+            seed: spec.seed,
+            rng,
+            step: 0,
+            topology_version: 0,
+            ws: Workspace::default(),
+        })
+    }
+
+    /// Reassembles a network from saved layers and state, checking that the
+    /// layers chain (outputs of one = inputs of the next).
+    pub fn from_layers(
+        layers: Vec<Layer>,
+        hidden: Vec<Activation>,
+        loss: Loss,
+        dropout: f32,
+        init: WeightInit,
+        state: RunState,
+    ) -> Result<Self> {
+        if layers.is_empty() {
+            invalid!("a network needs at least one layer");
+        }
+        for (l, pair) in layers.windows(2).enumerate() {
+            if pair[0].w.n_out() != pair[1].w.n_in() {
+                invalid!(
+                    "layer {l} has {} outputs but layer {} has {} inputs",
+                    pair[0].w.n_out(),
+                    l + 1,
+                    pair[1].w.n_in()
+                );
+            }
+        }
+        let mut sizes = vec![layers[0].w.n_in()];
+        sizes.extend(layers.iter().map(|l| l.w.n_out()));
+        check_config(&sizes, &hidden, loss, dropout)?;
+        let Some(rng) = Rng::from_state(state.rng) else {
+            invalid!("the random generator state is all zeros");
+        };
+        Ok(Network {
+            layers,
+            hidden,
+            loss,
+            dropout,
+            init,
+            seed: state.seed,
+            rng,
+            step: state.step,
+            topology_version: state.topology_version,
+            ws: Workspace::default(),
+        })
+    }
+
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut s = vec![self.layers[0].w.n_in()];
+        s.extend(self.layers.iter().map(|l| l.w.n_out()));
+        s
+    }
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    pub fn layer_mut(&mut self, l: usize) -> Result<&mut Layer> {
+        let n = self.layers.len();
+        match self.layers.get_mut(l) {
+            Some(layer) => Ok(layer),
+            None => invalid!("layer index {l} out of range for a network of {n} layers"),
+        }
+    }
+    pub fn hidden_activations(&self) -> &[Activation] {
+        &self.hidden
+    }
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+    pub fn dropout(&self) -> f32 {
+        self.dropout
+    }
+    pub fn weight_init(&self) -> WeightInit {
+        self.init
+    }
+    pub fn n_features(&self) -> usize {
+        self.layers[0].w.n_in()
+    }
+    pub fn n_outputs(&self) -> usize {
+        self.layers[self.layers.len() - 1].w.n_out()
+    }
+    pub fn n_connections(&self) -> usize {
+        self.layers.iter().map(|l| l.nnz()).sum()
+    }
+    pub fn run_state(&self) -> RunState {
+        RunState {
+            seed: self.seed,
+            rng: self.rng.state(),
+            step: self.step,
+            topology_version: self.topology_version,
+        }
+    }
+    /// Bytes of parameters, optimizer state and work buffers.
+    pub fn memory_bytes(&self) -> usize {
+        let ws = &self.ws;
+        let buffers = ws.acts.iter().chain(&ws.dfac).chain(&ws.delta).map(Vec::len).sum::<usize>();
+        self.layers.iter().map(Layer::memory_bytes).sum::<usize>() + 4 * buffers
+    }
+
+    /// Checks that `x` holds `labels.len()` rows of `n_features` floats and
+    /// that every label names an output class.
+    pub fn check_batch(&self, x: &[f32], labels: &[u32]) -> Result<()> {
+        self.check_inputs(x, labels.len())?;
+        let c = self.n_outputs();
+        if let Some(p) = labels.iter().position(|&y| y as usize >= c) {
+            invalid!("label {} at sample {p} is out of range for {c} classes (labels must be 0..{})", labels[p], c - 1);
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, x: &[f32], n: usize) -> Result<()> {
+        let f = self.n_features();
+        if x.len() != n * f {
+            invalid!("X has {} values, expected {n} samples x {f} features", x.len());
+        }
+        Ok(())
+    }
+
+    /// Trains one epoch: shuffles the sample order (when asked), then for each
+    /// mini-batch runs forward, loss, backward and the SGD update. Calls
+    /// `stop(batches_done)` before each batch; when it returns true the epoch
+    /// ends there, with the model consistent.
+    pub fn train_epoch(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        cfg: &TrainConfig,
+        stop: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<EpochStats> {
+        let n = labels.len();
+        self.check_batch(x, labels)?;
+        if n == 0 {
+            invalid!("no training samples");
+        }
+        if cfg.batch_size == 0 {
+            invalid!("batch_size must be at least 1");
+        }
+        let bs = cfg.batch_size.min(n);
+        self.ws.fit(&self.sizes(), bs);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        if cfg.shuffle {
+            self.rng.shuffle(&mut order);
+        }
+        let mut stats = EpochStats::default();
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        for (bi, chunk) in order.chunks(bs).enumerate() {
+            if stop(bi) {
+                stats.interrupted = true;
+                break;
+            }
+            let b = chunk.len();
+            let f = self.n_features();
+            gather(x, f, &|s| chunk[s] as usize, b, &mut self.ws.acts[0]);
+            for (dst, &s) in self.ws.labels.iter_mut().zip(chunk) {
+                *dst = labels[s as usize];
+            }
+            let r = self.forward_backward(b, true);
+            if !r.loss_sum.is_finite() {
+                return Err(CoreError::Diverged { batch: bi, loss: r.loss_sum / b as f64 });
+            }
+            self.apply_gradients(&cfg.sgd);
+            self.step += 1;
+            loss_sum += r.loss_sum;
+            correct += r.correct;
+            stats.samples += b;
+            stats.batches += 1;
+        }
+        if stats.samples > 0 {
+            stats.loss = loss_sum / stats.samples as f64;
+            stats.accuracy = correct as f64 / stats.samples as f64;
+        }
+        Ok(stats)
+    }
+
+    /// Gradients of the mean loss over the given samples taken as one batch,
+    /// left in each layer's `grad` and `bias_grad`. With `dropout`, the masks
+    /// of the current step are used. Returns the batch loss sums.
+    pub fn compute_gradients(&mut self, x: &[f32], labels: &[u32], dropout: bool) -> Result<BatchLoss> {
+        self.check_batch(x, labels)?;
+        let b = labels.len();
+        if b == 0 {
+            invalid!("no samples to compute gradients on");
+        }
+        self.ws.fit(&self.sizes(), b);
+        gather(x, self.n_features(), &|s| s, b, &mut self.ws.acts[0]);
+        self.ws.labels[..b].copy_from_slice(labels);
+        Ok(self.forward_backward(b, dropout))
+    }
+
+    /// One SGD step from the gradients in the layers.
+    pub fn apply_gradients(&mut self, sgd: &Sgd) {
+        for layer in &mut self.layers {
+            sgd.step(layer.w.values_mut(), &mut layer.momentum, &layer.grad);
+            sgd.step(&mut layer.bias, &mut layer.bias_momentum, &layer.bias_grad);
+        }
+    }
+
+    fn forward_backward(&mut self, b: usize, train_dropout: bool) -> BatchLoss {
+        let p = if train_dropout { self.dropout } else { 0.0 };
+        let keys = DropoutKeys { seed: self.seed, step: self.step, p };
+        forward_all(&self.layers, &self.hidden, &mut self.ws, b, Mode::Train(keys));
+        let l_out = self.layers.len();
+        let c = self.n_outputs();
+        let ws = &mut self.ws;
+        let [d0, d1] = &mut ws.delta;
+        let r = self.loss.output(&mut ws.acts[l_out][..c * b], c, b, Some(&ws.labels[..b]), Some(&mut d0[..c * b]));
+        let (mut cur, mut next) = (d0, d1);
+        for l in (0..l_out).rev() {
+            let layer = &mut self.layers[l];
+            let (n_in, n_out) = (layer.w.n_in(), layer.w.n_out());
+            let input = &ws.acts[l][..n_in * b];
+            kernels::weight_grad(&layer.w, input, &cur[..n_out * b], b, &mut layer.grad);
+            kernels::bias_grad(&cur[..n_out * b], b, &mut layer.bias_grad);
+            if l > 0 {
+                kernels::backprop_input(&layer.w, &cur[..n_out * b], b, &mut next[..n_in * b], &ws.dfac[l - 1]);
+                std::mem::swap(&mut cur, &mut next);
+            }
+        }
+        r
+    }
+
+    /// Mean loss and accuracy on a data set, in inference mode (no dropout),
+    /// in chunks of `batch` samples.
+    pub fn evaluate(&mut self, x: &[f32], labels: &[u32], batch: usize) -> Result<(f64, f64)> {
+        self.check_batch(x, labels)?;
+        let n = labels.len();
+        if n == 0 {
+            invalid!("no samples to evaluate");
+        }
+        let mut total = BatchLoss::default();
+        let loss = self.loss;
+        let l_out = self.layers.len();
+        self.infer(x, n, batch, |ws, c, b, start| {
+            let r = loss.output(&mut ws.acts[l_out][..c * b], c, b, Some(&labels[start..start + b]), None);
+            total.loss_sum += r.loss_sum;
+            total.correct += r.correct;
+        })?;
+        Ok((total.loss_sum / n as f64, total.correct as f64 / n as f64))
+    }
+
+    /// Output probabilities (softmax, sigmoid or identity outputs), `n × C`
+    /// sample-major.
+    pub fn predict_proba(&mut self, x: &[f32], n: usize, batch: usize) -> Result<Vec<f32>> {
+        self.check_inputs(x, n)?;
+        let c = self.n_outputs();
+        let mut out = vec![0.0f32; n * c];
+        let loss = self.loss;
+        let l_out = self.layers.len();
+        self.infer(x, n, batch, |ws, c, b, start| {
+            let block = &mut ws.acts[l_out][..c * b];
+            loss.output(block, c, b, None, None);
+            for s in 0..b {
+                for k in 0..c {
+                    out[(start + s) * c + k] = block[k * b + s];
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Runs the inference forward pass chunk by chunk and hands each finished
+    /// output block to `sink(workspace, C, b, first_sample)`.
+    fn infer(
+        &mut self,
+        x: &[f32],
+        n: usize,
+        batch: usize,
+        mut sink: impl FnMut(&mut Workspace, usize, usize, usize),
+    ) -> Result<()> {
+        if batch == 0 {
+            invalid!("batch size must be at least 1");
+        }
+        let bs = batch.min(n.max(1));
+        self.ws.fit(&self.sizes(), bs);
+        let (f, c) = (self.n_features(), self.n_outputs());
+        let mut start = 0;
+        while start < n {
+            let b = bs.min(n - start);
+            gather(x, f, &|s| start + s, b, &mut self.ws.acts[0]);
+            forward_all(&self.layers, &self.hidden, &mut self.ws, b, Mode::Infer);
+            sink(&mut self.ws, c, b, start);
+            start += b;
+        }
+        Ok(())
+    }
+
+    /// One SET step on every layer that is not dense. Returns per-layer counts.
+    pub fn evolve_set(&mut self, zeta: f64) -> Result<Vec<SetStep>> {
+        if !(0.0..=1.0).contains(&zeta) {
+            invalid!("zeta must be in [0, 1], got {zeta}");
+        }
+        let mut steps = Vec::with_capacity(self.layers.len());
+        for layer in &mut self.layers {
+            if layer.w.is_dense() {
+                steps.push(SetStep::default());
+            } else {
+                steps.push(topology::set_prune_regrow(layer, zeta, self.init, &mut self.rng)?);
+            }
+        }
+        if steps.iter().any(|s| s.regrown() > 0) {
+            self.topology_version += 1;
+        }
+        Ok(steps)
+    }
+
+    /// Node strength (sum of absolute incoming weights) of every neuron of
+    /// hidden layer `h` (0-based: the outputs of layer `h`).
+    pub fn neuron_importance(&self, h: usize) -> Result<Vec<f64>> {
+        self.check_hidden(h)?;
+        Ok(topology::node_strength(&self.layers[h].w))
+    }
+
+    /// Removes neurons `ids` of hidden layer `h` with all their connections.
+    pub fn remove_neurons(&mut self, h: usize, ids: &[u32]) -> Result<()> {
+        self.check_hidden(h)?;
+        let (left, right) = self.layers.split_at_mut(h + 1);
+        topology::remove_neurons(&mut left[h], &mut right[0], ids)?;
+        if !ids.is_empty() {
+            self.topology_version += 1;
+        }
+        Ok(())
+    }
+
+    fn check_hidden(&self, h: usize) -> Result<()> {
+        if h + 1 >= self.layers.len() {
+            invalid!("hidden layer {h} does not exist: the network has {} hidden layers", self.layers.len() - 1);
+        }
+        Ok(())
+    }
+}
+
+/// Copies samples `idx(0..b)` of the row-major `x` (`n × f`) into the
+/// feature-major block `dst` (`f × b`).
+fn gather(x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize, dst: &mut [f32]) {
+    dst[..f * b]
+        .par_chunks_mut(b)
+        .enumerate()
+        .with_min_len((4096 / b).max(1))
+        .for_each(|(feat, row)| {
+            for (s, v) in row.iter_mut().enumerate() {
+                *v = x[idx(s) * f + feat];
+            }
+        });
+}
+
+/// Keys of the dropout masks of one step: neuron `j` of hidden layer `l` draws
+/// its mask from the stream `(seed, step, l, j)`, whichever thread computes it.
+#[derive(Clone, Copy)]
+struct DropoutKeys {
+    seed: u64,
+    step: u64,
+    p: f32,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Train(DropoutKeys),
+    Infer,
+}
+
+/// Inverted dropout on one neuron's row: each unit is zeroed with probability
+/// `p` (16-bit resolution), survivors and their derivative factors are scaled
+/// by `1/(1-p)`.
+fn dropout_row(a: &mut [f32], dfac: &mut [f32], rng: &mut Rng, p: f32) {
+    let threshold = (p as f64 * 65536.0).round() as u64;
+    let scale = 1.0 / (1.0 - p);
+    let mut bits = 0u64;
+    for (t, (x, d)) in a.iter_mut().zip(dfac.iter_mut()).enumerate() {
+        if t % 4 == 0 {
+            bits = rng.next_u64();
+        }
+        let r = bits & 0xFFFF;
+        bits >>= 16;
+        let m = if r < threshold { 0.0 } else { scale };
+        *x *= m;
+        *d *= m;
+    }
+}
+
+/// Forward pass through every layer for the `b` samples in `ws.acts[0]`.
+/// Hidden layers apply their activation (and in training mode record the
+/// derivative factors and apply dropout); the output layer leaves logits.
+fn forward_all(layers: &[Layer], hidden: &[Activation], ws: &mut Workspace, b: usize, mode: Mode) {
+    let n_layers = layers.len();
+    for (l, layer) in layers.iter().enumerate() {
+        let n_in = layer.w.n_in();
+        let (done, rest) = ws.acts.split_at_mut(l + 1);
+        let input = &done[l][..n_in * b];
+        let out = &mut rest[0];
+        let (w, bias) = (&layer.w, &layer.bias[..]);
+        if l + 1 == n_layers {
+            kernels::forward(w, bias, input, b, out, None, |_, _, _| {});
+            continue;
+        }
+        let act = hidden[l];
+        match mode {
+            Mode::Infer => kernels::forward(w, bias, input, b, out, None, |_, z, _| act.apply(z)),
+            Mode::Train(keys) => {
+                kernels::forward(w, bias, input, b, out, Some(&mut ws.dfac[l]), |j, z, d| {
+                    let d = d.expect("training forward always has derivative rows");
+                    act.apply_with_derivative(z, d);
+                    if keys.p > 0.0 {
+                        let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
+                        dropout_row(z, d, &mut rng, keys.p);
+                    }
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(seed: u64, dropout: f32) -> NetworkSpec {
+        NetworkSpec {
+            sizes: vec![12, 20, 16, 3],
+            nnz: vec![80, 100, 48],
+            hidden: vec![
+                Activation::Leaky { negative_slope: -0.5 },
+                Activation::Leaky { negative_slope: 0.5 },
+            ],
+            loss: Loss::CrossEntropy,
+            dropout,
+            init: WeightInit::HeUniform,
+            seed,
+        }
+    }
+
+    fn data(n: usize, f: usize, c: u32, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = Rng::new(seed);
+        let y: Vec<u32> = (0..n).map(|_| rng.below(c as u64) as u32).collect();
+        let x = (0..n * f)
+            .map(|t| rng.normal() as f32 + if t % f < 3 { y[t / f] as f32 } else { 0.0 })
+            .collect();
+        (x, y)
+    }
+
+    fn cfg() -> TrainConfig {
+        TrainConfig { batch_size: 16, sgd: Sgd::new(0.05, 0.9, 1e-4, false).unwrap(), shuffle: true }
+    }
+
+    fn train(threads: usize, epochs: usize) -> Network {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut net = Network::new(spec(7, 0.3)).unwrap();
+            let (x, y) = data(150, 12, 3, 1);
+            for _ in 0..epochs {
+                net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+                net.evolve_set(0.3).unwrap();
+            }
+            net
+        })
+    }
+
+    #[test]
+    fn training_learns_and_is_independent_of_thread_count() {
+        let a = train(1, 30);
+        let b = train(2, 30);
+        let c = train(3, 30);
+        assert_eq!(a.layers, b.layers);
+        assert_eq!(a.layers, c.layers);
+        let mut a = a;
+        let (x, y) = data(150, 12, 3, 1);
+        let (_, acc) = a.evaluate(&x, &y, 64).unwrap();
+        assert!(acc > 0.7, "training accuracy {acc} (chance is 0.33)");
+    }
+
+    #[test]
+    fn stop_callback_ends_the_epoch_between_batches() {
+        let mut net = Network::new(spec(1, 0.0)).unwrap();
+        let (x, y) = data(100, 12, 3, 2);
+        let stats = net.train_epoch(&x, &y, &cfg(), &mut |done| done == 3).unwrap();
+        assert!(stats.interrupted);
+        assert_eq!(stats.batches, 3);
+        assert_eq!(stats.samples, 48);
+    }
+
+    #[test]
+    fn dropout_zeroes_the_expected_fraction_and_rescales() {
+        let mut rng = Rng::new(5);
+        let n = 100_000;
+        let mut a = vec![1.0f32; n];
+        let mut d = vec![1.0f32; n];
+        dropout_row(&mut a, &mut d, &mut rng, 0.3);
+        let zeros = a.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+        assert!((zeros - 0.3).abs() < 0.01, "{zeros}");
+        assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
+        assert_eq!(a, d);
+    }
+
+    #[test]
+    fn predictions_are_probabilities_and_match_evaluate() {
+        let mut net = Network::new(spec(3, 0.3)).unwrap();
+        let (x, y) = data(37, 12, 3, 3);
+        let p = net.predict_proba(&x, 37, 10).unwrap();
+        for row in p.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        let mut loss = 0.0;
+        let mut correct = 0;
+        for (row, &label) in p.chunks(3).zip(&y) {
+            loss -= (row[label as usize] as f64).ln();
+            let best = (0..3).fold(0, |m, k| if row[k] > row[m] { k } else { m });
+            correct += (best == label as usize) as usize;
+        }
+        let (l, acc) = net.evaluate(&x, &y, 8).unwrap();
+        assert!((l - loss / 37.0).abs() < 1e-4);
+        assert!((acc - correct as f64 / 37.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let mut net = Network::new(spec(3, 0.0)).unwrap();
+        let (x, y) = data(10, 12, 3, 3);
+        assert!(net.evaluate(&x[..100], &y, 4).is_err());
+        assert!(net.evaluate(&x, &[5; 10], 4).is_err());
+        assert!(net.train_epoch(&[], &[], &cfg(), &mut |_| false).is_err());
+        assert!(net.remove_neurons(2, &[0]).is_err());
+        let mut s = spec(1, 0.0);
+        s.dropout = 1.0;
+        assert!(Network::new(s).is_err());
+        let mut s = spec(1, 0.0);
+        s.nnz[0] = 10_000;
+        assert!(Network::new(s).is_err());
+    }
+
+    #[test]
+    fn divergence_is_reported_with_the_batch() {
+        let mut net = Network::new(spec(3, 0.0)).unwrap();
+        let (mut x, y) = data(64, 12, 3, 3);
+        x[20 * 12] = f32::NAN; // sample 20 is in some batch of the shuffled epoch
+        let err = net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap_err();
+        assert!(matches!(err, CoreError::Diverged { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn removing_neurons_shrinks_the_network_and_it_still_trains() {
+        let mut net = Network::new(spec(3, 0.2)).unwrap();
+        let before = net.n_connections();
+        net.remove_neurons(0, &[0, 5, 9]).unwrap();
+        assert_eq!(net.sizes(), vec![12, 17, 16, 3]);
+        assert!(net.n_connections() < before);
+        let (x, y) = data(64, 12, 3, 3);
+        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        assert!(net.evaluate(&x, &y, 64).unwrap().0.is_finite());
+    }
+}

@@ -1,0 +1,74 @@
+//! Run-time choice of the instruction set for the hot loops.
+//!
+//! Wheels are built for baseline x86-64; the inner loops are written so the
+//! compiler vectorizes them, and each is compiled three times (AVX-512,
+//! AVX2+FMA, baseline) by [`multiversion!`]. The first call detects what the
+//! CPU offers. The loops never reassociate sums, so every variant computes
+//! bit-identical results.
+
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+fn detect() -> Level {
+    if std::env::var_os("SPARSE_MLP_NO_SIMD").is_some() {
+        return Level::Baseline;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+/// Defines `pub fn $name(args)` that forwards to a body compiled once per
+/// [`Level`] and picks the variant the CPU supports.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            fn avx512($($arg: $ty),*) { generic($($arg),*) }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) { generic($($arg),*) }
+
+            match $crate::simd::level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `level()` returned Avx512 only after the CPU reported
+                // avx512f, avx512vl, avx2 and fma.
+                $crate::simd::Level::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `level()` returned Avx2 only after the CPU reported avx2 and fma.
+                $crate::simd::Level::Avx2 => unsafe { avx2($($arg),*) },
+                _ => generic($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;
