@@ -25,7 +25,7 @@ pub use error::{CoreError, Result};
 pub use init::WeightInit;
 pub use layer::Layer;
 pub use loss::Loss;
-pub use network::{EpochStats, Network, NetworkSpec, RunState, TrainConfig};
+pub use network::{labels_from_i64, EpochStats, Network, NetworkSpec, RunState, TrainConfig};
 pub use optim::Sgd;
 pub use rng::Rng;
 pub use topology::SetStep;

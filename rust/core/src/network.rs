@@ -103,6 +103,19 @@ pub struct Network {
     ws: Workspace,
 }
 
+/// Converts integer class labels to the core's u32 labels, checking that each
+/// is in `0..n_classes`.
+pub fn labels_from_i64(labels: &[i64], n_classes: usize) -> Result<Vec<u32>> {
+    if let Some(p) = labels.iter().position(|&y| y < 0 || y as u64 >= n_classes as u64) {
+        invalid!(
+            "label {} at sample {p} is out of range: labels must be integers in 0..{} for {n_classes} classes",
+            labels[p],
+            n_classes.saturating_sub(1)
+        );
+    }
+    Ok(labels.iter().map(|&y| y as u32).collect())
+}
+
 fn check_config(sizes: &[usize], hidden: &[Activation], loss: Loss, dropout: f32) -> Result<()> {
     if sizes.len() < 2 {
         invalid!("a network needs at least an input and an output layer, got sizes {sizes:?}");

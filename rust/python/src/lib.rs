@@ -1,1 +1,501 @@
-// bindings: written next
+//! `sparse_mlp._core`: the PyO3 bindings of sparse-mlp-core.
+//!
+//! Only conversion lives here: numpy arrays in and out, core errors mapped
+//! onto the Python exception classes of `sparse_mlp.errors`, the GIL released
+//! around all real work, which runs on a rayon pool owned by this module.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
+use rayon::ThreadPool;
+use sparse_mlp_core as core;
+use sparse_mlp_core::{Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, Sgd, SparseMatrix, TrainConfig, WeightInit};
+
+// ---------------------------------------------------------------- errors
+
+/// Maps a core error onto `sparse_mlp.errors`: bad input is an
+/// `InvalidInputError` (a `ValueError`), divergence a `DivergenceError`,
+/// anything else a `SparseMLPError`.
+fn to_py(e: CoreError) -> PyErr {
+    Python::attach(|py| {
+        let (class, args): (&str, Py<PyAny>) = match &e {
+            CoreError::InvalidInput(m) => ("InvalidInputError", (m.clone(),).into_pyobject(py).unwrap().into_any().unbind()),
+            CoreError::Diverged { batch, loss } => (
+                "DivergenceError",
+                (e.to_string(), *batch, *loss).into_pyobject(py).unwrap().into_any().unbind(),
+            ),
+            CoreError::Internal(_) => ("SparseMLPError", (e.to_string(),).into_pyobject(py).unwrap().into_any().unbind()),
+        };
+        let ty = py
+            .import("sparse_mlp.errors")
+            .and_then(|m| m.getattr(class))
+            .and_then(|t| t.cast_into::<PyType>().map_err(PyErr::from));
+        match ty {
+            Ok(ty) => PyErr::from_type(ty, args),
+            Err(_) => match e {
+                CoreError::InvalidInput(m) => PyValueError::new_err(m),
+                other => PyRuntimeError::new_err(other.to_string()),
+            },
+        }
+    })
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+// ---------------------------------------------------------------- threads
+
+static POOL: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
+
+fn default_threads() -> usize {
+    std::env::var("SPARSE_MLP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn build_pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("sparse-mlp-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} worker threads: {e}")))
+}
+
+fn pool() -> PyResult<Arc<ThreadPool>> {
+    let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = guard.as_ref() {
+        return Ok(p.clone());
+    }
+    let p = build_pool(default_threads())?;
+    *guard = Some(p.clone());
+    Ok(p)
+}
+
+/// Sets the number of threads the library computes with (default: all cores,
+/// or `SPARSE_MLP_NUM_THREADS`). Results do not depend on it.
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    if n == 0 {
+        return Err(to_py(CoreError::InvalidInput("the number of threads must be at least 1".into())));
+    }
+    let p = build_pool(n)?;
+    *POOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
+    Ok(())
+}
+
+#[pyfunction]
+fn get_num_threads() -> PyResult<usize> {
+    Ok(pool()?.current_num_threads())
+}
+
+/// Runs `work` on the pool with the GIL released; a panic becomes an error.
+fn compute<R: Send>(py: Python<'_>, work: impl FnOnce() -> core::Result<R> + Send) -> PyResult<R> {
+    let pool = pool()?;
+    py.detach(|| pool.install(|| catch_unwind(AssertUnwindSafe(work))))
+        .map_err(|p| CoreError::Internal(format!("a worker panicked: {}", panic_message(p))))
+        .and_then(|r| r)
+        .map_err(to_py)
+}
+
+/// Runs `work` on the pool while this (the calling) thread waits with the GIL
+/// released, waking every 50 ms to run Python's signal handlers and the
+/// progress callback. If a handler raises (Ctrl-C), `stop` is set, the work
+/// ends at its next check, and the exception is returned beside the result.
+fn compute_interruptible<R: Send>(
+    py: Python<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(&AtomicBool, &AtomicUsize) -> core::Result<R> + Send,
+) -> PyResult<(R, Option<PyErr>)> {
+    let pool = pool()?;
+    let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let slot: (Mutex<Option<std::thread::Result<core::Result<R>>>>, Condvar) = (Mutex::new(None), Condvar::new());
+    let mut raised: Option<PyErr> = None;
+    pool.in_place_scope(|scope| {
+        let (stop, done, slot) = (&stop, &done, &slot);
+        scope.spawn(move |_| {
+            let r = catch_unwind(AssertUnwindSafe(|| work(stop, done)));
+            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            slot.1.notify_all();
+        });
+        loop {
+            let finished = py.detach(|| {
+                let guard = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+                let (guard, _) = slot
+                    .1
+                    .wait_timeout_while(guard, Duration::from_millis(50), |r| r.is_none())
+                    .unwrap_or_else(PoisonError::into_inner);
+                guard.is_some()
+            });
+            if finished {
+                break;
+            }
+            if raised.is_some() {
+                continue;
+            }
+            let callback = progress.map(|cb| cb.call1((done.load(Ordering::Relaxed),)).map(drop));
+            if let Err(e) = callback.unwrap_or(Ok(())).and_then(|_| py.check_signals()) {
+                stop.store(true, Ordering::Relaxed);
+                raised = Some(e);
+            }
+        }
+    });
+    let result = slot.0.into_inner().unwrap_or_else(PoisonError::into_inner).expect("the worker always reports");
+    match result {
+        Ok(Ok(v)) => Ok((v, raised)),
+        Ok(Err(e)) => Err(to_py(e)),
+        Err(p) => Err(to_py(CoreError::Internal(format!("a worker panicked: {}", panic_message(p))))),
+    }
+}
+
+// ---------------------------------------------------------------- arrays
+
+/// The rows of a C-contiguous float32 matrix, checked against the features.
+fn matrix<'a>(x: &'a PyReadonlyArray2<'_, f32>, n_features: usize, name: &str) -> PyResult<(&'a [f32], usize)> {
+    let shape = x.shape();
+    if shape[1] != n_features {
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "{name} has {} features (columns) but the model expects {n_features}",
+            shape[1]
+        ))));
+    }
+    // as_slice() also accepts Fortran order, which would be read transposed.
+    let c_order = x.is_c_contiguous();
+    let data = x
+        .as_slice()
+        .ok()
+        .filter(|_| c_order)
+        .ok_or_else(|| PyTypeError::new_err(format!("{name} must be a C-contiguous float32 array")))?;
+    Ok((data, shape[0]))
+}
+
+fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
+}
+
+fn labels(y: &PyReadonlyArray1<'_, i64>, n: usize, n_classes: usize) -> PyResult<Vec<u32>> {
+    let y = vector(y, "y")?;
+    if y.len() != n {
+        return Err(to_py(CoreError::InvalidInput(format!("X has {n} samples but y has {} labels", y.len()))));
+    }
+    core::labels_from_i64(y, n_classes).map_err(to_py)
+}
+
+// ---------------------------------------------------------------- network
+
+/// The compiled network. `sparse_mlp.SparseMLP` wraps it; use that.
+#[pyclass(module = "sparse_mlp._core", name = "Network")]
+struct PyNetwork {
+    net: Network,
+}
+
+fn parse_activations(specs: &[(String, f32)]) -> PyResult<Vec<Activation>> {
+    specs.iter().map(|(k, s)| Activation::parse(k, *s).map_err(to_py)).collect()
+}
+
+#[pymethods]
+impl PyNetwork {
+    #[new]
+    #[pyo3(signature = (sizes, nnz, activations, loss, output_activation, dropout, init, seed))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        sizes: Vec<usize>,
+        nnz: Vec<u64>,
+        activations: Vec<(String, f32)>,
+        loss: &str,
+        output_activation: &str,
+        dropout: f32,
+        init: &str,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let spec = NetworkSpec {
+            sizes,
+            nnz,
+            hidden: parse_activations(&activations)?,
+            loss: Loss::parse(loss, output_activation).map_err(to_py)?,
+            dropout,
+            init: WeightInit::parse(init).map_err(to_py)?,
+            seed,
+        };
+        let net = compute(py, || Network::new(spec))?;
+        Ok(PyNetwork { net })
+    }
+
+    /// Rebuilds a network from saved arrays. `layers` holds one dict per layer
+    /// with n_in, n_out, col_ptr, row_idx, values, momentum, bias, bias_momentum.
+    #[staticmethod]
+    #[pyo3(signature = (layers, activations, loss, output_activation, dropout, init, seed, rng_state, step, topology_version))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_state(
+        layers: Vec<Bound<'_, PyDict>>,
+        activations: Vec<(String, f32)>,
+        loss: &str,
+        output_activation: &str,
+        dropout: f32,
+        init: &str,
+        seed: u64,
+        rng_state: [u64; 4],
+        step: u64,
+        topology_version: u64,
+    ) -> PyResult<Self> {
+        let mut built = Vec::with_capacity(layers.len());
+        for (l, d) in layers.iter().enumerate() {
+            let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+                d.get_item(k)?.ok_or_else(|| {
+                    to_py(CoreError::InvalidInput(format!("layer {l} state is missing '{k}'")))
+                })
+            };
+            let n_in: usize = get("n_in")?.extract()?;
+            let n_out: usize = get("n_out")?.extract()?;
+            let col_ptr: Vec<i64> = get("col_ptr")?.extract::<PyReadonlyArray1<i64>>()?.as_array().to_vec();
+            if col_ptr.iter().any(|&p| p < 0) {
+                return Err(to_py(CoreError::InvalidInput(format!("layer {l}: negative column pointer"))));
+            }
+            let row_idx: Vec<i64> = get("row_idx")?.extract::<PyReadonlyArray1<i64>>()?.as_array().to_vec();
+            if row_idx.iter().any(|&r| r < 0 || r > u32::MAX as i64) {
+                return Err(to_py(CoreError::InvalidInput(format!("layer {l}: row index out of range"))));
+            }
+            let f32s = |k: &str| -> PyResult<Vec<f32>> {
+                Ok(get(k)?.extract::<PyReadonlyArray1<f32>>()?.as_array().to_vec())
+            };
+            let (values, bias, momentum, bias_momentum) =
+                (f32s("values")?, f32s("bias")?, f32s("momentum")?, f32s("bias_momentum")?);
+            let col_ptr = col_ptr.iter().map(|&p| p as usize).collect();
+            let row_idx = row_idx.iter().map(|&r| r as u32).collect();
+            let w = SparseMatrix::from_csc(n_in, n_out, col_ptr, row_idx, values)
+                .and_then(|w| Layer::from_parts(w, bias, momentum, bias_momentum))
+                .map_err(|e| to_py(CoreError::InvalidInput(format!("layer {l}: {e}"))))?;
+            built.push(w);
+        }
+        let state = RunState { seed, rng: rng_state, step, topology_version };
+        let net = Network::from_layers(
+            built,
+            parse_activations(&activations)?,
+            Loss::parse(loss, output_activation).map_err(to_py)?,
+            dropout,
+            WeightInit::parse(init).map_err(to_py)?,
+            state,
+        )
+        .map_err(to_py)?;
+        Ok(PyNetwork { net })
+    }
+
+    #[getter]
+    fn sizes(&self) -> Vec<usize> {
+        self.net.sizes()
+    }
+    #[getter]
+    fn layer_nnz(&self) -> Vec<usize> {
+        self.net.layers().iter().map(Layer::nnz).collect()
+    }
+    #[getter]
+    fn n_connections(&self) -> usize {
+        self.net.n_connections()
+    }
+    #[getter]
+    fn activations(&self) -> Vec<(String, f32)> {
+        self.net.hidden_activations().iter().map(|a| {
+            let (k, s) = a.describe();
+            (k.to_string(), s)
+        }).collect()
+    }
+    #[getter]
+    fn loss(&self) -> (String, String) {
+        let (l, o) = self.net.loss().describe();
+        (l.into(), o.into())
+    }
+    #[getter]
+    fn dropout(&self) -> f32 {
+        self.net.dropout()
+    }
+    #[getter]
+    fn init(&self) -> &'static str {
+        self.net.weight_init().name()
+    }
+    /// (seed, rng state, step, topology version)
+    #[getter]
+    fn run_state(&self) -> (u64, [u64; 4], u64, u64) {
+        let s = self.net.run_state();
+        (s.seed, s.rng, s.step, s.topology_version)
+    }
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.net.memory_bytes()
+    }
+
+    /// Trains one epoch; returns a dict of running loss/accuracy. A Python
+    /// exception raised by a signal handler (Ctrl-C) or by `progress` ends the
+    /// epoch between two batches and is re-raised here, the model intact.
+    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        y: PyReadonlyArray1<'py, i64>,
+        batch_size: usize,
+        learning_rate: f64,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+        shuffle: bool,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
+        let ys = labels(&y, n, self.net.n_outputs())?;
+        let cfg = TrainConfig {
+            batch_size,
+            sgd: Sgd::new(learning_rate, momentum, weight_decay, nesterov).map_err(to_py)?,
+            shuffle,
+        };
+        let net = &mut self.net;
+        let (stats, raised) = compute_interruptible(py, progress.as_ref(), |stop, done| {
+            net.train_epoch(xs, &ys, &cfg, &mut |batches| {
+                done.store(batches, Ordering::Relaxed);
+                stop.load(Ordering::Relaxed)
+            })
+        })?;
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        let d = PyDict::new(py);
+        d.set_item("loss", stats.loss)?;
+        d.set_item("accuracy", stats.accuracy)?;
+        d.set_item("samples", stats.samples)?;
+        d.set_item("batches", stats.batches)?;
+        Ok(d)
+    }
+
+    /// (mean loss, accuracy) in inference mode.
+    #[pyo3(signature = (x, y, batch_size=1024))]
+    fn evaluate(&mut self, py: Python<'_>, x: PyReadonlyArray2<'_, f32>, y: PyReadonlyArray1<'_, i64>, batch_size: usize) -> PyResult<(f64, f64)> {
+        let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
+        let ys = labels(&y, n, self.net.n_outputs())?;
+        let net = &mut self.net;
+        compute(py, || net.evaluate(xs, &ys, batch_size))
+    }
+
+    /// Output probabilities, shape (n_samples, n_outputs).
+    #[pyo3(signature = (x, batch_size=1024))]
+    fn predict_proba<'py>(&mut self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, batch_size: usize) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
+        let c = self.net.n_outputs();
+        let net = &mut self.net;
+        let out = compute(py, || net.predict_proba(xs, n, batch_size))?;
+        PyArray1::from_vec(py, out).reshape([n, c])
+    }
+
+    /// Gradients of the mean loss over (x, y) as one batch: (mean loss,
+    /// [(weight gradient in CSC order, bias gradient) per layer]).
+    #[pyo3(signature = (x, y, dropout=false))]
+    fn gradients<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        y: PyReadonlyArray1<'py, i64>,
+        dropout: bool,
+    ) -> PyResult<(f64, Vec<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)>)> {
+        let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
+        let ys = labels(&y, n, self.net.n_outputs())?;
+        let net = &mut self.net;
+        let r = compute(py, || net.compute_gradients(xs, &ys, dropout))?;
+        let grads = self
+            .net
+            .layers()
+            .iter()
+            .map(|l| (PyArray1::from_slice(py, l.grad()), PyArray1::from_slice(py, l.bias_grad())))
+            .collect();
+        Ok((r.loss_sum / n as f64, grads))
+    }
+
+    /// One SET step on every sparse layer: [(removed positive, removed negative)].
+    fn evolve_set(&mut self, py: Python<'_>, zeta: f64) -> PyResult<Vec<(usize, usize)>> {
+        let net = &mut self.net;
+        let steps = compute(py, || net.evolve_set(zeta))?;
+        Ok(steps.iter().map(|s| (s.removed_positive, s.removed_negative)).collect())
+    }
+
+    /// Sum of absolute incoming weights of each neuron of hidden layer `h` (0-based).
+    fn neuron_importance<'py>(&self, py: Python<'py>, h: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_vec(py, self.net.neuron_importance(h).map_err(to_py)?))
+    }
+
+    /// Removes neurons `ids` of hidden layer `h` (0-based) with their connections and bias.
+    fn remove_neurons(&mut self, py: Python<'_>, h: usize, ids: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+        let ids = vector(&ids, "ids")?;
+        if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i > u32::MAX as i64) {
+            return Err(to_py(CoreError::InvalidInput(format!("neuron id {bad} out of range"))));
+        }
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        let net = &mut self.net;
+        compute(py, || net.remove_neurons(h, &ids))
+    }
+
+    /// Arrays of layer `l`: dict with n_in, n_out, col_ptr (int64), row_idx
+    /// (int64), values, momentum, bias, bias_momentum (float32), all copies.
+    fn layer_state<'py>(&self, py: Python<'py>, l: usize) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.net.layers().len();
+        let layer = self.net.layers().get(l).ok_or_else(|| {
+            to_py(CoreError::InvalidInput(format!("layer index {l} out of range for {n} layers")))
+        })?;
+        let w = layer.weights();
+        let d = PyDict::new(py);
+        d.set_item("n_in", w.n_in())?;
+        d.set_item("n_out", w.n_out())?;
+        d.set_item("col_ptr", PyArray1::from_vec(py, w.col_ptr().iter().map(|&p| p as i64).collect()))?;
+        d.set_item("row_idx", PyArray1::from_vec(py, w.row_idx().iter().map(|&r| r as i64).collect()))?;
+        d.set_item("values", PyArray1::from_slice(py, w.values()))?;
+        d.set_item("momentum", PyArray1::from_slice(py, layer.momentum()))?;
+        d.set_item("bias", PyArray1::from_slice(py, layer.bias()))?;
+        d.set_item("bias_momentum", PyArray1::from_slice(py, layer.bias_momentum()))?;
+        Ok(d)
+    }
+
+    /// Replaces the connection values (CSC order) and, optionally, the bias of layer `l`.
+    #[pyo3(signature = (l, values, bias=None))]
+    fn set_layer_values(&mut self, l: usize, values: PyReadonlyArray1<'_, f32>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<()> {
+        let values = vector(&values, "values")?;
+        let layer = self.net.layer_mut(l).map_err(to_py)?;
+        layer.set_values(values).map_err(to_py)?;
+        if let Some(b) = bias {
+            layer.set_bias(vector(&b, "bias")?).map_err(to_py)?;
+        }
+        Ok(())
+    }
+}
+
+/// Connections of an Erdős–Rényi layer: round(min(1, ε(n_in+n_out)/(n_in·n_out)) · n_in·n_out).
+#[pyfunction]
+fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
+    if !(epsilon.is_finite() && epsilon > 0.0) {
+        return Err(to_py(CoreError::InvalidInput(format!("epsilon must be a positive number, got {epsilon}"))));
+    }
+    Ok(core::init::er_nnz(epsilon, n_in, n_out))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyNetwork>()?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(er_nnz, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

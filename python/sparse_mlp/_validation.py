@@ -1,0 +1,92 @@
+"""Conversion and checks of user arrays at the API boundary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+
+def as_features(X: Any, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """``X`` as a C-contiguous float32 (n_samples, n_features) array, checked
+    for shape and for NaN/inf. Copies only when the dtype or layout requires."""
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
+        X = X.toarray()
+    try:
+        arr = np.asarray(X)
+    except Exception as e:  # ragged lists and the like
+        raise InvalidInputError(f"{name} cannot be read as a numeric array: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (use X.reshape(1, -1) for one sample)" if arr.ndim == 1 else ""
+        raise InvalidInputError(
+            f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} has no samples (shape {arr.shape})")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InvalidInputError(
+            f"{name} has {arr.shape[1]} features but the model expects {n_features}"
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        what = "NaN" if np.isnan(out[r, c]) else "an infinite value (or one too large for float32)"
+        raise InvalidInputError(f"{name} contains {what} at sample {r}, feature {c}")
+    return out
+
+
+def as_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """``y`` as int64 class indices in ``0..n_classes-1``, one per sample."""
+    try:
+        arr = np.asarray(y)
+    except Exception as e:
+        raise InvalidInputError(f"{name} cannot be read as an array: {e}") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        hint = " (one-hot labels? pass y.argmax(axis=1))" if arr.ndim == 2 else ""
+        raise InvalidInputError(f"{name} must be 1-D integer class labels, got shape {arr.shape}{hint}")
+    if arr.shape[0] != n_samples:
+        raise InvalidInputError(f"X has {n_samples} samples but {name} has {arr.shape[0]} labels")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise InvalidInputError(f"{name} must hold integer class labels 0..{n_classes - 1}")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n_classes:
+        raise InvalidInputError(
+            f"{name} holds labels from {lo} to {hi}, but the model has {n_classes} classes "
+            f"(labels must be 0..{n_classes - 1})"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def number(name: str, value: Any, low: float, high: float, *, high_open: bool = False,
+           low_open: bool = False) -> float:
+    """A finite float in the given range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    ok = np.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        rb = ")" if high_open else "]"
+        raise InvalidInputError(f"{name} must be in {lb}{low:g}, {high:g}{rb}, got {value!r}")
+    return v

@@ -1,0 +1,529 @@
+"""The truly sparse multilayer perceptron."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from . import _core
+from ._validation import as_features, as_labels, number, positive_int
+from .activations import ActivationLike, AllReLU, resolve
+from .errors import CheckpointError, DivergenceError, InvalidInputError, SparseMLPError
+from .topology import SET, ImportancePruning
+
+log = logging.getLogger("sparse_mlp")
+
+FORMAT = "sparse_mlp.model"
+FORMAT_VERSION = 1
+_LAYER_ARRAYS = ("col_ptr", "row_idx", "values", "momentum", "bias", "bias_momentum")
+_INITS = ("he_uniform", "xavier", "normal")
+_OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("identity", "sigmoid")}
+
+Callback = Callable[["SparseMLP", dict], Optional[bool]]
+
+
+def connection_counts(
+    sizes: Sequence[int],
+    epsilon: float | None = None,
+    density: float | None = None,
+    distribution: str = "erk",
+) -> list[int]:
+    """Connections per layer.
+
+    With ``epsilon`` (Erdős–Rényi, SPEC §2): ``round(min(1, ε(n_in+n_out)/(n_in·n_out))·n_in·n_out)``.
+    With a global ``density``: ``"uniform"`` gives every layer that density;
+    ``"erk"`` (Erdős–Rényi-Kernel, as in RigL) gives layer ``l`` a density
+    proportional to ``(n_in+n_out)/(n_in·n_out)``, capped at 1, scaled so the
+    whole network has ``density`` of its dense parameter count.
+
+    >>> connection_counts([784, 1000, 10], epsilon=20)
+    [35680, 10000]
+    """
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    if density is None:
+        eps = number("epsilon", 20.0 if epsilon is None else epsilon, 0.0, math.inf, low_open=True)
+        return [_core.er_nnz(eps, a, b) for a, b in pairs]
+    if epsilon is not None:
+        raise InvalidInputError("give either epsilon or density, not both")
+    d = number("density", density, 0.0, 1.0, low_open=True)
+    caps = [a * b for a, b in pairs]
+    if distribution == "uniform":
+        return [min(cap, round(d * cap)) for cap in caps]
+    if distribution != "erk":
+        raise InvalidInputError(f"distribution must be 'erk' or 'uniform', got {distribution!r}")
+    raw = [(a + b) / (a * b) for a, b in pairs]
+    dense: set[int] = set()
+    target = d * sum(caps)
+    while True:
+        free = [i for i in range(len(caps)) if i not in dense]
+        budget = target - sum(caps[i] for i in dense)
+        scale = budget / sum(raw[i] * caps[i] for i in free) if free else 0.0
+        over = [i for i in free if scale * raw[i] >= 1.0]
+        if not over:
+            break
+        dense.update(over)
+    return [caps[i] if i in dense else min(caps[i], round(scale * raw[i] * caps[i]))
+            for i in range(len(caps))]
+
+
+class Layer:
+    """A read-only view of one sparse layer of a :class:`SparseMLP`.
+
+    Arrays returned are copies; changing them does not change the model.
+    """
+
+    def __init__(self, model: SparseMLP, index: int) -> None:
+        self._model = model
+        self.index = index
+
+    def _state(self) -> dict:
+        return self._model._net.layer_state(self.index)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_in, n_out)."""
+        sizes = self._model.sizes
+        return (sizes[self.index], sizes[self.index + 1])
+
+    @property
+    def nnz(self) -> int:
+        return self._model._net.layer_nnz[self.index]
+
+    @property
+    def density(self) -> float:
+        n_in, n_out = self.shape
+        return self.nnz / (n_in * n_out)
+
+    @property
+    def bias(self) -> np.ndarray:
+        return self._state()["bias"]
+
+    def to_scipy(self):
+        """The weights as a ``scipy.sparse.csr_matrix`` of shape (n_in, n_out), float32."""
+        from scipy import sparse
+
+        st = self._state()
+        csc = sparse.csc_matrix((st["values"], st["row_idx"], st["col_ptr"]), shape=self.shape)
+        return csc.tocsr()
+
+    def importance(self) -> np.ndarray:
+        """Strength of each output neuron: the sum of its absolute incoming weights."""
+        st = self._state()
+        counts = np.diff(st["col_ptr"])
+        cols = np.repeat(np.arange(self.shape[1]), counts)
+        return np.bincount(cols, weights=np.abs(st["values"]), minlength=self.shape[1])
+
+    def __repr__(self) -> str:
+        n_in, n_out = self.shape
+        return f"Layer({self.index}: {n_in} -> {n_out}, nnz={self.nnz}, density={self.density:.4f})"
+
+
+class SparseMLP:
+    """A multilayer perceptron whose layers store and compute only the
+    connections that exist.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Neurons per layer, input first, classes last, e.g. ``[784, 1000, 1000, 10]``.
+    activation : str, Activation or list
+        Hidden activation(s): ``sm.AllReLU(alpha)`` (default, alpha 0.6),
+        ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``sm.LeakyReLU(slope)``, or one per hidden layer.
+    epsilon : float
+        Erdős–Rényi sparsity: layer ``l`` gets about ``ε·(n_in+n_out)`` connections
+        (default 20). Layers where that exceeds ``n_in·n_out`` are dense.
+    density, distribution :
+        Alternatively a global density spread by ``"erk"`` or ``"uniform"``.
+    init : ``"he_uniform"`` (default), ``"xavier"`` or ``"normal"`` (N(0, 0.1²)).
+    dropout : float
+        Dropout probability of hidden units during training (default 0.3).
+    loss : ``"cross_entropy"`` (softmax output, default) or ``"mse"``.
+    output_activation : for ``"mse"``: ``"identity"`` (default) or ``"sigmoid"``.
+    seed : int, optional
+        Seeds initialization, shuffling, dropout and SET. Same seed, same
+        result, whatever the number of threads.
+
+    Examples
+    --------
+    >>> import numpy as np, sparse_mlp as sm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 20)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> model = sm.SparseMLP([20, 64, 2], epsilon=5, seed=0)
+    >>> history = model.fit(X, y, epochs=5, batch_size=32, verbose=0)
+    >>> model.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: Union[ActivationLike, Sequence[ActivationLike]] = AllReLU(0.6),
+        epsilon: float | None = None,
+        density: float | None = None,
+        distribution: str = "erk",
+        init: str = "he_uniform",
+        dropout: float = 0.3,
+        loss: str = "cross_entropy",
+        output_activation: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+            raise InvalidInputError(
+                f"sizes must list at least the input and output sizes, e.g. [784, 1000, 10]; got {sizes!r}"
+            )
+        sizes = [positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        if init not in _INITS:
+            raise InvalidInputError(f"init must be one of {_INITS}, got {init!r}")
+        if loss not in _OUTPUTS:
+            raise InvalidInputError(f"loss must be one of {tuple(_OUTPUTS)}, got {loss!r}")
+        output_activation = output_activation or _OUTPUTS[loss][0]
+        if output_activation not in _OUTPUTS[loss]:
+            raise InvalidInputError(
+                f"loss {loss!r} takes output_activation in {_OUTPUTS[loss]}, got {output_activation!r}"
+            )
+        if loss == "cross_entropy" and sizes[-1] < 2:
+            raise InvalidInputError(f"cross_entropy needs at least 2 output classes, got {sizes[-1]}")
+        dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
+        if seed is None:
+            seed = secrets.randbits(63)
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise InvalidInputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        specs = resolve(activation, len(sizes) - 2)
+        counts = connection_counts(sizes, epsilon, density, distribution)
+        self._net = _core.Network(
+            sizes, counts, specs, loss, output_activation, dropout, init, int(seed)
+        )
+        self._config: dict[str, Any] = {
+            "activation": repr(activation),
+            "epsilon": epsilon if density is not None or epsilon is not None else 20.0,
+            "density": density,
+            "distribution": distribution,
+        }
+        self.history: list[dict[str, Any]] = []
+        self.epochs_trained = 0
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def sizes(self) -> list[int]:
+        """Current neurons per layer (hidden layers shrink under Importance Pruning)."""
+        return list(self._net.sizes)
+
+    @property
+    def n_features(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_connections(self) -> int:
+        """Total number of connections (weights) over all layers."""
+        return self._net.n_connections
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [Layer(self, i) for i in range(len(self.sizes) - 1)]
+
+    @property
+    def seed(self) -> int:
+        return self._net.run_state[0]
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of weights, indices, optimizer state and work buffers."""
+        return self._net.memory_bytes
+
+    # ------------------------------------------------------------ training
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 10,
+        batch_size: int = 32,
+        learning_rate: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 2e-4,
+        nesterov: bool = False,
+        topology: SET | None = SET(),
+        pruning: ImportancePruning | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        verbose: int = 1,
+        callbacks: Sequence[Callback] = (),
+    ) -> list[dict[str, Any]]:
+        """Trains with momentum SGD for ``epochs`` epochs.
+
+        The epoch loop runs in the compiled core with the GIL released. After
+        each epoch: evaluation on ``validation_data``, then ``pruning``, then
+        ``topology`` (SET; ``None`` keeps the topology fixed), then each
+        callback ``cb(model, record)``; a callback returning True stops training.
+
+        Returns the history of this call: one dict per epoch with ``epoch``,
+        ``loss`` and ``accuracy`` (running means over the epoch's batches, with
+        dropout), ``val_loss``, ``val_accuracy``, ``n_connections`` and
+        ``n_neurons`` (of the evaluated model), ``seconds`` (whole epoch) and
+        its parts ``train_seconds``, ``eval_seconds``, ``topology_seconds``,
+        plus what the strategies report (``set_regrown``, ``pruned_neurons``).
+        ``model.history`` accumulates over calls.
+
+        Ctrl-C stops between two mini-batches; the model stays usable and
+        ``KeyboardInterrupt`` propagates. A NaN/inf loss raises
+        :class:`DivergenceError` naming the epoch and batch.
+        """
+        epochs = positive_int("epochs", epochs)
+        batch_size = positive_int("batch_size", batch_size)
+        number("learning_rate", learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+        number("momentum", momentum, 0.0, 1.0, high_open=True)
+        number("weight_decay", weight_decay, 0.0, 1.0, high_open=True)
+        if topology is not None and not hasattr(topology, "on_epoch_end"):
+            raise InvalidInputError(f"topology must be sm.SET(...) or None, got {topology!r}")
+        if pruning is not None and not hasattr(pruning, "on_epoch_end"):
+            raise InvalidInputError(f"pruning must be sm.ImportancePruning(...) or None, got {pruning!r}")
+        if isinstance(callbacks, Callable):  # type: ignore[arg-type]
+            callbacks = [callbacks]  # type: ignore[list-item]
+        X = as_features(X, self.n_features)
+        y = as_labels(y, X.shape[0], self.n_classes)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise InvalidInputError("validation_data must be a pair (X_val, y_val)")
+            Xv = as_features(validation_data[0], self.n_features, name="X_val")
+            val = (Xv, as_labels(validation_data[1], Xv.shape[0], self.n_classes, name="y_val"))
+        strategies = [s for s in (pruning, topology) if s is not None]
+        progress = _Progress(verbose, epochs)
+        run: list[dict[str, Any]] = []
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            try:
+                stats = self._net.train_epoch(
+                    X, y, batch_size, learning_rate, momentum, weight_decay, nesterov, shuffle
+                )
+            except DivergenceError as err:
+                raise DivergenceError(
+                    f"training diverged at epoch {epoch}, batch {err.batch}: the loss became "
+                    f"{err.loss}. Lower the learning rate or check the data.",
+                    batch=err.batch, loss=err.loss, epoch=epoch,
+                ) from None
+            except KeyboardInterrupt:
+                log.warning("training interrupted during epoch %d; the model keeps the weights "
+                            "of the last completed mini-batch", epoch)
+                raise
+            self.epochs_trained += 1
+            t1 = time.perf_counter()
+            record: dict[str, Any] = {
+                "epoch": self.epochs_trained,
+                "loss": stats["loss"],
+                "accuracy": stats["accuracy"],
+            }
+            if val is not None:
+                record["val_loss"], record["val_accuracy"] = self._net.evaluate(*val)
+            record["n_connections"] = self.n_connections
+            record["n_neurons"] = int(sum(self.sizes[1:-1]))
+            t2 = time.perf_counter()
+            for strategy in strategies:
+                record.update(strategy.on_epoch_end(self, epoch, epochs))
+            t3 = time.perf_counter()
+            record.update(seconds=t3 - t0, train_seconds=t1 - t0, eval_seconds=t2 - t1,
+                          topology_seconds=t3 - t2)
+            run.append(record)
+            self.history.append(record)
+            progress.report(epoch, record)
+            if any(cb(self, record) for cb in callbacks):
+                log.info("a callback stopped training after epoch %d", epoch)
+                break
+        return run
+
+    # ------------------------------------------------------------ inference
+
+    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes) (outputs for MSE)."""
+        X = as_features(X, self.n_features)
+        return self._net.predict_proba(X, positive_int("batch_size", batch_size))
+
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class indices, shape (n_samples,)."""
+        return self.predict_proba(X, batch_size).argmax(axis=1)
+
+    def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> dict[str, float]:
+        """Mean loss and accuracy on (X, y), without dropout."""
+        X = as_features(X, self.n_features)
+        y = as_labels(y, X.shape[0], self.n_classes)
+        loss, acc = self._net.evaluate(X, y, positive_int("batch_size", batch_size))
+        return {"loss": loss, "accuracy": acc}
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy on (X, y)."""
+        return self.evaluate(X, y)["accuracy"]
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the model and its training state (momentum, random state,
+        history) to ``path`` as a numpy ``.npz`` archive without pickled
+        objects. The file is replaced atomically: it is never half-written."""
+        path = os.fspath(path)
+        arrays: dict[str, np.ndarray] = {}
+        for i in range(len(self.sizes) - 1):
+            st = self._net.layer_state(i)
+            for k in _LAYER_ARRAYS:
+                arrays[f"layer{i}.{k}"] = st[k]
+        seed, rng_state, step, topology_version = self._net.run_state
+        loss, output = self._net.loss
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "sizes": self.sizes,
+            "activations": [list(a) for a in self._net.activations],
+            "loss": loss,
+            "output_activation": output,
+            "dropout": float(self._net.dropout),
+            "init": self._net.init,
+            "seed": seed,
+            "step": step,
+            "topology_version": topology_version,
+            "epochs_trained": self.epochs_trained,
+            "config": self._config,
+            "history": self.history,
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        arrays["rng_state"] = np.array(rng_state, dtype=np.uint64)
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> SparseMLP:
+        """Reads a model written by :meth:`save`; raises :class:`CheckpointError`
+        for missing, truncated, corrupted or incompatible files."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise CheckpointError(f"no model file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                    raise CheckpointError(f"{path} is not a sparse_mlp model file")
+                if meta.get("version") != FORMAT_VERSION:
+                    raise CheckpointError(
+                        f"{path} has format version {meta.get('version')!r}; this version of "
+                        f"sparse_mlp reads version {FORMAT_VERSION}"
+                    )
+                n_layers = len(meta["sizes"]) - 1
+                layers = []
+                for i in range(n_layers):
+                    st: dict[str, Any] = {"n_in": meta["sizes"][i], "n_out": meta["sizes"][i + 1]}
+                    for k in _LAYER_ARRAYS:
+                        a = z[f"layer{i}.{k}"]
+                        want = np.int64 if k in ("col_ptr", "row_idx") else np.float32
+                        if a.dtype != want or a.ndim != 1:
+                            raise CheckpointError(f"{path}: layer {i} array {k} has dtype "
+                                                  f"{a.dtype} and {a.ndim} dimensions")
+                        st[k] = a
+                    layers.append(st)
+                rng_state = [int(v) for v in z["rng_state"]]
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile,
+                UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path} is not a readable sparse_mlp model file: {e}") from None
+        try:
+            net = _core.Network.from_state(
+                layers,
+                [(str(k), float(s)) for k, s in meta["activations"]],
+                meta["loss"], meta["output_activation"], float(meta["dropout"]), meta["init"],
+                int(meta["seed"]), rng_state, int(meta["step"]), int(meta["topology_version"]),
+            )
+        except (InvalidInputError, TypeError, ValueError, KeyError, OverflowError) as e:
+            raise CheckpointError(f"{path} holds an invalid model: {e}") from None
+        model = cls.__new__(cls)
+        model._net = net
+        model._config = dict(meta.get("config", {}))
+        model.history = list(meta.get("history", []))
+        model.epochs_trained = int(meta.get("epochs_trained", 0))
+        return model
+
+    # ------------------------------------------------------------ display
+
+    def summary(self) -> str:
+        """A table of the layers: shape, connections, density, bytes."""
+        rows = [f"{'layer':>5}  {'shape':>17}  {'nnz':>10}  {'density':>8}"]
+        for layer in self.layers:
+            n_in, n_out = layer.shape
+            rows.append(f"{layer.index:>5}  {f'{n_in} x {n_out}':>17}  {layer.nnz:>10}  "
+                        f"{layer.density:>8.4f}")
+        rows.append(f"total connections {self.n_connections}, memory {self.memory_bytes / 1e6:.2f} MB")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return (f"SparseMLP(sizes={self.sizes}, n_connections={self.n_connections}, "
+                f"epochs_trained={self.epochs_trained})")
+
+
+def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
+    """Writes through a temporary file in the same directory, fsyncs it and
+    renames it over ``path``: readers see the old file or the new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sparse_mlp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # directories cannot be fsynced everywhere; the rename is done
+
+
+class _Progress:
+    """One line per epoch to stdout: every epoch at verbose >= 2; at verbose 1
+    the first, the last, and at most one per second in between."""
+
+    def __init__(self, verbose: int, epochs: int) -> None:
+        self.verbose = int(verbose)
+        self.epochs = epochs
+        self.last = -math.inf
+
+    def report(self, epoch: int, r: dict[str, Any]) -> None:
+        if self.verbose <= 0:
+            return
+        now = time.monotonic()
+        if self.verbose == 1 and 1 < epoch < self.epochs and now - self.last < 1.0:
+            return
+        self.last = now
+        width = len(str(self.epochs))
+        parts = [f"epoch {epoch:>{width}}/{self.epochs}", f"loss {r['loss']:.4f}",
+                 f"acc {r['accuracy']:.4f}"]
+        if "val_loss" in r:
+            parts += [f"val_loss {r['val_loss']:.4f}", f"val_acc {r['val_accuracy']:.4f}"]
+        parts += [f"nnz {r['n_connections']}", f"{r['seconds']:.2f}s"]
+        if r.get("pruned_neurons"):
+            parts.append(f"pruned {r['pruned_neurons']}")
+        print("  ".join(parts), file=sys.stdout, flush=True)
+
+
+__all__ = ["SparseMLP", "Layer", "connection_counts", "SparseMLPError"]
