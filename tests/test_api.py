@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import blobs
 
 import sparse_mlp as sm
+from conftest import blobs
 
 
 @pytest.fixture

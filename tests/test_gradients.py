@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import blobs, dense_layers
-from reference import loss_and_grads, sgd
 
 import sparse_mlp as sm
+from conftest import blobs, dense_layers
+from reference import loss_and_grads, sgd
 
 
 def to_csc_order(layer, dense_grad):

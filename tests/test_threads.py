@@ -1,9 +1,9 @@
 """Results must not depend on the number of threads."""
 
 import numpy as np
-from conftest import blobs
 
 import sparse_mlp as sm
+from conftest import blobs
 
 
 def train(threads):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import blobs, dense_layers
 
 import sparse_mlp as sm
+from conftest import blobs, dense_layers
 
 
 def connections(layer):

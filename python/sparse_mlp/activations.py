@@ -44,7 +44,7 @@ class AllReLU(Activation):
     (('leaky', -0.5), ('leaky', 0.5))
     """
 
-    alpha: Union[float, Sequence[float]] = 0.6
+    alpha: float | Sequence[float] = 0.6
 
     def __post_init__(self) -> None:
         if isinstance(self.alpha, Sequence) and not isinstance(self.alpha, str):

@@ -12,7 +12,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -31,6 +31,10 @@ _INITS = ("he_uniform", "xavier", "normal")
 _OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("identity", "sigmoid")}
 
 Callback = Callable[["SparseMLP", dict], Optional[bool]]
+
+# Defaults are immutable (frozen dataclasses), so sharing them is safe.
+DEFAULT_ACTIVATION = AllReLU(0.6)
+DEFAULT_TOPOLOGY = SET()
 
 
 def connection_counts(
@@ -169,7 +173,7 @@ class SparseMLP:
     def __init__(
         self,
         sizes: Sequence[int],
-        activation: Union[ActivationLike, Sequence[ActivationLike]] = AllReLU(0.6),
+        activation: ActivationLike | Sequence[ActivationLike] = DEFAULT_ACTIVATION,
         epsilon: float | None = None,
         density: float | None = None,
         distribution: str = "erk",
@@ -259,7 +263,7 @@ class SparseMLP:
         momentum: float = 0.9,
         weight_decay: float = 2e-4,
         nesterov: bool = False,
-        topology: SET | None = SET(),
+        topology: SET | None = DEFAULT_TOPOLOGY,
         pruning: ImportancePruning | None = None,
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = True,
@@ -372,7 +376,7 @@ class SparseMLP:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Writes the model and its training state (momentum, random state,
         history) to ``path`` as a numpy ``.npz`` archive without pickled
         objects. The file is replaced atomically: it is never half-written."""
@@ -405,7 +409,7 @@ class SparseMLP:
         _atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> SparseMLP:
+    def load(cls, path: str | os.PathLike) -> SparseMLP:
         """Reads a model written by :meth:`save`; raises :class:`CheckpointError`
         for missing, truncated, corrupted or incompatible files."""
         path = os.fspath(path)

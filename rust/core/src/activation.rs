@@ -10,7 +10,9 @@ use crate::error::{invalid, Result};
 pub enum Activation {
     /// Piecewise linear with `negative_slope` below zero: ReLU (0), LeakyReLU
     /// (α), or one All-ReLU layer (±α).
-    Leaky { negative_slope: f32 },
+    Leaky {
+        negative_slope: f32,
+    },
     Tanh,
     Sigmoid,
 }
@@ -24,7 +26,9 @@ impl Activation {
                 }
                 Activation::Leaky { negative_slope }
             }
-            "relu" => Activation::Leaky { negative_slope: 0.0 },
+            "relu" => Activation::Leaky {
+                negative_slope: 0.0,
+            },
             "tanh" => Activation::Tanh,
             "sigmoid" => Activation::Sigmoid,
             other => invalid!(
@@ -99,7 +103,9 @@ mod tests {
 
     #[test]
     fn all_relu_layer_is_v_shaped_with_negative_slope() {
-        let act = Activation::Leaky { negative_slope: -0.5 };
+        let act = Activation::Leaky {
+            negative_slope: -0.5,
+        };
         let mut z = [-2.0, 0.0, 3.0];
         let mut d = [0.0; 3];
         act.apply_with_derivative(&mut z, &mut d);
@@ -109,7 +115,13 @@ mod tests {
 
     #[test]
     fn derivatives_match_finite_differences() {
-        for act in [Activation::Tanh, Activation::Sigmoid, Activation::Leaky { negative_slope: 0.3 }] {
+        for act in [
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Leaky {
+                negative_slope: 0.3,
+            },
+        ] {
             for &x in &[-1.3f32, -0.2, 0.4, 2.0] {
                 let h = 1e-3f32;
                 let (mut a, mut b, mut z, mut d) = ([x + h], [x - h], [x], [0.0]);

@@ -224,7 +224,9 @@ impl SparseMatrix {
     /// Index into `values` of connection (i, j), if it exists.
     pub fn position(&self, i: usize, j: usize) -> Option<usize> {
         let (rows, _) = self.column(j);
-        rows.binary_search(&(i as u32)).ok().map(|p| self.col_ptr[j] + p)
+        rows.binary_search(&(i as u32))
+            .ok()
+            .map(|p| self.col_ptr[j] + p)
     }
 
     /// Number of connections entering each output neuron.
@@ -263,7 +265,8 @@ impl SparseMatrix {
                 for s in self.row_ptr[i]..self.row_ptr[i + 1] {
                     let p = self.t_pos[s] as usize;
                     let j = self.t_col[s] as usize;
-                    if self.row_idx[p] as usize != i || !(self.col_ptr[j]..self.col_ptr[j + 1]).contains(&p)
+                    if self.row_idx[p] as usize != i
+                        || !(self.col_ptr[j]..self.col_ptr[j + 1]).contains(&p)
                     {
                         return Err(format!("transposed view inconsistent at input {i}"));
                     }

@@ -25,9 +25,9 @@ impl WeightInit {
             "he_uniform" => WeightInit::HeUniform,
             "xavier" => WeightInit::Xavier,
             "normal" => WeightInit::Normal { std: 0.1 },
-            other => invalid!(
-                "init must be one of 'he_uniform', 'xavier', 'normal', got '{other}'"
-            ),
+            other => {
+                invalid!("init must be one of 'he_uniform', 'xavier', 'normal', got '{other}'")
+            }
         })
     }
 
@@ -93,7 +93,10 @@ pub(crate) type PositionSet = HashSet<u64, BuildHasherDefault<PositionHasher>>;
 /// half of all positions are wanted, selection sampling over `0..total`,
 /// which is O(total) = O(count) there.
 pub fn sample_distinct_sorted(total: u64, count: u64, rng: &mut Rng) -> Vec<u64> {
-    assert!(count <= total, "cannot draw {count} distinct positions out of {total}");
+    assert!(
+        count <= total,
+        "cannot draw {count} distinct positions out of {total}"
+    );
     if count == total {
         return (0..total).collect();
     }
@@ -141,14 +144,20 @@ pub fn random_sparse(
     }
     let cap = n_in as u64 * n_out as u64;
     if nnz > cap {
-        invalid!("{nnz} connections requested but a {n_in} x {n_out} layer has only {cap} positions");
+        invalid!(
+            "{nnz} connections requested but a {n_in} x {n_out} layer has only {cap} positions"
+        );
     }
     if nnz > MAX_INDEX as u64 {
         invalid!("{nnz} connections in one layer exceed the 32-bit limit");
     }
     let positions = sample_distinct_sorted(cap, nnz, rng);
-    let values = (0..positions.len()).map(|_| init.sample(rng, n_in, n_out)).collect();
-    Ok(SparseMatrix::from_sorted_linear(n_in, n_out, &positions, values))
+    let values = (0..positions.len())
+        .map(|_| init.sample(rng, n_in, n_out))
+        .collect();
+    Ok(SparseMatrix::from_sorted_linear(
+        n_in, n_out, &positions, values,
+    ))
 }
 
 #[cfg(test)]
@@ -167,7 +176,13 @@ mod tests {
     #[test]
     fn sampling_is_exact_distinct_and_sorted() {
         let mut rng = Rng::new(1);
-        for &(total, count) in &[(1000u64, 10u64), (1000, 600), (1000, 1000), (7, 0), (1 << 40, 5000)] {
+        for &(total, count) in &[
+            (1000u64, 10u64),
+            (1000, 600),
+            (1000, 1000),
+            (7, 0),
+            (1 << 40, 5000),
+        ] {
             let s = sample_distinct_sorted(total, count, &mut rng);
             assert_eq!(s.len() as u64, count);
             assert!(s.windows(2).all(|w| w[0] < w[1]));
@@ -193,8 +208,14 @@ mod tests {
     #[test]
     fn random_sparse_has_requested_count_and_valid_structure() {
         let mut rng = Rng::new(2);
-        let m = random_sparse(500, 400, er_nnz(10.0, 500, 400), WeightInit::Normal { std: 0.1 }, &mut rng)
-            .unwrap();
+        let m = random_sparse(
+            500,
+            400,
+            er_nnz(10.0, 500, 400),
+            WeightInit::Normal { std: 0.1 },
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(m.nnz(), 9000);
         m.check_invariants().unwrap();
         let limit = (6.0f64 / 30.0).sqrt() as f32;

@@ -47,7 +47,14 @@ fn axpy_block<const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row(out: &mut [f32], init: f32, idx: &[u32], w: impl Fn(usize) -> f32, src: &[f32], b: usize) {
+fn axpy_row(
+    out: &mut [f32],
+    init: f32,
+    idx: &[u32],
+    w: impl Fn(usize) -> f32,
+    src: &[f32],
+    b: usize,
+) {
     let mut s = 0;
     while s + 64 <= b {
         axpy_block::<64>(out, init, idx, &w, src, b, s);
@@ -199,21 +206,30 @@ pub fn weight_grad(w: &SparseMatrix, input: &[f32], delta: &[f32], b: usize, gra
     }
     let (col_ptr, row_idx) = (w.col_ptr(), w.row_idx());
     let chunk = (TASK_WORK / b).max(64);
-    grad[..nnz].par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
-        let k0 = c * chunk;
-        let k1 = k0 + g.len();
-        // the column holding connection k0: last j with col_ptr[j] <= k0
-        let mut j = col_ptr.partition_point(|&p| p <= k0) - 1;
-        let mut k = k0;
-        while k < k1 {
-            while col_ptr[j + 1] <= k {
-                j += 1;
+    grad[..nnz]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(c, g)| {
+            let k0 = c * chunk;
+            let k1 = k0 + g.len();
+            // the column holding connection k0: last j with col_ptr[j] <= k0
+            let mut j = col_ptr.partition_point(|&p| p <= k0) - 1;
+            let mut k = k0;
+            while k < k1 {
+                while col_ptr[j + 1] <= k {
+                    j += 1;
+                }
+                let end = col_ptr[j + 1].min(k1);
+                dots(
+                    &mut g[k - k0..end - k0],
+                    &row_idx[k..end],
+                    input,
+                    &delta[j * b..(j + 1) * b],
+                    b,
+                );
+                k = end;
             }
-            let end = col_ptr[j + 1].min(k1);
-            dots(&mut g[k - k0..end - k0], &row_idx[k..end], input, &delta[j * b..(j + 1) * b], b);
-            k = end;
-        }
-    });
+        });
 }
 
 /// Bias gradient: `grad[j] = Σ_s delta[j, s]` (the 1/B is already in `delta`).
@@ -229,6 +245,7 @@ pub fn bias_grad(delta: &[f32], b: usize, grad: &mut [f32]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // index loops mirror the math of the reference
 mod tests {
     use super::*;
     use crate::init::{random_sparse, WeightInit};
@@ -256,7 +273,12 @@ mod tests {
     #[test]
     fn kernels_match_naive_dense_reference() {
         let mut rng = Rng::new(9);
-        for &(n_in, n_out, nnz, b) in &[(37, 23, 200, 1), (50, 40, 700, 67), (64, 8, 512, 130), (5, 5, 0, 3)] {
+        for &(n_in, n_out, nnz, b) in &[
+            (37, 23, 200, 1),
+            (50, 40, 700, 67),
+            (64, 8, 512, 130),
+            (5, 5, 0, 3),
+        ] {
             let w = random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap();
             let wd = dense(&w);
             let bias = random_block(&mut rng, n_out);
@@ -310,7 +332,10 @@ mod tests {
         let x = random_block(&mut rng, n_in * b);
         let delta = random_block(&mut rng, n_out * b);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut z = vec![0.0; n_out * b];
                 forward(&w, &bias, &x, b, &mut z, None, |_, _, _| {});

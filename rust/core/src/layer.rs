@@ -45,9 +45,17 @@ impl Layer {
             );
         }
         if momentum.len() != nnz {
-            invalid!("momentum has {} entries for {nnz} connections", momentum.len());
+            invalid!(
+                "momentum has {} entries for {nnz} connections",
+                momentum.len()
+            );
         }
-        let all = w.values().iter().chain(&bias).chain(&momentum).chain(&bias_momentum);
+        let all = w
+            .values()
+            .iter()
+            .chain(&bias)
+            .chain(&momentum)
+            .chain(&bias_momentum);
         if all.into_iter().any(|v| !v.is_finite()) {
             invalid!("layer parameters contain NaN or infinite values");
         }
@@ -86,7 +94,11 @@ impl Layer {
     /// Replaces the connection values (same topology).
     pub fn set_values(&mut self, values: &[f32]) -> Result<()> {
         if values.len() != self.w.nnz() {
-            invalid!("{} values given for {} connections", values.len(), self.w.nnz());
+            invalid!(
+                "{} values given for {} connections",
+                values.len(),
+                self.w.nnz()
+            );
         }
         if values.iter().any(|v| !v.is_finite()) {
             invalid!("weight values contain NaN or infinite entries");
@@ -97,7 +109,11 @@ impl Layer {
 
     pub fn set_bias(&mut self, bias: &[f32]) -> Result<()> {
         if bias.len() != self.bias.len() {
-            invalid!("{} bias values given for {} neurons", bias.len(), self.bias.len());
+            invalid!(
+                "{} bias values given for {} neurons",
+                bias.len(),
+                self.bias.len()
+            );
         }
         if bias.iter().any(|v| !v.is_finite()) {
             invalid!("bias contains NaN or infinite entries");

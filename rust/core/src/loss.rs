@@ -183,7 +183,11 @@ mod tests {
                     loss.output(&mut o, 2, 2, Some(&labels), None).loss_sum / 2.0
                 };
                 let fd = (f(h) - f(-h)) / (2.0 * h as f64);
-                assert!((fd - delta[i] as f64).abs() < 1e-3, "{sig} {i}: {fd} {}", delta[i]);
+                assert!(
+                    (fd - delta[i] as f64).abs() < 1e-3,
+                    "{sig} {i}: {fd} {}",
+                    delta[i]
+                );
             }
         }
     }

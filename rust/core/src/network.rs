@@ -78,10 +78,17 @@ impl Workspace {
         if self.sizes == sizes && self.batch >= batch {
             return;
         }
-        let batch = if self.sizes == sizes { batch.max(self.batch) } else { batch };
+        let batch = if self.sizes == sizes {
+            batch.max(self.batch)
+        } else {
+            batch
+        };
         let max = *sizes.iter().max().unwrap_or(&0);
         self.acts = sizes.iter().map(|&n| vec![0.0; n * batch]).collect();
-        self.dfac = sizes[1..sizes.len() - 1].iter().map(|&n| vec![0.0; n * batch]).collect();
+        self.dfac = sizes[1..sizes.len() - 1]
+            .iter()
+            .map(|&n| vec![0.0; n * batch])
+            .collect();
         self.delta = [vec![0.0; max * batch], vec![0.0; max * batch]];
         self.labels = vec![0; batch];
         self.sizes = sizes.to_vec();
@@ -106,7 +113,10 @@ pub struct Network {
 /// Converts integer class labels to the core's u32 labels, checking that each
 /// is in `0..n_classes`.
 pub fn labels_from_i64(labels: &[i64], n_classes: usize) -> Result<Vec<u32>> {
-    if let Some(p) = labels.iter().position(|&y| y < 0 || y as u64 >= n_classes as u64) {
+    if let Some(p) = labels
+        .iter()
+        .position(|&y| y < 0 || y as u64 >= n_classes as u64)
+    {
         invalid!(
             "label {} at sample {p} is out of range: labels must be integers in 0..{} for {n_classes} classes",
             labels[p],
@@ -121,13 +131,23 @@ fn check_config(sizes: &[usize], hidden: &[Activation], loss: Loss, dropout: f32
         invalid!("a network needs at least an input and an output layer, got sizes {sizes:?}");
     }
     if let Some(p) = sizes.iter().position(|&n| n == 0 || n > MAX_INDEX) {
-        invalid!("layer {p} has {} neurons; sizes must be between 1 and {MAX_INDEX}", sizes[p]);
+        invalid!(
+            "layer {p} has {} neurons; sizes must be between 1 and {MAX_INDEX}",
+            sizes[p]
+        );
     }
     if hidden.len() != sizes.len() - 2 {
-        invalid!("{} activations given for {} hidden layers", hidden.len(), sizes.len() - 2);
+        invalid!(
+            "{} activations given for {} hidden layers",
+            hidden.len(),
+            sizes.len() - 2
+        );
     }
     if loss == Loss::CrossEntropy && sizes[sizes.len() - 1] < 2 {
-        invalid!("cross-entropy needs at least 2 output classes, got {}", sizes[sizes.len() - 1]);
+        invalid!(
+            "cross-entropy needs at least 2 output classes, got {}",
+            sizes[sizes.len() - 1]
+        );
     }
     if !(0.0..1.0).contains(&dropout) {
         invalid!("dropout must be in [0, 1), got {dropout}");
@@ -139,7 +159,11 @@ impl Network {
     pub fn new(spec: NetworkSpec) -> Result<Self> {
         check_config(&spec.sizes, &spec.hidden, spec.loss, spec.dropout)?;
         if spec.nnz.len() != spec.sizes.len() - 1 {
-            invalid!("{} connection counts given for {} layers", spec.nnz.len(), spec.sizes.len() - 1);
+            invalid!(
+                "{} connection counts given for {} layers",
+                spec.nnz.len(),
+                spec.sizes.len() - 1
+            );
         }
         let mut rng = Rng::new(spec.seed);
         let mut layers = Vec::with_capacity(spec.nnz.len());
@@ -253,7 +277,13 @@ impl Network {
     /// Bytes of parameters, optimizer state and work buffers.
     pub fn memory_bytes(&self) -> usize {
         let ws = &self.ws;
-        let buffers = ws.acts.iter().chain(&ws.dfac).chain(&ws.delta).map(Vec::len).sum::<usize>();
+        let buffers = ws
+            .acts
+            .iter()
+            .chain(&ws.dfac)
+            .chain(&ws.delta)
+            .map(Vec::len)
+            .sum::<usize>();
         self.layers.iter().map(Layer::memory_bytes).sum::<usize>() + 4 * buffers
     }
 
@@ -263,7 +293,11 @@ impl Network {
         self.check_inputs(x, labels.len())?;
         let c = self.n_outputs();
         if let Some(p) = labels.iter().position(|&y| y as usize >= c) {
-            invalid!("label {} at sample {p} is out of range for {c} classes (labels must be 0..{})", labels[p], c - 1);
+            invalid!(
+                "label {} at sample {p} is out of range for {c} classes (labels must be 0..{})",
+                labels[p],
+                c - 1
+            );
         }
         Ok(())
     }
@@ -271,7 +305,10 @@ impl Network {
     fn check_inputs(&self, x: &[f32], n: usize) -> Result<()> {
         let f = self.n_features();
         if x.len() != n * f {
-            invalid!("X has {} values, expected {n} samples x {f} features", x.len());
+            invalid!(
+                "X has {} values, expected {n} samples x {f} features",
+                x.len()
+            );
         }
         Ok(())
     }
@@ -317,7 +354,10 @@ impl Network {
             }
             let r = self.forward_backward(b, true);
             if !r.loss_sum.is_finite() {
-                return Err(CoreError::Diverged { batch: bi, loss: r.loss_sum / b as f64 });
+                return Err(CoreError::Diverged {
+                    batch: bi,
+                    loss: r.loss_sum / b as f64,
+                });
             }
             self.apply_gradients(&cfg.sgd);
             self.step += 1;
@@ -336,7 +376,12 @@ impl Network {
     /// Gradients of the mean loss over the given samples taken as one batch,
     /// left in each layer's `grad` and `bias_grad`. With `dropout`, the masks
     /// of the current step are used. Returns the batch loss sums.
-    pub fn compute_gradients(&mut self, x: &[f32], labels: &[u32], dropout: bool) -> Result<BatchLoss> {
+    pub fn compute_gradients(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        dropout: bool,
+    ) -> Result<BatchLoss> {
         self.check_batch(x, labels)?;
         let b = labels.len();
         if b == 0 {
@@ -358,13 +403,29 @@ impl Network {
 
     fn forward_backward(&mut self, b: usize, train_dropout: bool) -> BatchLoss {
         let p = if train_dropout { self.dropout } else { 0.0 };
-        let keys = DropoutKeys { seed: self.seed, step: self.step, p };
-        forward_all(&self.layers, &self.hidden, &mut self.ws, b, Mode::Train(keys));
+        let keys = DropoutKeys {
+            seed: self.seed,
+            step: self.step,
+            p,
+        };
+        forward_all(
+            &self.layers,
+            &self.hidden,
+            &mut self.ws,
+            b,
+            Mode::Train(keys),
+        );
         let l_out = self.layers.len();
         let c = self.n_outputs();
         let ws = &mut self.ws;
         let [d0, d1] = &mut ws.delta;
-        let r = self.loss.output(&mut ws.acts[l_out][..c * b], c, b, Some(&ws.labels[..b]), Some(&mut d0[..c * b]));
+        let r = self.loss.output(
+            &mut ws.acts[l_out][..c * b],
+            c,
+            b,
+            Some(&ws.labels[..b]),
+            Some(&mut d0[..c * b]),
+        );
         let (mut cur, mut next) = (d0, d1);
         for l in (0..l_out).rev() {
             let layer = &mut self.layers[l];
@@ -373,7 +434,13 @@ impl Network {
             kernels::weight_grad(&layer.w, input, &cur[..n_out * b], b, &mut layer.grad);
             kernels::bias_grad(&cur[..n_out * b], b, &mut layer.bias_grad);
             if l > 0 {
-                kernels::backprop_input(&layer.w, &cur[..n_out * b], b, &mut next[..n_in * b], &ws.dfac[l - 1]);
+                kernels::backprop_input(
+                    &layer.w,
+                    &cur[..n_out * b],
+                    b,
+                    &mut next[..n_in * b],
+                    &ws.dfac[l - 1],
+                );
                 std::mem::swap(&mut cur, &mut next);
             }
         }
@@ -392,7 +459,13 @@ impl Network {
         let loss = self.loss;
         let l_out = self.layers.len();
         self.infer(x, n, batch, |ws, c, b, start| {
-            let r = loss.output(&mut ws.acts[l_out][..c * b], c, b, Some(&labels[start..start + b]), None);
+            let r = loss.output(
+                &mut ws.acts[l_out][..c * b],
+                c,
+                b,
+                Some(&labels[start..start + b]),
+                None,
+            );
             total.loss_sum += r.loss_sum;
             total.correct += r.correct;
         })?;
@@ -455,7 +528,12 @@ impl Network {
             if layer.w.is_dense() {
                 steps.push(SetStep::default());
             } else {
-                steps.push(topology::set_prune_regrow(layer, zeta, self.init, &mut self.rng)?);
+                steps.push(topology::set_prune_regrow(
+                    layer,
+                    zeta,
+                    self.init,
+                    &mut self.rng,
+                )?);
             }
         }
         if steps.iter().any(|s| s.regrown() > 0) {
@@ -484,7 +562,10 @@ impl Network {
 
     fn check_hidden(&self, h: usize) -> Result<()> {
         if h + 1 >= self.layers.len() {
-            invalid!("hidden layer {h} does not exist: the network has {} hidden layers", self.layers.len() - 1);
+            invalid!(
+                "hidden layer {h} does not exist: the network has {} hidden layers",
+                self.layers.len() - 1
+            );
         }
         Ok(())
     }
@@ -579,8 +660,12 @@ mod tests {
             sizes: vec![12, 20, 16, 3],
             nnz: vec![80, 100, 48],
             hidden: vec![
-                Activation::Leaky { negative_slope: -0.5 },
-                Activation::Leaky { negative_slope: 0.5 },
+                Activation::Leaky {
+                    negative_slope: -0.5,
+                },
+                Activation::Leaky {
+                    negative_slope: 0.5,
+                },
             ],
             loss: Loss::CrossEntropy,
             dropout,
@@ -599,11 +684,18 @@ mod tests {
     }
 
     fn cfg() -> TrainConfig {
-        TrainConfig { batch_size: 16, sgd: Sgd::new(0.05, 0.9, 1e-4, false).unwrap(), shuffle: true }
+        TrainConfig {
+            batch_size: 16,
+            sgd: Sgd::new(0.05, 0.9, 1e-4, false).unwrap(),
+            shuffle: true,
+        }
     }
 
     fn train(threads: usize, epochs: usize) -> Network {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut net = Network::new(spec(7, 0.3)).unwrap();
             let (x, y) = data(150, 12, 3, 1);
@@ -632,7 +724,9 @@ mod tests {
     fn stop_callback_ends_the_epoch_between_batches() {
         let mut net = Network::new(spec(1, 0.0)).unwrap();
         let (x, y) = data(100, 12, 3, 2);
-        let stats = net.train_epoch(&x, &y, &cfg(), &mut |done| done == 3).unwrap();
+        let stats = net
+            .train_epoch(&x, &y, &cfg(), &mut |done| done == 3)
+            .unwrap();
         assert!(stats.interrupted);
         assert_eq!(stats.batches, 3);
         assert_eq!(stats.samples, 48);

@@ -15,7 +15,12 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn new(learning_rate: f64, momentum: f64, weight_decay: f64, nesterov: bool) -> Result<Self> {
+    pub fn new(
+        learning_rate: f64,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    ) -> Result<Self> {
         if !(learning_rate.is_finite() && learning_rate > 0.0) {
             invalid!("learning_rate must be a positive finite number, got {learning_rate}");
         }
@@ -36,7 +41,12 @@ impl Sgd {
     /// Updates `w` and its momentum `v` in place from the gradient `g`.
     pub fn step(&self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
         const CHUNK: usize = 1 << 14;
-        let (lr, mu, wd, nesterov) = (self.learning_rate, self.momentum, self.weight_decay, self.nesterov);
+        let (lr, mu, wd, nesterov) = (
+            self.learning_rate,
+            self.momentum,
+            self.weight_decay,
+            self.nesterov,
+        );
         w.par_chunks_mut(CHUNK)
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))

@@ -118,7 +118,9 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_key_dependent() {
-        let a: Vec<u64> = (0..4).map(|_| Rng::from_keys(&[1, 2, 3]).next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| Rng::from_keys(&[1, 2, 3]).next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(
             Rng::from_keys(&[1, 2, 3]).next_u64(),

@@ -28,26 +28,47 @@ impl SetStep {
 /// empty positions (a position freed in this step may be drawn again). New
 /// weights come from `init`, their momentum is zero, nnz is unchanged.
 /// Ties are broken by storage position, so the result is deterministic.
-pub fn set_prune_regrow(layer: &mut Layer, zeta: f64, init: WeightInit, rng: &mut Rng) -> Result<SetStep> {
+pub fn set_prune_regrow(
+    layer: &mut Layer,
+    zeta: f64,
+    init: WeightInit,
+    rng: &mut Rng,
+) -> Result<SetStep> {
     if !(0.0..=1.0).contains(&zeta) {
         invalid!("zeta must be in [0, 1], got {zeta}");
     }
     let w = &layer.w;
     let vals = w.values();
     let nnz = w.nnz();
-    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) = (0..nnz as u32).partition(|&k| vals[k as usize] >= 0.0);
+    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) =
+        (0..nnz as u32).partition(|&k| vals[k as usize] >= 0.0);
     let k_pos = (zeta * pos.len() as f64).round() as usize;
     let k_neg = (zeta * neg.len() as f64).round() as usize;
-    let step = SetStep { removed_positive: k_pos, removed_negative: k_neg };
+    let step = SetStep {
+        removed_positive: k_pos,
+        removed_negative: k_neg,
+    };
     if k_pos + k_neg == 0 {
         return Ok(step);
     }
     // smallest non-negative first; among negatives the largest (closest to zero) first
-    let by_small = |a: &u32, b: &u32| vals[*a as usize].total_cmp(&vals[*b as usize]).then(a.cmp(b));
-    let by_large = |a: &u32, b: &u32| vals[*b as usize].total_cmp(&vals[*a as usize]).then(a.cmp(b));
+    let by_small = |a: &u32, b: &u32| {
+        vals[*a as usize]
+            .total_cmp(&vals[*b as usize])
+            .then(a.cmp(b))
+    };
+    let by_large = |a: &u32, b: &u32| {
+        vals[*b as usize]
+            .total_cmp(&vals[*a as usize])
+            .then(a.cmp(b))
+    };
     let mut removed = vec![false; nnz];
     for (list, k, cmp) in [
-        (&mut pos, k_pos, &by_small as &dyn Fn(&u32, &u32) -> Ordering),
+        (
+            &mut pos,
+            k_pos,
+            &by_small as &dyn Fn(&u32, &u32) -> Ordering,
+        ),
         (&mut neg, k_neg, &by_large),
     ] {
         if k == 0 {
@@ -65,7 +86,10 @@ pub fn set_prune_regrow(layer: &mut Layer, zeta: f64, init: WeightInit, rng: &mu
     let n_regrow = k_pos + k_neg;
     let new_positions = draw_empty_positions(w, &removed, n_regrow, rng);
     let (n_in, n_out) = (w.n_in(), w.n_out());
-    let new_values: Vec<f32> = new_positions.iter().map(|_| init.sample(rng, n_in, n_out)).collect();
+    let new_values: Vec<f32> = new_positions
+        .iter()
+        .map(|_| init.sample(rng, n_in, n_out))
+        .collect();
 
     // Merge the kept connections (already in CSC order) with the sorted new ones.
     let mut linear = Vec::with_capacity(nnz);
@@ -101,7 +125,12 @@ pub fn set_prune_regrow(layer: &mut Layer, zeta: f64, init: WeightInit, rng: &mu
 
 /// `count` distinct positions (linear `j·n_in + i`, sorted) that are empty once
 /// the connections flagged in `removed` are gone.
-fn draw_empty_positions(w: &SparseMatrix, removed: &[bool], count: usize, rng: &mut Rng) -> Vec<u64> {
+fn draw_empty_positions(
+    w: &SparseMatrix,
+    removed: &[bool],
+    count: usize,
+    rng: &mut Rng,
+) -> Vec<u64> {
     let n_in = w.n_in() as u64;
     let cap = w.capacity();
     let occupied_after = w.nnz() as u64;
@@ -204,7 +233,13 @@ pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result
     }
     let m = SparseMatrix::from_parts_unchecked(w.n_in(), remaining, col_ptr, row_idx, values);
     into.replace_weights(m, momentum);
-    let filter = |v: &[f32]| v.iter().zip(&keep).filter(|(_, &k)| k).map(|(&x, _)| x).collect::<Vec<_>>();
+    let filter = |v: &[f32]| {
+        v.iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(&x, _)| x)
+            .collect::<Vec<_>>()
+    };
     into.bias = filter(&into.bias);
     into.bias_momentum = filter(&into.bias_momentum);
     into.bias_grad = vec![0.0; remaining];
@@ -247,7 +282,8 @@ mod tests {
 
     fn layer(n_in: usize, n_out: usize, nnz: u64, seed: u64) -> Layer {
         let mut rng = Rng::new(seed);
-        let mut l = Layer::new(random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap());
+        let mut l =
+            Layer::new(random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap());
         for (k, m) in l.momentum.iter_mut().enumerate() {
             *m = k as f32 + 1.0; // nonzero, identifiable momentum
         }
@@ -258,7 +294,10 @@ mod tests {
         (0..w.n_out())
             .flat_map(|j| {
                 let (r, v) = w.column(j);
-                r.iter().zip(v).map(move |(&i, &x)| (i, j as u32, x)).collect::<Vec<_>>()
+                r.iter()
+                    .zip(v)
+                    .map(move |(&i, &x)| (i, j as u32, x))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -275,7 +314,10 @@ mod tests {
             assert_eq!(l.nnz() as u64, nnz);
             l.w.check_invariants().unwrap();
             assert_eq!(step.removed_positive, (0.3 * n_pos as f64).round() as usize);
-            assert_eq!(step.removed_negative, (0.3 * (nnz as usize - n_pos) as f64).round() as usize);
+            assert_eq!(
+                step.removed_negative,
+                (0.3 * (nnz as usize - n_pos) as f64).round() as usize
+            );
 
             // the removed ones are exactly the per-sign ones closest to zero
             let mut pos: Vec<f32> = before.iter().map(|e| e.2).filter(|&v| v >= 0.0).collect();
@@ -284,9 +326,17 @@ mod tests {
             neg.sort_by(|a, b| b.total_cmp(a));
             let gone: Vec<&(u32, u32, f32)> = before
                 .iter()
-                .filter(|e| l.w.position(e.0 as usize, e.1 as usize).map(|p| l.w.values()[p]) != Some(e.2))
+                .filter(|e| {
+                    l.w.position(e.0 as usize, e.1 as usize)
+                        .map(|p| l.w.values()[p])
+                        != Some(e.2)
+                })
                 .collect();
-            let pos_cut = if step.removed_positive > 0 { pos[step.removed_positive - 1] } else { -1.0 };
+            let pos_cut = if step.removed_positive > 0 {
+                pos[step.removed_positive - 1]
+            } else {
+                -1.0
+            };
             for e in &gone {
                 if e.2 >= 0.0 {
                     assert!(e.2 <= pos_cut);
@@ -346,7 +396,13 @@ mod tests {
         let expect_a: Vec<(u32, u32, f32)> = ea
             .iter()
             .filter(|e| old_of_new.contains(&e.1))
-            .map(|e| (e.0, old_of_new.iter().position(|&o| o == e.1).unwrap() as u32, e.2))
+            .map(|e| {
+                (
+                    e.0,
+                    old_of_new.iter().position(|&o| o == e.1).unwrap() as u32,
+                    e.2,
+                )
+            })
             .collect();
         let mut got_a = entries(&a.w);
         got_a.sort_by_key(|e| (e.1, e.0));
@@ -362,7 +418,8 @@ mod tests {
 
     #[test]
     fn node_strength_sums_absolute_incoming_weights() {
-        let w = SparseMatrix::from_csc(3, 2, vec![0, 2, 3], vec![0, 2, 1], vec![-1.5, 2.0, 0.25]).unwrap();
+        let w = SparseMatrix::from_csc(3, 2, vec![0, 2, 3], vec![0, 2, 1], vec![-1.5, 2.0, 0.25])
+            .unwrap();
         assert_eq!(node_strength(&w), vec![3.5, 0.25]);
     }
 }

@@ -9,13 +9,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 use rayon::ThreadPool;
 use sparse_mlp_core as core;
-use sparse_mlp_core::{Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, Sgd, SparseMatrix, TrainConfig, WeightInit};
+use sparse_mlp_core::{
+    Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, Sgd, SparseMatrix,
+    TrainConfig, WeightInit,
+};
 
 // ---------------------------------------------------------------- errors
 
@@ -25,12 +30,26 @@ use sparse_mlp_core::{Activation, CoreError, Layer, Loss, Network, NetworkSpec, 
 fn to_py(e: CoreError) -> PyErr {
     Python::attach(|py| {
         let (class, args): (&str, Py<PyAny>) = match &e {
-            CoreError::InvalidInput(m) => ("InvalidInputError", (m.clone(),).into_pyobject(py).unwrap().into_any().unbind()),
+            CoreError::InvalidInput(m) => (
+                "InvalidInputError",
+                (m.clone(),).into_pyobject(py).unwrap().into_any().unbind(),
+            ),
             CoreError::Diverged { batch, loss } => (
                 "DivergenceError",
-                (e.to_string(), *batch, *loss).into_pyobject(py).unwrap().into_any().unbind(),
+                (e.to_string(), *batch, *loss)
+                    .into_pyobject(py)
+                    .unwrap()
+                    .into_any()
+                    .unbind(),
             ),
-            CoreError::Internal(_) => ("SparseMLPError", (e.to_string(),).into_pyobject(py).unwrap().into_any().unbind()),
+            CoreError::Internal(_) => (
+                "SparseMLPError",
+                (e.to_string(),)
+                    .into_pyobject(py)
+                    .unwrap()
+                    .into_any()
+                    .unbind(),
+            ),
         };
         let ty = py
             .import("sparse_mlp.errors")
@@ -65,7 +84,11 @@ fn default_threads() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }
 
 fn build_pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
@@ -92,7 +115,9 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
     if n == 0 {
-        return Err(to_py(CoreError::InvalidInput("the number of threads must be at least 1".into())));
+        return Err(to_py(CoreError::InvalidInput(
+            "the number of threads must be at least 1".into(),
+        )));
     }
     let p = build_pool(n)?;
     *POOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
@@ -125,7 +150,8 @@ fn compute_interruptible<R: Send>(
     let pool = pool()?;
     let stop = AtomicBool::new(false);
     let done = AtomicUsize::new(0);
-    let slot: (Mutex<Option<std::thread::Result<core::Result<R>>>>, Condvar) = (Mutex::new(None), Condvar::new());
+    let slot: (Mutex<Option<std::thread::Result<core::Result<R>>>>, Condvar) =
+        (Mutex::new(None), Condvar::new());
     let mut raised: Option<PyErr> = None;
     pool.in_place_scope(|scope| {
         let (stop, done, slot) = (&stop, &done, &slot);
@@ -156,18 +182,29 @@ fn compute_interruptible<R: Send>(
             }
         }
     });
-    let result = slot.0.into_inner().unwrap_or_else(PoisonError::into_inner).expect("the worker always reports");
+    let result = slot
+        .0
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("the worker always reports");
     match result {
         Ok(Ok(v)) => Ok((v, raised)),
         Ok(Err(e)) => Err(to_py(e)),
-        Err(p) => Err(to_py(CoreError::Internal(format!("a worker panicked: {}", panic_message(p))))),
+        Err(p) => Err(to_py(CoreError::Internal(format!(
+            "a worker panicked: {}",
+            panic_message(p)
+        )))),
     }
 }
 
 // ---------------------------------------------------------------- arrays
 
 /// The rows of a C-contiguous float32 matrix, checked against the features.
-fn matrix<'a>(x: &'a PyReadonlyArray2<'_, f32>, n_features: usize, name: &str) -> PyResult<(&'a [f32], usize)> {
+fn matrix<'a>(
+    x: &'a PyReadonlyArray2<'_, f32>,
+    n_features: usize,
+    name: &str,
+) -> PyResult<(&'a [f32], usize)> {
     let shape = x.shape();
     if shape[1] != n_features {
         return Err(to_py(CoreError::InvalidInput(format!(
@@ -177,27 +214,32 @@ fn matrix<'a>(x: &'a PyReadonlyArray2<'_, f32>, n_features: usize, name: &str) -
     }
     // as_slice() also accepts Fortran order, which would be read transposed.
     let c_order = x.is_c_contiguous();
-    let data = x
-        .as_slice()
-        .ok()
-        .filter(|_| c_order)
-        .ok_or_else(|| PyTypeError::new_err(format!("{name} must be a C-contiguous float32 array")))?;
+    let data = x.as_slice().ok().filter(|_| c_order).ok_or_else(|| {
+        PyTypeError::new_err(format!("{name} must be a C-contiguous float32 array"))
+    })?;
     Ok((data, shape[0]))
 }
 
 fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
+    a.as_slice()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
 }
 
 fn labels(y: &PyReadonlyArray1<'_, i64>, n: usize, n_classes: usize) -> PyResult<Vec<u32>> {
     let y = vector(y, "y")?;
     if y.len() != n {
-        return Err(to_py(CoreError::InvalidInput(format!("X has {n} samples but y has {} labels", y.len()))));
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "X has {n} samples but y has {} labels",
+            y.len()
+        ))));
     }
     core::labels_from_i64(y, n_classes).map_err(to_py)
 }
 
 // ---------------------------------------------------------------- network
+
+/// (weight gradient in CSC order, bias gradient) of one layer.
+type LayerGrads<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>);
 
 /// The compiled network. `sparse_mlp.SparseMLP` wraps it; use that.
 #[pyclass(module = "sparse_mlp._core", name = "Network")]
@@ -206,7 +248,10 @@ struct PyNetwork {
 }
 
 fn parse_activations(specs: &[(String, f32)]) -> PyResult<Vec<Activation>> {
-    specs.iter().map(|(k, s)| Activation::parse(k, *s).map_err(to_py)).collect()
+    specs
+        .iter()
+        .map(|(k, s)| Activation::parse(k, *s).map_err(to_py))
+        .collect()
 }
 
 #[pymethods]
@@ -259,24 +304,43 @@ impl PyNetwork {
         for (l, d) in layers.iter().enumerate() {
             let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
                 d.get_item(k)?.ok_or_else(|| {
-                    to_py(CoreError::InvalidInput(format!("layer {l} state is missing '{k}'")))
+                    to_py(CoreError::InvalidInput(format!(
+                        "layer {l} state is missing '{k}'"
+                    )))
                 })
             };
             let n_in: usize = get("n_in")?.extract()?;
             let n_out: usize = get("n_out")?.extract()?;
-            let col_ptr: Vec<i64> = get("col_ptr")?.extract::<PyReadonlyArray1<i64>>()?.as_array().to_vec();
+            let col_ptr: Vec<i64> = get("col_ptr")?
+                .extract::<PyReadonlyArray1<i64>>()?
+                .as_array()
+                .to_vec();
             if col_ptr.iter().any(|&p| p < 0) {
-                return Err(to_py(CoreError::InvalidInput(format!("layer {l}: negative column pointer"))));
+                return Err(to_py(CoreError::InvalidInput(format!(
+                    "layer {l}: negative column pointer"
+                ))));
             }
-            let row_idx: Vec<i64> = get("row_idx")?.extract::<PyReadonlyArray1<i64>>()?.as_array().to_vec();
+            let row_idx: Vec<i64> = get("row_idx")?
+                .extract::<PyReadonlyArray1<i64>>()?
+                .as_array()
+                .to_vec();
             if row_idx.iter().any(|&r| r < 0 || r > u32::MAX as i64) {
-                return Err(to_py(CoreError::InvalidInput(format!("layer {l}: row index out of range"))));
+                return Err(to_py(CoreError::InvalidInput(format!(
+                    "layer {l}: row index out of range"
+                ))));
             }
             let f32s = |k: &str| -> PyResult<Vec<f32>> {
-                Ok(get(k)?.extract::<PyReadonlyArray1<f32>>()?.as_array().to_vec())
+                Ok(get(k)?
+                    .extract::<PyReadonlyArray1<f32>>()?
+                    .as_array()
+                    .to_vec())
             };
-            let (values, bias, momentum, bias_momentum) =
-                (f32s("values")?, f32s("bias")?, f32s("momentum")?, f32s("bias_momentum")?);
+            let (values, bias, momentum, bias_momentum) = (
+                f32s("values")?,
+                f32s("bias")?,
+                f32s("momentum")?,
+                f32s("bias_momentum")?,
+            );
             let col_ptr = col_ptr.iter().map(|&p| p as usize).collect();
             let row_idx = row_idx.iter().map(|&r| r as u32).collect();
             let w = SparseMatrix::from_csc(n_in, n_out, col_ptr, row_idx, values)
@@ -284,7 +348,12 @@ impl PyNetwork {
                 .map_err(|e| to_py(CoreError::InvalidInput(format!("layer {l}: {e}"))))?;
             built.push(w);
         }
-        let state = RunState { seed, rng: rng_state, step, topology_version };
+        let state = RunState {
+            seed,
+            rng: rng_state,
+            step,
+            topology_version,
+        };
         let net = Network::from_layers(
             built,
             parse_activations(&activations)?,
@@ -311,10 +380,14 @@ impl PyNetwork {
     }
     #[getter]
     fn activations(&self) -> Vec<(String, f32)> {
-        self.net.hidden_activations().iter().map(|a| {
-            let (k, s) = a.describe();
-            (k.to_string(), s)
-        }).collect()
+        self.net
+            .hidden_activations()
+            .iter()
+            .map(|a| {
+                let (k, s) = a.describe();
+                (k.to_string(), s)
+            })
+            .collect()
     }
     #[getter]
     fn loss(&self) -> (String, String) {
@@ -385,7 +458,13 @@ impl PyNetwork {
 
     /// (mean loss, accuracy) in inference mode.
     #[pyo3(signature = (x, y, batch_size=1024))]
-    fn evaluate(&mut self, py: Python<'_>, x: PyReadonlyArray2<'_, f32>, y: PyReadonlyArray1<'_, i64>, batch_size: usize) -> PyResult<(f64, f64)> {
+    fn evaluate(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArray2<'_, f32>,
+        y: PyReadonlyArray1<'_, i64>,
+        batch_size: usize,
+    ) -> PyResult<(f64, f64)> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let ys = labels(&y, n, self.net.n_outputs())?;
         let net = &mut self.net;
@@ -394,7 +473,12 @@ impl PyNetwork {
 
     /// Output probabilities, shape (n_samples, n_outputs).
     #[pyo3(signature = (x, batch_size=1024))]
-    fn predict_proba<'py>(&mut self, py: Python<'py>, x: PyReadonlyArray2<'py, f32>, batch_size: usize) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn predict_proba<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let c = self.net.n_outputs();
         let net = &mut self.net;
@@ -411,7 +495,7 @@ impl PyNetwork {
         x: PyReadonlyArray2<'py, f32>,
         y: PyReadonlyArray1<'py, i64>,
         dropout: bool,
-    ) -> PyResult<(f64, Vec<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>)>)> {
+    ) -> PyResult<(f64, Vec<LayerGrads<'py>>)> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let ys = labels(&y, n, self.net.n_outputs())?;
         let net = &mut self.net;
@@ -420,7 +504,12 @@ impl PyNetwork {
             .net
             .layers()
             .iter()
-            .map(|l| (PyArray1::from_slice(py, l.grad()), PyArray1::from_slice(py, l.bias_grad())))
+            .map(|l| {
+                (
+                    PyArray1::from_slice(py, l.grad()),
+                    PyArray1::from_slice(py, l.bias_grad()),
+                )
+            })
             .collect();
         Ok((r.loss_sum / n as f64, grads))
     }
@@ -429,19 +518,36 @@ impl PyNetwork {
     fn evolve_set(&mut self, py: Python<'_>, zeta: f64) -> PyResult<Vec<(usize, usize)>> {
         let net = &mut self.net;
         let steps = compute(py, || net.evolve_set(zeta))?;
-        Ok(steps.iter().map(|s| (s.removed_positive, s.removed_negative)).collect())
+        Ok(steps
+            .iter()
+            .map(|s| (s.removed_positive, s.removed_negative))
+            .collect())
     }
 
     /// Sum of absolute incoming weights of each neuron of hidden layer `h` (0-based).
-    fn neuron_importance<'py>(&self, py: Python<'py>, h: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(PyArray1::from_vec(py, self.net.neuron_importance(h).map_err(to_py)?))
+    fn neuron_importance<'py>(
+        &self,
+        py: Python<'py>,
+        h: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_vec(
+            py,
+            self.net.neuron_importance(h).map_err(to_py)?,
+        ))
     }
 
     /// Removes neurons `ids` of hidden layer `h` (0-based) with their connections and bias.
-    fn remove_neurons(&mut self, py: Python<'_>, h: usize, ids: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+    fn remove_neurons(
+        &mut self,
+        py: Python<'_>,
+        h: usize,
+        ids: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
         let ids = vector(&ids, "ids")?;
         if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i > u32::MAX as i64) {
-            return Err(to_py(CoreError::InvalidInput(format!("neuron id {bad} out of range"))));
+            return Err(to_py(CoreError::InvalidInput(format!(
+                "neuron id {bad} out of range"
+            ))));
         }
         let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
         let net = &mut self.net;
@@ -453,24 +559,40 @@ impl PyNetwork {
     fn layer_state<'py>(&self, py: Python<'py>, l: usize) -> PyResult<Bound<'py, PyDict>> {
         let n = self.net.layers().len();
         let layer = self.net.layers().get(l).ok_or_else(|| {
-            to_py(CoreError::InvalidInput(format!("layer index {l} out of range for {n} layers")))
+            to_py(CoreError::InvalidInput(format!(
+                "layer index {l} out of range for {n} layers"
+            )))
         })?;
         let w = layer.weights();
         let d = PyDict::new(py);
         d.set_item("n_in", w.n_in())?;
         d.set_item("n_out", w.n_out())?;
-        d.set_item("col_ptr", PyArray1::from_vec(py, w.col_ptr().iter().map(|&p| p as i64).collect()))?;
-        d.set_item("row_idx", PyArray1::from_vec(py, w.row_idx().iter().map(|&r| r as i64).collect()))?;
+        d.set_item(
+            "col_ptr",
+            PyArray1::from_vec(py, w.col_ptr().iter().map(|&p| p as i64).collect()),
+        )?;
+        d.set_item(
+            "row_idx",
+            PyArray1::from_vec(py, w.row_idx().iter().map(|&r| r as i64).collect()),
+        )?;
         d.set_item("values", PyArray1::from_slice(py, w.values()))?;
         d.set_item("momentum", PyArray1::from_slice(py, layer.momentum()))?;
         d.set_item("bias", PyArray1::from_slice(py, layer.bias()))?;
-        d.set_item("bias_momentum", PyArray1::from_slice(py, layer.bias_momentum()))?;
+        d.set_item(
+            "bias_momentum",
+            PyArray1::from_slice(py, layer.bias_momentum()),
+        )?;
         Ok(d)
     }
 
     /// Replaces the connection values (CSC order) and, optionally, the bias of layer `l`.
     #[pyo3(signature = (l, values, bias=None))]
-    fn set_layer_values(&mut self, l: usize, values: PyReadonlyArray1<'_, f32>, bias: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<()> {
+    fn set_layer_values(
+        &mut self,
+        l: usize,
+        values: PyReadonlyArray1<'_, f32>,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<()> {
         let values = vector(&values, "values")?;
         let layer = self.net.layer_mut(l).map_err(to_py)?;
         layer.set_values(values).map_err(to_py)?;
@@ -485,7 +607,9 @@ impl PyNetwork {
 #[pyfunction]
 fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
     if !(epsilon.is_finite() && epsilon > 0.0) {
-        return Err(to_py(CoreError::InvalidInput(format!("epsilon must be a positive number, got {epsilon}"))));
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "epsilon must be a positive number, got {epsilon}"
+        ))));
     }
     Ok(core::init::er_nnz(epsilon, n_in, n_out))
 }
