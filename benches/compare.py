@@ -159,7 +159,8 @@ def main() -> None:
     if args.threads:
         sm.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; sparse_mlp "
-          f"{sm.__version__} on {sm.get_num_threads()} threads; numpy {np.__version__}")
+          f"{sm.__version__} on {sm.get_num_threads()} threads ({sm._core.simd_level()} kernels); "
+          f"numpy {np.__version__}")
     for name in args.workloads.split(","):
         run_workload(name.strip(), args.repeats)
 

@@ -33,3 +33,34 @@ def test_thread_count_is_settable(threads):
 
     with pytest.raises(ValueError):
         sm.set_num_threads(0)
+
+
+SIMD_SCRIPT = """
+import numpy as np, sys
+from sparse_mlp import _core
+assert _core.simd_level() == "baseline", _core.simd_level()
+sys.path.insert(0, {tests!r})
+from test_threads import train
+states, proba = train(2)
+np.savez({out!r}, proba=proba, **{{f"{{i}}.{{k}}": s[k] for i, s in enumerate(states) for k in s
+                                   if k not in ("n_in", "n_out")}})
+"""
+
+
+def test_baseline_and_vector_instruction_paths_give_identical_results(tmp_path, threads):
+    """SPARSE_MLP_NO_SIMD forces the portable kernels; the AVX2/AVX-512 ones
+    must compute the same bits (no reassociation anywhere)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "baseline.npz"
+    script = SIMD_SCRIPT.format(tests=os.path.dirname(__file__), out=str(out))
+    env = dict(os.environ, SPARSE_MLP_NO_SIMD="1")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
+    states, proba = train(2)
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["proba"], proba)
+        for i, s in enumerate(states):
+            for k in ("values", "row_idx", "momentum", "bias"):
+                np.testing.assert_array_equal(z[f"{i}.{k}"], s[k])

@@ -96,24 +96,10 @@ multiversion! {
     }
 }
 
-/// Dot product with 32 independent partial sums combined in a fixed tree, so
-/// it vectorizes without reassociation and gives the same bits everywhere.
+/// Sums 16 partial sums in a fixed tree.
 #[inline(always)]
-fn dot(a: &[f32], d: &[f32]) -> f32 {
-    const L: usize = 32;
-    let n = a.len().min(d.len());
-    let (a, d) = (&a[..n], &d[..n]);
-    let mut acc = [0.0f32; L];
-    let full = n - n % L;
-    for (x, y) in a[..full].chunks_exact(L).zip(d[..full].chunks_exact(L)) {
-        for l in 0..L {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for (l, (x, y)) in a[full..].iter().zip(&d[full..]).enumerate() {
-        acc[l] += x * y;
-    }
-    let mut w = L / 2;
+fn reduce16(mut acc: [f32; 16]) -> f32 {
+    let mut w = 8;
     while w > 0 {
         for l in 0..w {
             acc[l] += acc[l + w];
@@ -123,12 +109,73 @@ fn dot(a: &[f32], d: &[f32]) -> f32 {
     acc[0]
 }
 
+/// Four dot products against the same `d`, 16 lanes at a time: each load of
+/// `d` serves four rows and the four accumulators are independent.
+#[inline(always)]
+fn dot4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
+    let n = d.len();
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+    let mut s = 0;
+    while s + 16 <= n {
+        let y = &d[s..s + 16];
+        let (r0, r1, r2, r3) = (
+            &x0[s..s + 16],
+            &x1[s..s + 16],
+            &x2[s..s + 16],
+            &x3[s..s + 16],
+        );
+        for l in 0..16 {
+            a0[l] += r0[l] * y[l];
+            a1[l] += r1[l] * y[l];
+            a2[l] += r2[l] * y[l];
+            a3[l] += r3[l] * y[l];
+        }
+        s += 16;
+    }
+    for l in 0..n - s {
+        let y = d[s + l];
+        a0[l] += x0[s + l] * y;
+        a1[l] += x1[s + l] * y;
+        a2[l] += x2[s + l] * y;
+        a3[l] += x3[s + l] * y;
+    }
+    [reduce16(a0), reduce16(a1), reduce16(a2), reduce16(a3)]
+}
+
+/// One dot product with the lane structure of [`dot4`] (hence the same bits).
+#[inline(always)]
+fn dot1(x: &[f32], d: &[f32]) -> f32 {
+    let n = d.len();
+    let mut a = [0.0f32; 16];
+    let mut s = 0;
+    while s + 16 <= n {
+        let (r, y) = (&x[s..s + 16], &d[s..s + 16]);
+        for l in 0..16 {
+            a[l] += r[l] * y[l];
+        }
+        s += 16;
+    }
+    for l in 0..n - s {
+        a[l] += x[s + l] * d[s + l];
+    }
+    reduce16(a)
+}
+
 multiversion! {
     /// `grad[t] = ⟨src_row(idx[t]), d⟩` for the connections of one output neuron.
     pub fn dots(grad: &mut [f32], idx: &[u32], src: &[f32], d: &[f32], b: usize) {
-        for (g, &r) in grad.iter_mut().zip(idx) {
-            let off = r as usize * b;
-            *g = dot(&src[off..off + b], d);
+        let d = &d[..b];
+        let row = |t: usize| {
+            let off = idx[t] as usize * b;
+            &src[off..off + b]
+        };
+        let mut t = 0;
+        while t + 4 <= idx.len() {
+            grad[t..t + 4].copy_from_slice(&dot4(row(t), row(t + 1), row(t + 2), row(t + 3), d));
+            t += 4;
+        }
+        for t in t..idx.len() {
+            grad[t] = dot1(row(t), d);
         }
     }
 }

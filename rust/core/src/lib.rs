@@ -16,7 +16,7 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod rng;
-mod simd;
+pub mod simd;
 pub mod topology;
 
 pub use activation::Activation;

@@ -15,6 +15,18 @@ pub enum Level {
     Baseline,
 }
 
+impl Level {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Level::Avx512 => "avx512",
+            Level::Avx2 => "avx2",
+            Level::Baseline => "baseline",
+        }
+    }
+}
+
+/// The instruction set the kernels use on this CPU (`SPARSE_MLP_NO_SIMD`
+/// forces the baseline).
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(detect)

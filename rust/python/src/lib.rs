@@ -614,12 +614,19 @@ fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
     Ok(core::init::er_nnz(epsilon, n_in, n_out))
 }
 
+/// The instruction set the kernels run with: "avx512", "avx2" or "baseline".
+#[pyfunction]
+fn simd_level() -> &'static str {
+    core::simd::level().name()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNetwork>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(er_nnz, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
