@@ -73,18 +73,7 @@ impl SparseMatrix {
                 invalid!("row indices of output {j} are not strictly increasing (duplicate or unsorted connection)");
             }
         }
-        let mut m = SparseMatrix {
-            n_in,
-            n_out,
-            col_ptr,
-            row_idx,
-            values,
-            row_ptr: Vec::new(),
-            t_col: Vec::new(),
-            t_pos: Vec::new(),
-        };
-        m.rebuild_transposed();
-        Ok(m)
+        Ok(Self::assemble(n_in, n_out, col_ptr, row_idx, values))
     }
 
     /// Builds from connections given as sorted, distinct linear indices
@@ -107,22 +96,24 @@ impl SparseMatrix {
         for j in 0..n_out {
             col_ptr[j + 1] += col_ptr[j];
         }
-        let mut m = SparseMatrix {
-            n_in,
-            n_out,
-            col_ptr,
-            row_idx,
-            values,
-            row_ptr: Vec::new(),
-            t_col: Vec::new(),
-            t_pos: Vec::new(),
-        };
-        m.rebuild_transposed();
-        m
+        Self::assemble(n_in, n_out, col_ptr, row_idx, values)
     }
 
     /// Builds from CSC arrays the core produced itself (already valid).
     pub(crate) fn from_parts_unchecked(
+        n_in: usize,
+        n_out: usize,
+        col_ptr: Vec<usize>,
+        row_idx: Vec<u32>,
+        values: Vec<f32>,
+    ) -> Self {
+        let m = Self::assemble(n_in, n_out, col_ptr, row_idx, values);
+        debug_assert!(m.check_invariants().is_ok());
+        m
+    }
+
+    /// The matrix with its transposed view built from valid CSC arrays.
+    fn assemble(
         n_in: usize,
         n_out: usize,
         col_ptr: Vec<usize>,
@@ -139,7 +130,6 @@ impl SparseMatrix {
             t_col: Vec::new(),
             t_pos: Vec::new(),
         };
-        debug_assert!(m.check_invariants().is_ok());
         m.rebuild_transposed();
         m
     }

@@ -1,0 +1,85 @@
+"""Type stubs of the compiled module sparse_mlp._core (the Rust core)."""
+
+from typing import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def er_nnz(epsilon: float, n_in: int, n_out: int) -> int: ...
+def simd_level() -> str: ...
+
+class Network:
+    def __init__(
+        self,
+        sizes: list[int],
+        nnz: list[int],
+        activations: list[tuple[str, float]],
+        loss: str,
+        output_activation: str,
+        dropout: float,
+        init: str,
+        seed: int,
+    ) -> None: ...
+    @staticmethod
+    def from_state(
+        layers: list[dict],
+        activations: list[tuple[str, float]],
+        loss: str,
+        output_activation: str,
+        dropout: float,
+        init: str,
+        seed: int,
+        rng_state: list[int],
+        step: int,
+        topology_version: int,
+    ) -> Network: ...
+    @property
+    def sizes(self) -> list[int]: ...
+    @property
+    def layer_nnz(self) -> list[int]: ...
+    @property
+    def n_connections(self) -> int: ...
+    @property
+    def activations(self) -> list[tuple[str, float]]: ...
+    @property
+    def loss(self) -> tuple[str, str]: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def init(self) -> str: ...
+    @property
+    def run_state(self) -> tuple[int, list[int], int, int]: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    def train_epoch(
+        self,
+        x: npt.NDArray[np.float32],
+        y: npt.NDArray[np.int64],
+        batch_size: int,
+        learning_rate: float,
+        momentum: float,
+        weight_decay: float,
+        nesterov: bool = False,
+        shuffle: bool = True,
+        progress: Callable[[int], object] | None = None,
+    ) -> dict[str, float]: ...
+    def evaluate(
+        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], batch_size: int = 1024
+    ) -> tuple[float, float]: ...
+    def predict_proba(
+        self, x: npt.NDArray[np.float32], batch_size: int = 1024
+    ) -> npt.NDArray[np.float32]: ...
+    def gradients(
+        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], dropout: bool = False
+    ) -> tuple[float, list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]]: ...
+    def evolve_set(self, zeta: float) -> list[tuple[int, int]]: ...
+    def neuron_importance(self, h: int) -> npt.NDArray[np.float64]: ...
+    def remove_neurons(self, h: int, ids: npt.NDArray[np.int64]) -> None: ...
+    def layer_state(self, l: int) -> dict: ...
+    def set_layer_values(
+        self, l: int, values: npt.NDArray[np.float32], bias: npt.NDArray[np.float32] | None = None
+    ) -> None: ...
