@@ -257,3 +257,17 @@ def test_progress_lines(capsys):
     assert len(lines) == 4 and lines[-1].startswith("epoch 4/4") and "val_acc" in lines[-1]
     model.fit(X, y, epochs=4, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_history_with_numpy_values_from_a_callback_is_saved(tmp_path):
+    X, y = _valid()
+    model = sm.SparseMLP([6, 12, 3], epsilon=3, seed=0)
+
+    def note(m, record):
+        record["norm"] = np.float32(1.5)
+        record["per_layer"] = np.arange(2)
+
+    model.fit(X, y, epochs=2, verbose=0, callbacks=[note])
+    model.save(tmp_path / "m.npz")
+    loaded = sm.SparseMLP.load(tmp_path / "m.npz")
+    assert loaded.history[-1]["norm"] == 1.5 and loaded.history[-1]["per_layer"] == [0, 1]

@@ -154,3 +154,33 @@ def test_fit_with_pruning_lowers_connections_permanently():
     assert all(a >= b for a, b in zip(nnz, nnz[1:]))
     assert [bool(r.get("pruned_neurons")) for r in history] == [False, True, False, True,
                                                                  False, True, False, False]
+
+
+def test_pruning_without_shrinking_empties_neurons_and_keeps_the_width():
+    X, y = blobs(n=100, f=20, c=3)
+    model = sm.SparseMLP([20, 40, 30, 3], epsilon=4, seed=3)
+    model.fit(X, y, epochs=2, batch_size=10, topology=None, verbose=0)
+    before = dense_layers(model)
+    strength = [model._net.neuron_importance(h) for h in range(2)]
+    record = sm.ImportancePruning(1, 1, percentile=25, shrink=False).on_epoch_end(model, 1, 10)
+    dead = [s <= np.percentile(s, 25) for s in strength]
+    assert record["pruned_neurons"] == [int(d.sum()) for d in dead]
+    assert model.sizes == [20, 40, 30, 3]
+    after = dense_layers(model)
+    # emptied neurons: no incoming, no outgoing, zero bias; everything else unchanged
+    np.testing.assert_array_equal(after[0][0], np.where(dead[0], 0, before[0][0]))
+    np.testing.assert_array_equal(after[0][1], np.where(dead[0], 0, before[0][1]))
+    expect_1 = np.where(dead[1], 0, before[1][0])
+    expect_1[dead[0], :] = 0
+    np.testing.assert_array_equal(after[1][0], expect_1)
+    expect_2 = before[2][0].copy()
+    expect_2[dead[1], :] = 0
+    np.testing.assert_array_equal(after[2][0], expect_2)
+    assert model.n_connections == sum(int((W != 0).sum()) for W, _ in after)
+    # SET regrowth may connect the empty slots again
+    nnz = model.n_connections
+    for _ in range(5):
+        model._net.evolve_set(0.5)
+    assert model.n_connections == nnz
+    regrown = model.layers[0].to_scipy().toarray()[:, dead[0]]
+    assert (regrown != 0).any()

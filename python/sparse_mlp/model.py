@@ -211,7 +211,7 @@ class SparseMLP:
         )
         self._config: dict[str, Any] = {
             "activation": repr(activation),
-            "epsilon": epsilon if density is not None or epsilon is not None else 20.0,
+            "epsilon": 20.0 if epsilon is None and density is None else epsilon,
             "density": density,
             "distribution": distribution,
         }
@@ -298,8 +298,8 @@ class SparseMLP:
             raise InvalidInputError(f"topology must be sm.SET(...) or None, got {topology!r}")
         if pruning is not None and not hasattr(pruning, "on_epoch_end"):
             raise InvalidInputError(f"pruning must be sm.ImportancePruning(...) or None, got {pruning!r}")
-        if isinstance(callbacks, Callable):  # type: ignore[arg-type]
-            callbacks = [callbacks]  # type: ignore[list-item]
+        if callable(callbacks):
+            callbacks = [callbacks]
         X = as_features(X, self.n_features)
         y = as_labels(y, X.shape[0], self.n_classes)
         val = None
@@ -404,7 +404,8 @@ class SparseMLP:
             "config": self._config,
             "history": self.history,
         }
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        text = json.dumps(meta, default=_json_scalar)
+        arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
         arrays["rng_state"] = np.array(rng_state, dtype=np.uint64)
         _atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -474,6 +475,15 @@ class SparseMLP:
     def __repr__(self) -> str:
         return (f"SparseMLP(sizes={self.sizes}, n_connections={self.n_connections}, "
                 f"epochs_trained={self.epochs_trained})")
+
+
+def _json_scalar(value: Any) -> Any:
+    """numpy scalars and arrays that callbacks may leave in history records."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a model file")
 
 
 def _atomic_write(path: str, write: Callable[[Any], None]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._validation import number, positive_int
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from .model import SparseMLP
@@ -44,23 +45,33 @@ class SET:
 
 @dataclass(frozen=True)
 class ImportancePruning:
-    """Importance Pruning (Curci et al. 2021): removes unimportant neurons for real.
+    """Importance Pruning (Curci et al. 2021): removes unimportant neurons.
 
     From epoch ``start_epoch`` on, every ``every`` epochs (never after the
     last), each hidden layer loses the neurons whose strength (sum of absolute
     incoming weights) is at or below the ``percentile``-th percentile of the
-    layer, with their incoming and outgoing connections and bias; the layer
-    shrinks. At least ``min_neurons`` neurons stay in every layer.
+    layer: their incoming and outgoing connections and their bias go. At least
+    ``min_neurons`` neurons stay in every layer. Strengths of all layers are
+    measured before any neuron is removed.
 
-    Each event removes about ``percentile`` % of the neurons still there, so the
-    width after ``m`` events is about ``(1 - percentile/100) ** m`` of the start:
-    ``every=20, percentile=10`` from epoch 200 of 500 keeps ~20 %.
+    ``shrink=True`` (default): the neurons are removed for real and the layers
+    are compacted, so compute falls with them; regrowth never targets them.
+    Each event removes about ``percentile`` % of the neurons still there, so
+    the width after ``m`` events is about ``(1 - percentile/100) ** m`` of the
+    start: ``every=20, percentile=10`` from epoch 200 of 500 keeps ~20 %.
+
+    ``shrink=False``: the neurons are emptied (connections and bias removed)
+    but keep their slot, which SET regrowth may connect again as a new neuron;
+    the percentile then counts the empty slots too. Connections fall faster
+    while the width stays. On Madelon this is what reproduces the papers'
+    accuracy gain (75.5 % against 69.9 % with ``shrink=True``; see the README).
     """
 
     start_epoch: int = 200
     every: int = 20
     percentile: float = 10.0
     min_neurons: int = 1
+    shrink: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -75,6 +86,8 @@ class ImportancePruning:
         object.__setattr__(
             self, "min_neurons", positive_int("ImportancePruning min_neurons", self.min_neurons)
         )
+        if not isinstance(self.shrink, (bool, np.bool_)):
+            raise InvalidInputError(f"ImportancePruning shrink must be True or False, got {self.shrink!r}")
 
     def is_due(self, epoch: int, epochs: int) -> bool:
         return (
@@ -100,6 +113,7 @@ class ImportancePruning:
         # layer deletes rows of the next matrix and would change its strengths.
         n_hidden = len(model.sizes) - 2
         doomed = [self.select(model._net.neuron_importance(h)) for h in range(n_hidden)]
+        apply = model._net.remove_neurons if self.shrink else model._net.clear_neurons
         for h, ids in enumerate(doomed):
-            model._net.remove_neurons(h, ids.astype(np.int64))
+            apply(h, ids.astype(np.int64))
         return {"pruned_neurons": [int(ids.size) for ids in doomed]}

@@ -174,8 +174,8 @@ multiversion! {
             grad[t..t + 4].copy_from_slice(&dot4(row(t), row(t + 1), row(t + 2), row(t + 3), d));
             t += 4;
         }
-        for t in t..idx.len() {
-            grad[t] = dot1(row(t), d);
+        for (g, t) in grad[t..idx.len()].iter_mut().zip(t..) {
+            *g = dot1(row(t), d);
         }
     }
 }

@@ -560,6 +560,18 @@ impl Network {
         Ok(())
     }
 
+    /// Empties neurons `ids` of hidden layer `h`: connections and bias go, the
+    /// width stays, and SET regrowth may connect the empty slots again.
+    pub fn clear_neurons(&mut self, h: usize, ids: &[u32]) -> Result<()> {
+        self.check_hidden(h)?;
+        let (left, right) = self.layers.split_at_mut(h + 1);
+        topology::clear_neurons(&mut left[h], &mut right[0], ids)?;
+        if !ids.is_empty() {
+            self.topology_version += 1;
+        }
+        Ok(())
+    }
+
     fn check_hidden(&self, h: usize) -> Result<()> {
         if h + 1 >= self.layers.len() {
             invalid!(

@@ -187,17 +187,9 @@ pub fn node_strength(w: &SparseMatrix) -> Vec<f64> {
         .collect()
 }
 
-/// Removes hidden neurons for real: their incoming connections (columns of
-/// `into`), their outgoing connections (rows of `next`) and their biases go,
-/// and both matrices are compacted so the layer really shrinks.
-pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result<()> {
-    let n = into.w.n_out();
-    if next.w.n_in() != n {
-        return Err(crate::error::CoreError::Internal(format!(
-            "layer widths disagree: {n} outputs feed {} inputs",
-            next.w.n_in()
-        )));
-    }
+/// Keep-mask of `n` neurons without `ids`; rejects unknown or repeated ids
+/// and the removal of every neuron.
+fn keep_mask(n: usize, ids: &[u32]) -> Result<Vec<bool>> {
     let mut keep = vec![true; n];
     for &id in ids {
         let id = id as usize;
@@ -209,51 +201,49 @@ pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result
         }
         keep[id] = false;
     }
-    let remaining = n - ids.len();
-    if remaining == 0 {
+    if ids.len() == n {
         invalid!("cannot remove all {n} neurons of a layer");
     }
-    if ids.is_empty() {
-        return Ok(());
-    }
+    Ok(keep)
+}
 
-    // Incoming side: drop whole columns.
-    let w = &into.w;
-    let mut col_ptr = Vec::with_capacity(remaining + 1);
-    col_ptr.push(0usize);
-    let mut row_idx = Vec::new();
-    let mut values = Vec::new();
-    let mut momentum = Vec::new();
-    for j in (0..n).filter(|&j| keep[j]) {
-        let r = w.col_ptr()[j]..w.col_ptr()[j + 1];
-        row_idx.extend_from_slice(&w.row_idx()[r.clone()]);
-        values.extend_from_slice(&w.values()[r.clone()]);
-        momentum.extend_from_slice(&into.momentum[r]);
-        col_ptr.push(row_idx.len());
+/// Drops the connections of the output neurons (columns) not kept. With
+/// `compact`, the dropped columns disappear and the layer has fewer outputs;
+/// otherwise they stay as empty columns.
+fn drop_columns(layer: &mut Layer, keep: &[bool], compact: bool) {
+    let w = &layer.w;
+    let mut col_ptr = vec![0usize];
+    let mut row_idx = Vec::with_capacity(w.nnz());
+    let mut values = Vec::with_capacity(w.nnz());
+    let mut momentum = Vec::with_capacity(w.nnz());
+    for (j, &kept) in keep.iter().enumerate() {
+        if kept {
+            let r = w.col_ptr()[j]..w.col_ptr()[j + 1];
+            row_idx.extend_from_slice(&w.row_idx()[r.clone()]);
+            values.extend_from_slice(&w.values()[r.clone()]);
+            momentum.extend_from_slice(&layer.momentum[r]);
+        }
+        if kept || !compact {
+            col_ptr.push(row_idx.len());
+        }
     }
-    let m = SparseMatrix::from_parts_unchecked(w.n_in(), remaining, col_ptr, row_idx, values);
-    into.replace_weights(m, momentum);
-    let filter = |v: &[f32]| {
-        v.iter()
-            .zip(&keep)
-            .filter(|(_, &k)| k)
-            .map(|(&x, _)| x)
-            .collect::<Vec<_>>()
-    };
-    into.bias = filter(&into.bias);
-    into.bias_momentum = filter(&into.bias_momentum);
-    into.bias_grad = vec![0.0; remaining];
+    let n_out = col_ptr.len() - 1;
+    let m = SparseMatrix::from_parts_unchecked(w.n_in(), n_out, col_ptr, row_idx, values);
+    layer.replace_weights(m, momentum);
+}
 
-    // Outgoing side: drop rows and renumber the rest (order is preserved).
-    let mut new_index = vec![u32::MAX; n];
+/// Drops the connections of the input neurons (rows) not kept. With
+/// `compact`, the remaining rows are renumbered and the layer has fewer inputs.
+fn drop_rows(layer: &mut Layer, keep: &[bool], compact: bool) {
+    let mut new_index = vec![u32::MAX; keep.len()];
     let mut next_id = 0u32;
     for (i, slot) in new_index.iter_mut().enumerate() {
         if keep[i] {
-            *slot = next_id;
+            *slot = if compact { next_id } else { i as u32 };
             next_id += 1;
         }
     }
-    let w = &next.w;
+    let w = &layer.w;
     let mut col_ptr = Vec::with_capacity(w.n_out() + 1);
     col_ptr.push(0usize);
     let mut row_idx = Vec::with_capacity(w.nnz());
@@ -265,13 +255,68 @@ pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result
             if r != u32::MAX {
                 row_idx.push(r);
                 values.push(w.values()[k]);
-                momentum.push(next.momentum[k]);
+                momentum.push(layer.momentum[k]);
             }
         }
         col_ptr.push(row_idx.len());
     }
-    let m = SparseMatrix::from_parts_unchecked(remaining, w.n_out(), col_ptr, row_idx, values);
-    next.replace_weights(m, momentum);
+    let n_in = if compact {
+        next_id as usize
+    } else {
+        keep.len()
+    };
+    let m = SparseMatrix::from_parts_unchecked(n_in, w.n_out(), col_ptr, row_idx, values);
+    layer.replace_weights(m, momentum);
+}
+
+fn check_chain(into: &Layer, next: &Layer) -> Result<usize> {
+    let n = into.w.n_out();
+    if next.w.n_in() != n {
+        return Err(crate::error::CoreError::Internal(format!(
+            "layer widths disagree: {n} outputs feed {} inputs",
+            next.w.n_in()
+        )));
+    }
+    Ok(n)
+}
+
+/// Removes hidden neurons for real: their incoming connections (columns of
+/// `into`), their outgoing connections (rows of `next`) and their biases go,
+/// and both matrices are compacted so the layer really shrinks.
+pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result<()> {
+    let keep = keep_mask(check_chain(into, next)?, ids)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    drop_columns(into, &keep, true);
+    let filter = |v: &[f32]| {
+        v.iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(&x, _)| x)
+            .collect::<Vec<_>>()
+    };
+    into.bias = filter(&into.bias);
+    into.bias_momentum = filter(&into.bias_momentum);
+    into.bias_grad = vec![0.0; into.bias.len()];
+    drop_rows(next, &keep, true);
+    Ok(())
+}
+
+/// Empties hidden neurons: their incoming and outgoing connections go and
+/// their bias (and its momentum) becomes zero, but the layer keeps its width,
+/// so the empty slots can be connected again by SET regrowth as new neurons.
+pub fn clear_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result<()> {
+    let keep = keep_mask(check_chain(into, next)?, ids)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    drop_columns(into, &keep, false);
+    for &id in ids {
+        into.bias[id as usize] = 0.0;
+        into.bias_momentum[id as usize] = 0.0;
+    }
+    drop_rows(next, &keep, false);
     Ok(())
 }
 
@@ -414,6 +459,35 @@ mod tests {
         assert!(remove_neurons(&mut a, &mut b, &[0, 0]).is_err());
         assert!(remove_neurons(&mut a, &mut b, &[0, 1, 2, 3, 4, 5, 6]).is_err());
         assert!(remove_neurons(&mut a, &mut b, &[70]).is_err());
+    }
+
+    #[test]
+    fn clearing_neurons_empties_them_and_keeps_the_width() {
+        let mut a = layer(12, 10, 60, 4);
+        let mut b = layer(10, 7, 40, 5);
+        a.bias.iter_mut().for_each(|x| *x = 1.0);
+        let (ea, eb) = (entries(&a.w), entries(&b.w));
+        clear_neurons(&mut a, &mut b, &[2, 7]).unwrap();
+        assert_eq!((a.w.n_out(), b.w.n_in()), (10, 10));
+        let expect_a: Vec<_> = ea
+            .iter()
+            .filter(|e| e.1 != 2 && e.1 != 7)
+            .cloned()
+            .collect();
+        let expect_b: Vec<_> = eb
+            .iter()
+            .filter(|e| e.0 != 2 && e.0 != 7)
+            .cloned()
+            .collect();
+        assert_eq!(entries(&a.w), expect_a);
+        assert_eq!(entries(&b.w), expect_b);
+        assert_eq!(a.bias.iter().filter(|&&x| x == 0.0).count(), 2);
+        a.w.check_invariants().unwrap();
+        b.w.check_invariants().unwrap();
+        // regrowth may reconnect the empty slots
+        let mut rng = Rng::new(1);
+        set_prune_regrow(&mut a, 0.9, WeightInit::HeUniform, &mut rng).unwrap();
+        assert_eq!(a.nnz(), expect_a.len());
     }
 
     #[test]
