@@ -48,3 +48,27 @@ def test_sigint_stops_training_cleanly():
     assert proc.returncode == 0, err
     assert "INTERRUPTED" in out
     assert "panicked" not in err
+
+
+def test_progress_callback_sees_batches_and_its_exception_stops_the_epoch():
+    import numpy as np
+    import pytest
+
+    import sparse_mlp as sm
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 300)).astype(np.float32)
+    y = rng.integers(0, 10, size=20000)
+    model = sm.SparseMLP([300, 2000, 2000, 10], epsilon=20, seed=0)
+    seen = []
+
+    def progress(done):
+        seen.append(done)
+        if done > 0:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        model._net.train_epoch(X, y, 32, 0.01, 0.9, 0.0, progress=progress)
+    batches_run = model._net.run_state[2]
+    assert seen and 0 < batches_run < 20000 // 32  # stopped inside the epoch
+    assert np.isfinite(model.predict_proba(X[:5])).all()

@@ -113,7 +113,6 @@ class ImportancePruning:
         # layer deletes rows of the next matrix and would change its strengths.
         n_hidden = len(model.sizes) - 2
         doomed = [self.select(model._net.neuron_importance(h)) for h in range(n_hidden)]
-        apply = model._net.remove_neurons if self.shrink else model._net.clear_neurons
         for h, ids in enumerate(doomed):
-            apply(h, ids.astype(np.int64))
+            model._net.remove_neurons(h, ids.astype(np.int64), self.shrink)
         return {"pruned_neurons": [int(ids.size) for ids in doomed]}

@@ -549,23 +549,17 @@ impl Network {
         Ok(topology::node_strength(&self.layers[h].w))
     }
 
-    /// Removes neurons `ids` of hidden layer `h` with all their connections.
-    pub fn remove_neurons(&mut self, h: usize, ids: &[u32]) -> Result<()> {
+    /// Removes neurons `ids` of hidden layer `h` with all their connections
+    /// and their bias. With `shrink` the layer is compacted; otherwise the
+    /// neurons stay as empty slots that SET regrowth may connect again.
+    pub fn remove_neurons(&mut self, h: usize, ids: &[u32], shrink: bool) -> Result<()> {
         self.check_hidden(h)?;
         let (left, right) = self.layers.split_at_mut(h + 1);
-        topology::remove_neurons(&mut left[h], &mut right[0], ids)?;
-        if !ids.is_empty() {
-            self.topology_version += 1;
+        if shrink {
+            topology::remove_neurons(&mut left[h], &mut right[0], ids)?;
+        } else {
+            topology::clear_neurons(&mut left[h], &mut right[0], ids)?;
         }
-        Ok(())
-    }
-
-    /// Empties neurons `ids` of hidden layer `h`: connections and bias go, the
-    /// width stays, and SET regrowth may connect the empty slots again.
-    pub fn clear_neurons(&mut self, h: usize, ids: &[u32]) -> Result<()> {
-        self.check_hidden(h)?;
-        let (left, right) = self.layers.split_at_mut(h + 1);
-        topology::clear_neurons(&mut left[h], &mut right[0], ids)?;
         if !ids.is_empty() {
             self.topology_version += 1;
         }
@@ -784,7 +778,7 @@ mod tests {
         assert!(net.evaluate(&x[..100], &y, 4).is_err());
         assert!(net.evaluate(&x, &[5; 10], 4).is_err());
         assert!(net.train_epoch(&[], &[], &cfg(), &mut |_| false).is_err());
-        assert!(net.remove_neurons(2, &[0]).is_err());
+        assert!(net.remove_neurons(2, &[0], true).is_err());
         let mut s = spec(1, 0.0);
         s.dropout = 1.0;
         assert!(Network::new(s).is_err());
@@ -806,7 +800,7 @@ mod tests {
     fn removing_neurons_shrinks_the_network_and_it_still_trains() {
         let mut net = Network::new(spec(3, 0.2)).unwrap();
         let before = net.n_connections();
-        net.remove_neurons(0, &[0, 5, 9]).unwrap();
+        net.remove_neurons(0, &[0, 5, 9], true).unwrap();
         assert_eq!(net.sizes(), vec![12, 17, 16, 3]);
         assert!(net.n_connections() < before);
         let (x, y) = data(64, 12, 3, 3);

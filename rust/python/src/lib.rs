@@ -225,16 +225,6 @@ fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> 
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
 }
 
-fn neuron_ids(ids: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u32>> {
-    let ids = vector(ids, "ids")?;
-    if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i > u32::MAX as i64) {
-        return Err(to_py(CoreError::InvalidInput(format!(
-            "neuron id {bad} out of range"
-        ))));
-    }
-    Ok(ids.iter().map(|&i| i as u32).collect())
-}
-
 fn labels(y: &PyReadonlyArray1<'_, i64>, n: usize, n_classes: usize) -> PyResult<Vec<u32>> {
     let y = vector(y, "y")?;
     if y.len() != n {
@@ -547,29 +537,25 @@ impl PyNetwork {
     }
 
     /// Removes neurons `ids` of hidden layer `h` (0-based) with their
-    /// connections and bias; the layer shrinks.
+    /// connections and bias; with `shrink` the layer is compacted, otherwise
+    /// the neurons stay as empty slots that regrowth may reconnect.
+    #[pyo3(signature = (h, ids, shrink=true))]
     fn remove_neurons(
         &mut self,
         py: Python<'_>,
         h: usize,
         ids: PyReadonlyArray1<'_, i64>,
+        shrink: bool,
     ) -> PyResult<()> {
-        let ids = neuron_ids(&ids)?;
+        let ids = vector(&ids, "ids")?;
+        if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i > u32::MAX as i64) {
+            return Err(to_py(CoreError::InvalidInput(format!(
+                "neuron id {bad} out of range"
+            ))));
+        }
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
         let net = &mut self.net;
-        compute(py, || net.remove_neurons(h, &ids))
-    }
-
-    /// Empties neurons `ids` of hidden layer `h` (connections and bias go, the
-    /// width stays; regrowth may reconnect them).
-    fn clear_neurons(
-        &mut self,
-        py: Python<'_>,
-        h: usize,
-        ids: PyReadonlyArray1<'_, i64>,
-    ) -> PyResult<()> {
-        let ids = neuron_ids(&ids)?;
-        let net = &mut self.net;
-        compute(py, || net.clear_neurons(h, &ids))
+        compute(py, || net.remove_neurons(h, &ids, shrink))
     }
 
     /// Arrays of layer `l`: dict with n_in, n_out, col_ptr (int64), row_idx
