@@ -271,3 +271,15 @@ def test_history_with_numpy_values_from_a_callback_is_saved(tmp_path):
     model.save(tmp_path / "m.npz")
     loaded = sm.SparseMLP.load(tmp_path / "m.npz")
     assert loaded.history[-1]["norm"] == 1.5 and loaded.history[-1]["per_layer"] == [0, 1]
+
+
+def test_data_helpers_reject_bad_arguments():
+    from sparse_mlp.datasets import make_classification
+
+    for kwargs in (dict(n_samples=0), dict(n_informative=30, n_features=20),
+                   dict(n_classes=40, n_informative=2), dict(flip_y=2.0), dict(class_sep=-1)):
+        with pytest.raises(sm.InvalidInputError):
+            make_classification(**kwargs)
+    for kwargs in (dict(density=0.1, distribution="cubic"), dict(density=0.0), dict(epsilon=-2)):
+        with pytest.raises(sm.InvalidInputError):
+            sm.connection_counts([10, 5, 2], **kwargs)

@@ -247,11 +247,21 @@ struct PyNetwork {
     net: Network,
 }
 
-fn parse_activations(specs: &[(String, f32)]) -> PyResult<Vec<Activation>> {
-    specs
+/// The named settings both constructors take: hidden activations, loss with
+/// its output activation, and the weight initialization.
+fn parse_config(
+    activations: &[(String, f32)],
+    loss: &str,
+    output_activation: &str,
+    init: &str,
+) -> PyResult<(Vec<Activation>, Loss, WeightInit)> {
+    let hidden = activations
         .iter()
         .map(|(k, s)| Activation::parse(k, *s).map_err(to_py))
-        .collect()
+        .collect::<PyResult<Vec<_>>>()?;
+    let loss = Loss::parse(loss, output_activation).map_err(to_py)?;
+    let init = WeightInit::parse(init).map_err(to_py)?;
+    Ok((hidden, loss, init))
 }
 
 #[pymethods]
@@ -270,13 +280,14 @@ impl PyNetwork {
         init: &str,
         seed: u64,
     ) -> PyResult<Self> {
+        let (hidden, loss, init) = parse_config(&activations, loss, output_activation, init)?;
         let spec = NetworkSpec {
             sizes,
             nnz,
-            hidden: parse_activations(&activations)?,
-            loss: Loss::parse(loss, output_activation).map_err(to_py)?,
+            hidden,
+            loss,
             dropout,
-            init: WeightInit::parse(init).map_err(to_py)?,
+            init,
             seed,
         };
         let net = compute(py, || Network::new(spec))?;
@@ -354,15 +365,8 @@ impl PyNetwork {
             step,
             topology_version,
         };
-        let net = Network::from_layers(
-            built,
-            parse_activations(&activations)?,
-            Loss::parse(loss, output_activation).map_err(to_py)?,
-            dropout,
-            WeightInit::parse(init).map_err(to_py)?,
-            state,
-        )
-        .map_err(to_py)?;
+        let (hidden, loss, init) = parse_config(&activations, loss, output_activation, init)?;
+        let net = Network::from_layers(built, hidden, loss, dropout, init, state).map_err(to_py)?;
         Ok(PyNetwork { net })
     }
 
