@@ -6,6 +6,8 @@
 //! gradient) is computed by exactly one task, in a fixed order, so results do
 //! not depend on the number of threads.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::csr::SparseMatrix;
@@ -15,27 +17,50 @@ use crate::simd::multiversion;
 /// task overhead.
 const TASK_WORK: usize = 1 << 15;
 
-/// Minimum number of rows per task for a row-parallel kernel.
-fn rows_per_task(nnz: usize, rows: usize, b: usize) -> usize {
-    let per_row = (nnz / rows.max(1) + 1) * b;
-    TASK_WORK.div_ceil(per_row).max(1)
+/// How many connections ahead the gather kernels prefetch source rows: the
+/// rows are scattered, so the hardware prefetcher cannot guess them.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to bring `src[off..off + n]` into L1 (a hint: no effect on
+/// results, never faults).
+#[inline(always)]
+fn prefetch_row(src: &[f32], off: usize, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let base = src.as_ptr().wrapping_add(off);
+        let mut k = 0;
+        while k < n {
+            // SAFETY: prefetch is a hint; it does not fault even on an
+            // invalid address, and `wrapping_add` keeps the arithmetic defined.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(k) as *const i8) };
+            k += 16;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, off, n);
 }
 
-/// `out[s] = init + Σ_t w(t) · src[idx[t]·b + start + s]` for `s < N`, with the
-/// `N` accumulators held in registers.
+/// `out[s] = init + Σ_t w[t] · src[idx[t]·b + start + s]` for `s < N`, with the
+/// `N` accumulators held in registers; `init = None` adds to `out` instead.
 #[inline(always)]
 fn axpy_block<const N: usize>(
     out: &mut [f32],
-    init: f32,
+    init: Option<f32>,
     idx: &[u32],
-    w: &impl Fn(usize) -> f32,
+    w: &[f32],
     src: &[f32],
     b: usize,
     start: usize,
 ) {
-    let mut acc = [init; N];
-    for (t, &r) in idx.iter().enumerate() {
-        let wt = w(t);
+    let mut acc = match init {
+        Some(v) => [v; N],
+        None => out[start..start + N].try_into().expect("block of N"),
+    };
+    for (t, (&r, &wt)) in idx.iter().zip(w).enumerate() {
+        if let Some(&ahead) = idx.get(t + PREFETCH_AHEAD) {
+            prefetch_row(src, ahead as usize * b + start, N);
+        }
         let off = r as usize * b + start;
         let x = &src[off..off + N];
         for l in 0..N {
@@ -47,29 +72,22 @@ fn axpy_block<const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row(
-    out: &mut [f32],
-    init: f32,
-    idx: &[u32],
-    w: impl Fn(usize) -> f32,
-    src: &[f32],
-    b: usize,
-) {
+fn axpy_row(out: &mut [f32], init: Option<f32>, idx: &[u32], w: &[f32], src: &[f32], b: usize) {
     let mut s = 0;
     while s + 64 <= b {
-        axpy_block::<64>(out, init, idx, &w, src, b, s);
+        axpy_block::<64>(out, init, idx, w, src, b, s);
         s += 64;
     }
     while s + 16 <= b {
-        axpy_block::<16>(out, init, idx, &w, src, b, s);
+        axpy_block::<16>(out, init, idx, w, src, b, s);
         s += 16;
     }
     while s + 4 <= b {
-        axpy_block::<4>(out, init, idx, &w, src, b, s);
+        axpy_block::<4>(out, init, idx, w, src, b, s);
         s += 4;
     }
     while s < b {
-        axpy_block::<1>(out, init, idx, &w, src, b, s);
+        axpy_block::<1>(out, init, idx, w, src, b, s);
         s += 1;
     }
 }
@@ -77,26 +95,12 @@ fn axpy_row(
 multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output neuron).
     pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], weights: &[f32], src: &[f32], b: usize) {
-        axpy_row(out, init, idx, |t| weights[t], src, b);
+        axpy_row(out, Some(init), idx, weights, src, b);
     }
 }
 
-multiversion! {
-    /// `out = Σ_t values[pos[t]] · src_row(idx[t])` (backward: one input neuron,
-    /// reading the weights through the transposed view).
-    pub fn gather_axpy_indirect(
-        out: &mut [f32],
-        idx: &[u32],
-        pos: &[u32],
-        values: &[f32],
-        src: &[f32],
-        b: usize,
-    ) {
-        axpy_row(out, 0.0, idx, |t| values[pos[t] as usize], src, b);
-    }
-}
-
-/// Sums 16 partial sums in a fixed tree.
+/// Sums 16 partial sums in a fixed tree: lanes `l` and `l+8`, then `l` and
+/// `l+4`, then `l` and `l+2`, then the last two.
 #[inline(always)]
 fn reduce16(mut acc: [f32; 16]) -> f32 {
     let mut w = 8;
@@ -109,54 +113,90 @@ fn reduce16(mut acc: [f32; 16]) -> f32 {
     acc[0]
 }
 
+/// [`reduce16`] of four rows at once, with the same tree per row (hence the
+/// same bits), arranged so that each step is one vector add of packed rows.
+#[inline(always)]
+fn reduce4x16(a: &[[f32; 16]; 4]) -> [f32; 4] {
+    // rows 0,1 and 2,3 folded to 8 lanes each, two rows per vector
+    let mut p = [[0.0f32; 16]; 2];
+    for h in 0..2 {
+        for l in 0..8 {
+            p[h][l] = a[2 * h][l] + a[2 * h][l + 8];
+            p[h][l + 8] = a[2 * h + 1][l] + a[2 * h + 1][l + 8];
+        }
+    }
+    // all four rows folded to 4 lanes: row r at q[4r..4r+4]
+    let mut q = [0.0f32; 16];
+    for h in 0..2 {
+        for k in 0..2 {
+            for l in 0..4 {
+                q[8 * h + 4 * k + l] = p[h][8 * k + l] + p[h][8 * k + l + 4];
+            }
+        }
+    }
+    let mut r = [0.0f32; 8];
+    for row in 0..4 {
+        for l in 0..2 {
+            r[2 * row + l] = q[4 * row + l] + q[4 * row + l + 2];
+        }
+    }
+    [r[0] + r[1], r[2] + r[3], r[4] + r[5], r[6] + r[7]]
+}
+
+/// `x[..full]` as 16-float chunks (`full` a multiple of 16).
+#[inline(always)]
+fn chunks16(x: &[f32], full: usize) -> &[[f32; 16]] {
+    x[..full].as_chunks::<16>().0
+}
+
 /// Four dot products against the same `d`, 16 lanes at a time: each load of
 /// `d` serves four rows and the four accumulators are independent.
 #[inline(always)]
 fn dot4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
     let n = d.len();
+    let (dc, dt) = d.as_chunks::<16>();
+    let full = dc.len() * 16;
+    let (c0, c1, c2, c3) = (
+        chunks16(x0, full),
+        chunks16(x1, full),
+        chunks16(x2, full),
+        chunks16(x3, full),
+    );
     let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
-    let mut s = 0;
-    while s + 16 <= n {
-        let y = &d[s..s + 16];
-        let (r0, r1, r2, r3) = (
-            &x0[s..s + 16],
-            &x1[s..s + 16],
-            &x2[s..s + 16],
-            &x3[s..s + 16],
-        );
+    for c in 0..dc.len() {
+        let (y, r0, r1, r2, r3) = (&dc[c], &c0[c], &c1[c], &c2[c], &c3[c]);
         for l in 0..16 {
             a0[l] += r0[l] * y[l];
             a1[l] += r1[l] * y[l];
             a2[l] += r2[l] * y[l];
             a3[l] += r3[l] * y[l];
         }
-        s += 16;
     }
-    for l in 0..n - s {
-        let y = d[s + l];
-        a0[l] += x0[s + l] * y;
-        a1[l] += x1[s + l] * y;
-        a2[l] += x2[s + l] * y;
-        a3[l] += x3[s + l] * y;
+    let (t0, t1, t2, t3) = (&x0[full..n], &x1[full..n], &x2[full..n], &x3[full..n]);
+    for (l, y) in dt.iter().enumerate() {
+        a0[l] += t0[l] * y;
+        a1[l] += t1[l] * y;
+        a2[l] += t2[l] * y;
+        a3[l] += t3[l] * y;
     }
-    [reduce16(a0), reduce16(a1), reduce16(a2), reduce16(a3)]
+    reduce4x16(&[a0, a1, a2, a3])
 }
 
 /// One dot product with the lane structure of [`dot4`] (hence the same bits).
 #[inline(always)]
 fn dot1(x: &[f32], d: &[f32]) -> f32 {
     let n = d.len();
+    let x = &x[..n];
     let mut a = [0.0f32; 16];
-    let mut s = 0;
-    while s + 16 <= n {
-        let (r, y) = (&x[s..s + 16], &d[s..s + 16]);
+    let (dc, dt) = d.as_chunks::<16>();
+    let full = dc.len() * 16;
+    for (xs, y) in x[..full].as_chunks::<16>().0.iter().zip(dc) {
         for l in 0..16 {
-            a[l] += r[l] * y[l];
+            a[l] += xs[l] * y[l];
         }
-        s += 16;
     }
-    for l in 0..n - s {
-        a[l] += x[s + l] * d[s + l];
+    for (l, y) in dt.iter().enumerate() {
+        a[l] += x[full + l] * y;
     }
     reduce16(a)
 }
@@ -171,6 +211,9 @@ multiversion! {
         };
         let mut t = 0;
         while t + 4 <= idx.len() {
+            for &ahead in idx.iter().skip(t + PREFETCH_AHEAD).take(4) {
+                prefetch_row(src, ahead as usize * b, b);
+            }
             grad[t..t + 4].copy_from_slice(&dot4(row(t), row(t + 1), row(t + 2), row(t + 3), d));
             t += 4;
         }
@@ -195,51 +238,219 @@ pub fn forward<E>(
     E: Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync,
 {
     let n_out = w.n_out();
-    let min_len = rows_per_task(w.nnz(), n_out, b);
-    let row = |j: usize, z: &mut [f32], d: Option<&mut [f32]>| {
-        let (rows, vals) = w.column(j);
-        gather_axpy(z, bias[j], rows, vals, input, b);
-        epilogue(j, z, d);
+    let run = |cols: Range<usize>, (z, mut d): (&mut [f32], Option<&mut [f32]>)| {
+        for (j, z) in cols.clone().zip(z.chunks_mut(b)) {
+            let (rows, vals) = w.column(j);
+            gather_axpy(z, bias[j], rows, vals, input, b);
+            let d = d
+                .as_deref_mut()
+                .map(|d| &mut d[(j - cols.start) * b..][..b]);
+            epilogue(j, z, d);
+        }
     };
-    let out = &mut out[..n_out * b];
-    match dfac {
-        Some(dfac) => out
-            .par_chunks_mut(b)
-            .zip(dfac[..n_out * b].par_chunks_mut(b))
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each(|(j, (z, d))| row(j, z, Some(d))),
-        None => out
-            .par_chunks_mut(b)
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each(|(j, z)| row(j, z, None)),
+    let out = (&mut out[..n_out * b], dfac.map(|d| &mut d[..n_out * b]));
+    par_rows_by_nnz(w.col_ptr(), 0..n_out, out, b, TASK_WORK.div_ceil(b), &run);
+}
+
+/// Output blocks that can be cut between rows of `b` floats, so that tasks
+/// own disjoint rows.
+trait SplitRows: Sized + Send {
+    fn split_rows(self, rows: usize, b: usize) -> (Self, Self);
+}
+
+impl SplitRows for &mut [f32] {
+    fn split_rows(self, rows: usize, b: usize) -> (Self, Self) {
+        self.split_at_mut(rows * b)
     }
 }
 
-/// Input gradient of one layer: `delta_in[i] = (Σ_j W[i,j] · delta_out[j]) ⊙ dfac[i]`,
-/// where `dfac` is the derivative of the previous activation times the dropout
-/// mask and scale.
-pub fn backprop_input(
+impl<'a> SplitRows for (&'a mut [f32], Option<&'a mut [f32]>) {
+    fn split_rows(self, rows: usize, b: usize) -> (Self, Self) {
+        let (a0, a1) = self.0.split_at_mut(rows * b);
+        match self.1 {
+            Some(d) => {
+                let (d0, d1) = d.split_at_mut(rows * b);
+                ((a0, Some(d0)), (a1, Some(d1)))
+            }
+            None => ((a0, None), (a1, None)),
+        }
+    }
+}
+
+/// Runs `f(rows, out_rows)` over disjoint ranges of rows holding about
+/// `per_task` stored entries each (`ptr` is a compressed row pointer), by
+/// recursive halving of the entries with `rayon::join`: tasks get equal work
+/// even when SET has grown hub neurons, and nothing is allocated. Which rows
+/// a task gets does not change any result.
+fn par_rows_by_nnz<T, F>(
+    ptr: &[usize],
+    rows: Range<usize>,
+    out: T,
+    b: usize,
+    per_task: usize,
+    f: &F,
+) where
+    T: SplitRows,
+    F: Fn(Range<usize>, T) + Sync,
+{
+    let work = ptr[rows.end] - ptr[rows.start];
+    if rows.len() <= 1 || work <= per_task.max(1) {
+        f(rows, out);
+        return;
+    }
+    let half = ptr[rows.start] + work / 2;
+    let mid = (rows.start + ptr[rows.clone()].partition_point(|&p| p <= half))
+        .clamp(rows.start + 1, rows.end - 1);
+    let (lo, hi) = out.split_rows(mid - rows.start, b);
+    rayon::join(
+        || par_rows_by_nnz(ptr, rows.start..mid, lo, b, per_task, f),
+        || par_rows_by_nnz(ptr, mid..rows.end, hi, b, per_task, f),
+    );
+}
+
+/// Write access to the weight gradients for tasks that each own a disjoint
+/// set of positions (the backward pass writes position `t_pos[t]` for the
+/// transposed entries `t` of its own input rows; `t_pos` is a permutation of
+/// `0..nnz`, see [`SparseMatrix::t_pos`]).
+#[derive(Clone, Copy)]
+pub struct Scatter {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: a `Scatter` is only handed to tasks that write disjoint positions
+// (see the type's comment), and it does not outlive the borrow it came from.
+unsafe impl Send for Scatter {}
+unsafe impl Sync for Scatter {}
+
+impl Scatter {
+    fn new(grad: &mut [f32]) -> Self {
+        Scatter {
+            ptr: grad.as_mut_ptr(),
+            len: grad.len(),
+        }
+    }
+
+    /// Stores `v` at position `p`.
+    ///
+    /// # Safety
+    /// No other task may access position `p` during the kernel.
+    #[inline(always)]
+    unsafe fn write(&self, p: usize, v: f32) {
+        assert!(
+            p < self.len,
+            "gradient position {p} out of range {}",
+            self.len
+        );
+        // SAFETY: in bounds by the assert; exclusive by the caller's contract.
+        unsafe { *self.ptr.add(p) = v };
+    }
+}
+
+/// What [`backward_row`] reads of one layer: its transposed view, values,
+/// the output deltas, and where the weight gradients go.
+#[derive(Clone, Copy)]
+pub struct BackwardLayer<'a> {
+    row_ptr: &'a [usize],
+    t_col: &'a [u32],
+    t_pos: &'a [u32],
+    values: &'a [f32],
+    delta: &'a [f32],
+    b: usize,
+    grad: Scatter,
+}
+
+/// Floats of delta rows one backward segment re-reads from L1 (16 KiB).
+const BACKWARD_SEGMENT_FLOATS: usize = 4096;
+const MAX_SEGMENT: usize = 64;
+
+multiversion! {
+    /// The backward step of one input neuron `i` with connections to outputs
+    /// `cols` (values at `pos`): `acc = Σ_t W · delta_out[cols[t]]` (input
+    /// gradient, `acc` is the neuron's delta row), then the weight gradients
+    /// `⟨x, delta_out[cols[t]]⟩` stored at `pos[t]`, segment by segment: the
+    /// dot products re-read the delta rows the accumulation just brought into
+    /// L1, so each comes from L2 or memory once. Finally `acc ⊙= dfac`.
+    pub fn backward_row(i: usize, acc: &mut [f32], dfac: &[f32], x: &[f32], layer: &BackwardLayer<'_>) {
+        let BackwardLayer { row_ptr, t_col, t_pos, values, delta, b, grad } = *layer;
+        let (cols, pos) = (&t_col[row_ptr[i]..row_ptr[i + 1]], &t_pos[row_ptr[i]..row_ptr[i + 1]]);
+        // segments of connections whose delta rows fit in L1 together
+        let seg = (BACKWARD_SEGMENT_FLOATS / b.max(1)).clamp(4, MAX_SEGMENT);
+        let x = &x[..b];
+        let mut w = [0.0f32; MAX_SEGMENT];
+        let mut init = Some(0.0);
+        if cols.is_empty() {
+            acc[..b].fill(0.0);
+        }
+        for (cols, pos) in cols.chunks(seg).zip(pos.chunks(seg)) {
+            // gathered first: independent loads overlap, unlike loads feeding the FMAs
+            for (w, &p) in w.iter_mut().zip(pos) {
+                *w = values[p as usize];
+            }
+            axpy_row(acc, init, cols, &w[..cols.len()], delta, b);
+            init = None;
+            let row = |t: usize| &delta[cols[t] as usize * b..][..b];
+            let mut t = 0;
+            while t + 4 <= cols.len() {
+                let g = dot4(row(t), row(t + 1), row(t + 2), row(t + 3), x);
+                for (k, v) in g.into_iter().enumerate() {
+                    // SAFETY: position `pos[t + k]` belongs to this input row only (see `Scatter`).
+                    unsafe { grad.write(pos[t + k] as usize, v) };
+                }
+                t += 4;
+            }
+            for (t, &p) in pos.iter().enumerate().skip(t) {
+                // SAFETY: as above.
+                unsafe { grad.write(p as usize, dot1(row(t), x)) };
+            }
+        }
+        for (a, f) in acc[..b].iter_mut().zip(&dfac[..b]) {
+            *a *= f;
+        }
+    }
+}
+
+/// Backward pass of one layer. Always the weight gradient at the existing
+/// connections, `grad[k] = ⟨input[row(k)], delta_out[col(k)]⟩`; with
+/// `delta_in = Some((rows, dfac))` also the input gradient
+/// `rows[i] = (Σ_j W[i,j] · delta_out[j]) ⊙ dfac[i]`, where `dfac` is the
+/// derivative of the previous activation times the dropout mask and scale.
+/// The 1/B of the mean is already in `delta_out`.
+///
+/// With the input gradient the two share one pass over the transposed view
+/// (each `delta_out` row is loaded once per connection, not twice); without
+/// it (the first layer) the weight gradient runs by output neuron.
+pub fn backward(
     w: &SparseMatrix,
+    input: &[f32],
     delta_out: &[f32],
     b: usize,
-    delta_in: &mut [f32],
-    dfac: &[f32],
+    grad: &mut [f32],
+    delta_in: Option<(&mut [f32], &[f32])>,
 ) {
+    let Some((delta_in, dfac)) = delta_in else {
+        weight_grad(w, input, delta_out, b, grad);
+        return;
+    };
     let n_in = w.n_in();
-    let (row_ptr, t_col, t_pos, values) = (w.row_ptr(), w.t_col(), w.t_pos(), w.values());
-    delta_in[..n_in * b]
-        .par_chunks_mut(b)
-        .enumerate()
-        .with_min_len(rows_per_task(w.nnz(), n_in, b))
-        .for_each(|(i, row)| {
-            let s = row_ptr[i]..row_ptr[i + 1];
-            gather_axpy_indirect(row, &t_col[s.clone()], &t_pos[s], values, delta_out, b);
-            for (x, f) in row.iter_mut().zip(&dfac[i * b..(i + 1) * b]) {
-                *x *= f;
-            }
-        });
+    let layer = BackwardLayer {
+        row_ptr: w.row_ptr(),
+        t_col: w.t_col(),
+        t_pos: w.t_pos(),
+        values: w.values(),
+        delta: delta_out,
+        b,
+        grad: Scatter::new(&mut grad[..w.nnz()]),
+    };
+    let per_task = TASK_WORK.div_ceil(2 * b);
+    let run = |rows: Range<usize>, block: &mut [f32]| {
+        for (i, acc) in rows.zip(block.chunks_mut(b)) {
+            let x = &input[i * b..(i + 1) * b];
+            backward_row(i, acc, &dfac[i * b..(i + 1) * b], x, &layer);
+        }
+    };
+    let delta_in = &mut delta_in[..n_in * b];
+    par_rows_by_nnz(layer.row_ptr, 0..n_in, delta_in, b, per_task, &run);
 }
 
 /// Weight gradient at the existing connections only (SDDMM):
@@ -343,7 +554,8 @@ mod tests {
             }
 
             let mut din = vec![0.0; n_in * b];
-            backprop_input(&w, &delta, b, &mut din, &dfac);
+            let mut g2 = vec![0.0; w.nnz()];
+            backward(&w, &x, &delta, b, &mut g2, Some((&mut din, &dfac)));
             for i in 0..n_in {
                 for s in 0..b {
                     let r: f32 = (0..n_out).map(|j| wd[i][j] * delta[j * b + s]).sum::<f32>()
@@ -359,6 +571,7 @@ mod tests {
                     let i = w.row_idx()[k] as usize;
                     let r: f32 = (0..b).map(|s| x[i * b + s] * delta[j * b + s]).sum();
                     assert!(close(g[k], r), "weight grad {i} {j}");
+                    assert!(close(g2[k], r), "fused weight grad {i} {j}");
                 }
             }
 
@@ -389,8 +602,16 @@ mod tests {
                 let mut g = vec![0.0; w.nnz()];
                 weight_grad(&w, &x, &delta, b, &mut g);
                 let mut din = vec![0.0; n_in * b];
-                backprop_input(&w, &delta, b, &mut din, &vec![1.0; n_in * b]);
-                (z, g, din)
+                let mut g2 = vec![0.0; w.nnz()];
+                backward(
+                    &w,
+                    &x,
+                    &delta,
+                    b,
+                    &mut g2,
+                    Some((&mut din, &vec![1.0; n_in * b])),
+                );
+                (z, g, din, g2)
             })
         };
         assert_eq!(run(1), run(2));

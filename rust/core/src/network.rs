@@ -12,6 +12,7 @@ use crate::layer::Layer;
 use crate::loss::{BatchLoss, Loss};
 use crate::optim::Sgd;
 use crate::rng::Rng;
+use crate::simd::multiversion;
 use crate::topology::{self, SetStep};
 
 /// What a new network looks like. `nnz[l]` is the connection count of layer
@@ -431,16 +432,11 @@ impl Network {
             let layer = &mut self.layers[l];
             let (n_in, n_out) = (layer.w.n_in(), layer.w.n_out());
             let input = &ws.acts[l][..n_in * b];
-            kernels::weight_grad(&layer.w, input, &cur[..n_out * b], b, &mut layer.grad);
-            kernels::bias_grad(&cur[..n_out * b], b, &mut layer.bias_grad);
+            let delta_out = &cur[..n_out * b];
+            kernels::bias_grad(delta_out, b, &mut layer.bias_grad);
+            let delta_in = (l > 0).then(|| (&mut next[..n_in * b], &ws.dfac[l - 1][..n_in * b]));
+            kernels::backward(&layer.w, input, delta_out, b, &mut layer.grad, delta_in);
             if l > 0 {
-                kernels::backprop_input(
-                    &layer.w,
-                    &cur[..n_out * b],
-                    b,
-                    &mut next[..n_in * b],
-                    &ws.dfac[l - 1],
-                );
                 std::mem::swap(&mut cur, &mut next);
             }
         }
@@ -608,20 +604,45 @@ enum Mode {
 
 /// Inverted dropout on one neuron's row: each unit is zeroed with probability
 /// `p` (16-bit resolution), survivors and their derivative factors are scaled
-/// by `1/(1-p)`.
+/// by `1/(1-p)`. Unit `t` uses bits `16·(t mod 4)..` of the `t/4`-th draw.
 fn dropout_row(a: &mut [f32], dfac: &mut [f32], rng: &mut Rng, p: f32) {
-    let threshold = (p as f64 * 65536.0).round() as u64;
+    const CHUNK: usize = 256;
+    let threshold = (p as f64 * 65536.0).round() as u32;
     let scale = 1.0 / (1.0 - p);
-    let mut bits = 0u64;
-    for (t, (x, d)) in a.iter_mut().zip(dfac.iter_mut()).enumerate() {
-        if t % 4 == 0 {
-            bits = rng.next_u64();
+    let mut r = [0u16; CHUNK];
+    for (a, d) in a.chunks_mut(CHUNK).zip(dfac.chunks_mut(CHUNK)) {
+        for four in r[..a.len().div_ceil(4) * 4].chunks_exact_mut(4) {
+            let bits = rng.next_u64();
+            for (k, v) in four.iter_mut().enumerate() {
+                *v = (bits >> (16 * k)) as u16;
+            }
         }
-        let r = bits & 0xFFFF;
-        bits >>= 16;
-        let m = if r < threshold { 0.0 } else { scale };
-        *x *= m;
-        *d *= m;
+        mask_scale(a, d, &r[..a.len()], threshold, scale);
+    }
+}
+
+multiversion! {
+    /// [`Activation::apply`], compiled for the CPU's vector width.
+    pub fn activate(act: Activation, z: &mut [f32]) {
+        act.apply(z);
+    }
+}
+
+multiversion! {
+    /// [`Activation::apply_with_derivative`], compiled for the CPU's vector width.
+    pub fn activate_with_derivative(act: Activation, z: &mut [f32], d: &mut [f32]) {
+        act.apply_with_derivative(z, d);
+    }
+}
+
+multiversion! {
+    /// `a[t], d[t] *= (r[t] < threshold ? 0 : scale)`.
+    pub fn mask_scale(a: &mut [f32], d: &mut [f32], r: &[u16], threshold: u32, scale: f32) {
+        for ((x, g), &r) in a.iter_mut().zip(d.iter_mut()).zip(r) {
+            let m = if (r as u32) < threshold { 0.0 } else { scale };
+            *x *= m;
+            *g *= m;
+        }
     }
 }
 
@@ -642,11 +663,13 @@ fn forward_all(layers: &[Layer], hidden: &[Activation], ws: &mut Workspace, b: u
         }
         let act = hidden[l];
         match mode {
-            Mode::Infer => kernels::forward(w, bias, input, b, out, None, |_, z, _| act.apply(z)),
+            Mode::Infer => {
+                kernels::forward(w, bias, input, b, out, None, |_, z, _| activate(act, z))
+            }
             Mode::Train(keys) => {
                 kernels::forward(w, bias, input, b, out, Some(&mut ws.dfac[l]), |j, z, d| {
                     let d = d.expect("training forward always has derivative rows");
-                    act.apply_with_derivative(z, d);
+                    activate_with_derivative(act, z, d);
                     if keys.p > 0.0 {
                         let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
                         dropout_row(z, d, &mut rng, keys.p);

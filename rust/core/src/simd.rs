@@ -36,8 +36,18 @@ fn detect() -> Level {
     if std::env::var_os("SPARSE_MLP_NO_SIMD").is_some() {
         return Level::Baseline;
     }
+    // SPARSE_MLP_SIMD caps the level (for benchmarks of the narrower paths)
+    let cap = std::env::var("SPARSE_MLP_SIMD").unwrap_or_default();
+    if cap == "baseline" {
+        return Level::Baseline;
+    }
     #[cfg(target_arch = "x86_64")]
     {
+        if cap == "avx2" {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            return if avx2 { Level::Avx2 } else { Level::Baseline };
+        }
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx2")
