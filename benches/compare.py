@@ -1,19 +1,36 @@
-"""End-to-end training speed against the peers of ../shared/BENCHMARKS.md.
+"""Training speed, inference speed and memory against the peers of
+../shared/BENCHMARKS.md, side by side in one process.
 
-Runs each workload with sparse_mlp and with numpy dense weights + a binary
-mask doing the same math (forward, backward, momentum SGD with decoupled
-weight decay, inverted dropout, SET at the epoch end), in one process, and
-prints medians of the repetitions and their ratios.
+Workloads: W1 and W2 (one training epoch with SET at the end, inference on
+the same samples), W3 (width scaling at 1% density, time per 1,000 samples)
+and W5 (one layer's forward + backward against numpy's dense GEMM rate).
+Peers, doing the same math (forward, backward, momentum SGD with decoupled
+weight decay, inverted dropout, All-ReLU, SET at the epoch end):
 
-    python benches/compare.py [--workloads W1] [--repeats 3] [--threads N]
+* numpy dense weights + binary mask (BLAS on all cores): always;
+* scipy.sparse CSR weights, weight gradient only at the stored connections
+  (the papers' prototype's data structure): always;
+* PyTorch dense + mask: when torch is installed.
+
+Times are medians of ``--repeats``; ratios are peer time / sparse_mlp time
+from the same run. Peak memory is measured per implementation in a child
+process (growth of the peak resident set over the loaded data).
+
+    python benches/compare.py                     # W1, W2, W3, W5
+    python benches/compare.py --workloads W1,W5 --repeats 5
+    python benches/compare.py --workloads W3 --w3-sizes 1024,2048,4096,8192,16384,32768
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -21,12 +38,18 @@ import numpy as np
 import sparse_mlp as sm
 from sparse_mlp.datasets import make_classification, standardize
 
+try:  # optional peer
+    import torch
+except ImportError:  # pragma: no cover - depends on the machine
+    torch = None
+
 WORKLOADS = {
     # id: (sizes, epsilon, alpha, samples)
     "W1": ([784, 1000, 1000, 1000, 10], 20.0, 0.6, 10_000),
     "W2": ([3072, 4000, 1000, 4000, 10], 20.0, 0.75, 5_000),
 }
 BATCH, LR, MU, WD, DROPOUT, ZETA = 128, 0.01, 0.9, 2e-4, 0.3, 0.3
+W3_BATCH, W3_SAMPLES, W3_DENSITY, W3_ALPHA = 100, 1000, 0.01, 0.6
 
 
 def cpu_name() -> str:
@@ -40,39 +63,45 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def slopes(n_hidden: int, alpha: float) -> list[float]:
+    """All-ReLU negative slopes of hidden layers 1..n (SPEC §4): -α on odd layers."""
+    return [-alpha if k % 2 == 0 else alpha for k in range(n_hidden)]
+
+
 class DenseMask:
     """What most sparse-training code does: dense float32 weights, a binary
-    mask applied to the gradient, dense BLAS matrix products."""
+    mask applied to the gradient, dense BLAS matrix products (numpy)."""
 
-    def __init__(self, model: sm.SparseMLP, alpha: float, seed: int = 0) -> None:
+    name = "numpy dense + mask"
+
+    def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
         self.W = [layer.to_scipy().toarray() for layer in model.layers]
         self.mask = [w != 0 for w in self.W]
         self.b = [layer.bias.copy() for layer in model.layers]
         self.VW = [np.zeros_like(w) for w in self.W]
         self.Vb = [np.zeros_like(b) for b in self.b]
-        self.slopes = [-alpha if k % 2 == 0 else alpha for k in range(len(self.W) - 1)]
+        self.slopes = slopes(len(self.W) - 1, alpha)
+        self.batch = batch
         self.rng = np.random.default_rng(seed)
 
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
-        n_layers = len(self.W)
-        for start in range(0, len(order), BATCH):
-            idx = order[start:start + BATCH]
-            a = [X[idx]]
-            dfac = []
-            for lay in range(n_layers - 1):
-                z = a[-1] @ self.W[lay] + self.b[lay]
-                s = self.slopes[lay]
-                d = np.where(z >= 0, np.float32(1), np.float32(s))
+    def forward(self, x: np.ndarray, train: bool):
+        a, dfac = [x], []
+        for lay in range(len(self.W) - 1):
+            z = a[-1] @ self.W[lay] + self.b[lay]
+            d = np.where(z >= 0, np.float32(1), np.float32(self.slopes[lay]))
+            if train:
                 keep = (self.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
-                a.append(z * d * keep)
-                dfac.append(d * keep)
-            z = a[-1] @ self.W[-1] + self.b[-1]
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=1, keepdims=True)
-            p[np.arange(len(idx)), y[idx]] -= 1
-            delta = p / np.float32(len(idx))
-            for lay in range(n_layers - 1, -1, -1):
+                d = d * keep
+            a.append(z * d)
+            dfac.append(d)
+        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
+        for start in range(0, len(order), self.batch):
+            idx = order[start:start + self.batch]
+            a, dfac, z = self.forward(X[idx], True)
+            delta = softmax_delta(z, y[idx])
+            for lay in range(len(self.W) - 1, -1, -1):
                 gW = (a[lay].T @ delta) * self.mask[lay]
                 gb = delta.sum(axis=0)
                 if lay > 0:
@@ -82,6 +111,9 @@ class DenseMask:
                 self.W[lay] += self.VW[lay] - WD * self.W[lay]
                 self.b[lay] += self.Vb[lay] - WD * self.b[lay]
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.forward(X[s:s + 1000], False)[2] for s in range(0, len(X), 1000)])
+
     def set_step(self) -> None:
         """SET on the masked dense matrices: O(n_in × n_out) per layer."""
         for lay in range(len(self.W)):
@@ -89,20 +121,196 @@ class DenseMask:
             if mask.all():
                 continue
             w = self.W[lay]
-            pos = np.flatnonzero(mask & (w >= 0))
-            neg = np.flatnonzero(mask & (w < 0))
-            k_pos, k_neg = round(ZETA * pos.size), round(ZETA * neg.size)
             flat_w, flat_m, flat_v = w.reshape(-1), mask.reshape(-1), self.VW[lay].reshape(-1)
-            gone = np.concatenate([pos[np.argpartition(flat_w[pos], k_pos)[:k_pos]],
-                                   neg[np.argpartition(-flat_w[neg], k_neg)[:k_neg]]])
+            gone = set_removals(flat_w, np.flatnonzero(flat_m))
             flat_m[gone] = False
-            empty = np.flatnonzero(~flat_m)
-            new = self.rng.choice(empty, size=gone.size, replace=False)
+            new = self.rng.choice(np.flatnonzero(~flat_m), size=gone.size, replace=False)
             flat_w[gone] = 0
             flat_v[gone] = 0
-            limit = np.sqrt(6 / w.shape[0])
-            flat_w[new] = self.rng.uniform(-limit, limit, size=new.size)
+            flat_w[new] = he_uniform(self.rng, w.shape[0], new.size)
             flat_m[new] = True
+
+
+def softmax_delta(z, labels):
+    """Gradient of the mean cross-entropy with respect to the logits."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(labels)), labels] -= 1
+    return p / np.float32(len(labels))
+
+
+def set_removals(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Positions (from ``where``) SET removes: ζ of the smallest non-negative
+    and ζ of the negative weights closest to zero."""
+    v = values[where]
+    pos, neg = where[v >= 0], where[v < 0]
+    k_pos, k_neg = round(ZETA * pos.size), round(ZETA * neg.size)
+    return np.concatenate([pos[np.argpartition(values[pos], k_pos)[:k_pos]],
+                           neg[np.argpartition(-values[neg], k_neg)[:k_neg]]])
+
+
+def he_uniform(rng, n_in: int, size: int) -> np.ndarray:
+    limit = np.sqrt(6 / n_in)
+    return rng.uniform(-limit, limit, size=size).astype(np.float32)
+
+
+class ScipyCSR:
+    """scipy.sparse CSR weights (the papers' prototype's data structure):
+    sparse × dense products, the weight gradient only at stored connections
+    (a gather and a row-wise dot), SGD on ``W.data``, SET by rebuilding CSR."""
+
+    name = "scipy.sparse CSR"
+
+    def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
+        self.W = [layer.to_scipy() for layer in model.layers]
+        for w in self.W:
+            w.sort_indices()
+        self.VW = [np.zeros_like(w.data) for w in self.W]
+        self.b = [layer.bias.copy() for layer in model.layers]
+        self.Vb = [np.zeros_like(b) for b in self.b]
+        self.coords = [self._coords(w) for w in self.W]
+        self.slopes = slopes(len(self.W) - 1, alpha)
+        self.batch = batch
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def _coords(w):
+        return np.repeat(np.arange(w.shape[0]), np.diff(w.indptr)), w.indices
+
+    def forward(self, x: np.ndarray, train: bool):
+        a, dfac = [x], []
+        for lay in range(len(self.W) - 1):
+            z = a[-1] @ self.W[lay] + self.b[lay]
+            d = np.where(z >= 0, np.float32(1), np.float32(self.slopes[lay]))
+            if train:
+                keep = (self.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
+                d = d * keep
+            a.append(z * d)
+            dfac.append(d)
+        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
+        for start in range(0, len(order), self.batch):
+            idx = order[start:start + self.batch]
+            a, dfac, z = self.forward(X[idx], True)
+            delta = softmax_delta(z, y[idx])
+            for lay in range(len(self.W) - 1, -1, -1):
+                rows, cols = self.coords[lay]
+                gW = np.einsum("bk,bk->k", a[lay][:, rows], delta[:, cols])
+                gb = delta.sum(axis=0)
+                w = self.W[lay]
+                if lay > 0:
+                    delta = np.asarray(delta @ w.T) * dfac[lay - 1]
+                self.VW[lay] = MU * self.VW[lay] - LR * gW
+                self.Vb[lay] = MU * self.Vb[lay] - LR * gb
+                w.data += self.VW[lay] - WD * w.data
+                self.b[lay] += self.Vb[lay] - WD * self.b[lay]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.forward(X[s:s + 1000], False)[2] for s in range(0, len(X), 1000)])
+
+    def set_step(self) -> None:
+        from scipy import sparse
+
+        for lay, w in enumerate(self.W):
+            n_in, n_out = w.shape
+            if w.nnz == n_in * n_out:
+                continue
+            rows, cols = self.coords[lay]
+            gone = set_removals(w.data, np.arange(w.nnz))
+            keep = np.ones(w.nnz, dtype=bool)
+            keep[gone] = False
+            taken = set((rows[keep].astype(np.int64) * n_out + cols[keep]).tolist())
+            new: list[int] = []
+            while len(new) < gone.size:
+                for p in self.rng.integers(0, n_in * n_out, size=2 * (gone.size - len(new))).tolist():
+                    if p not in taken and len(new) < gone.size:
+                        taken.add(p)
+                        new.append(p)
+            new_arr = np.array(new, dtype=np.int64)
+            r = np.concatenate([rows[keep], new_arr // n_out])
+            c = np.concatenate([cols[keep], new_arr % n_out])
+            v = np.concatenate([w.data[keep], he_uniform(self.rng, n_in, new_arr.size)])
+            m = np.concatenate([self.VW[lay][keep], np.zeros(new_arr.size, np.float32)])
+            order = np.lexsort((c, r))
+            self.W[lay] = sparse.csr_matrix((v[order], (r[order], c[order])), shape=w.shape)
+            self.W[lay].sort_indices()
+            self.VW[lay] = m[order]
+            self.coords[lay] = self._coords(self.W[lay])
+
+
+class TorchDenseMask:
+    """PyTorch CPU, dense weights + mask (torch.ao.pruning, rigl-style)."""
+
+    name = "PyTorch dense + mask"
+
+    def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
+        self.W = [torch.from_numpy(layer.to_scipy().toarray()) for layer in model.layers]
+        self.mask = [(w != 0).to(torch.float32) for w in self.W]
+        self.b = [torch.from_numpy(layer.bias.copy()) for layer in model.layers]
+        self.VW = [torch.zeros_like(w) for w in self.W]
+        self.Vb = [torch.zeros_like(b) for b in self.b]
+        self.slopes = slopes(len(self.W) - 1, alpha)
+        self.batch = batch
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def forward(self, x, train: bool):
+        a, dfac = [x], []
+        for lay in range(len(self.W) - 1):
+            z = a[-1] @ self.W[lay] + self.b[lay]
+            d = torch.where(z >= 0, 1.0, self.slopes[lay])
+            if train:
+                d = d * ((torch.rand(z.shape, generator=self.gen) >= DROPOUT) / (1 - DROPOUT))
+            a.append(z * d)
+            dfac.append(d)
+        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
+        with torch.no_grad():
+            Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+            for start in range(0, len(order), self.batch):
+                idx = torch.from_numpy(order[start:start + self.batch])
+                a, dfac, z = self.forward(Xt[idx], True)
+                p = torch.softmax(z, dim=1)
+                p[torch.arange(len(idx)), yt[idx]] -= 1
+                delta = p / len(idx)
+                for lay in range(len(self.W) - 1, -1, -1):
+                    gW = (a[lay].T @ delta) * self.mask[lay]
+                    gb = delta.sum(dim=0)
+                    if lay > 0:
+                        delta = (delta @ self.W[lay].T) * dfac[lay - 1]
+                    self.VW[lay].mul_(MU).sub_(LR * gW)
+                    self.Vb[lay].mul_(MU).sub_(LR * gb)
+                    self.W[lay].mul_(1 - WD).add_(self.VW[lay])
+                    self.b[lay].mul_(1 - WD).add_(self.Vb[lay])
+
+    def predict(self, X: np.ndarray):
+        with torch.no_grad():
+            Xt = torch.from_numpy(X)
+            return torch.cat([self.forward(Xt[s:s + 1000], False)[2] for s in range(0, len(X), 1000)])
+
+    def set_step(self) -> None:
+        rng = np.random.default_rng(0)
+        for lay, w in enumerate(self.W):
+            m = self.mask[lay]
+            if bool(m.all()):
+                continue
+            flat_w, flat_m, flat_v = w.view(-1).numpy(), m.view(-1).numpy(), self.VW[lay].view(-1).numpy()
+            gone = set_removals(flat_w, np.flatnonzero(flat_m))
+            flat_m[gone] = 0
+            new = rng.choice(np.flatnonzero(flat_m == 0), size=gone.size, replace=False)
+            flat_w[gone] = 0
+            flat_v[gone] = 0
+            flat_w[new] = he_uniform(rng, w.shape[0], new.size)
+            flat_m[new] = 1
+
+
+def peers() -> list[type]:
+    found = [DenseMask, ScipyCSR]
+    if torch is not None:
+        found.append(TorchDenseMask)
+    return found
 
 
 def median_time(fn, repeats: int) -> float:
@@ -114,55 +322,172 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_workload(name: str, repeats: int) -> None:
-    sizes, eps, alpha, n = WORKLOADS[name]
+def data(sizes: list[int], n: int):
     X, y = make_classification(n_samples=n, n_features=sizes[0], n_informative=64,
                                n_redundant=32, n_classes=sizes[-1], seed=0)
     (X,) = standardize(X)
-    model = sm.SparseMLP(sizes, activation=sm.AllReLU(alpha), epsilon=eps, dropout=DROPOUT,
-                         init="he_uniform", seed=0)
-    useful_gflop = 6 * model.n_connections * n / 1e9
-    dense = DenseMask(model, alpha)
+    return X, y
+
+
+def model_for(name: str, sizes=None):
+    if name == "W3":
+        return sm.SparseMLP(sizes, activation=sm.AllReLU(W3_ALPHA), density=W3_DENSITY,
+                            distribution="uniform", dropout=DROPOUT, init="he_uniform", seed=0)
+    sizes, eps, alpha, _ = WORKLOADS[name]
+    return sm.SparseMLP(sizes, activation=sm.AllReLU(alpha), epsilon=eps, dropout=DROPOUT,
+                        init="he_uniform", seed=0)
+
+
+def ours_epoch(model: sm.SparseMLP, X, y, batch: int) -> None:
+    model._net.train_epoch(X, y, batch, LR, MU, WD, False, True)
+
+
+def row(label: str, cells: list[str], widths: list[int]) -> str:
+    return f"{label:<24}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+
+
+def run_epoch_workload(name: str, repeats: int, memory: bool) -> None:
+    sizes, eps, alpha, n = WORKLOADS[name]
+    X, y = data(sizes, n)
+    model = model_for(name)
+    nnz = model.n_connections
+    gflop = 6 * nnz * n / 1e9
     order = np.random.default_rng(0).permutation(n)
-
-    def ours_train():
-        model._net.train_epoch(X, y, BATCH, LR, MU, WD, False, True)
-
-    def ours_set():
-        model._net.evolve_set(ZETA)
-
-    t_train = median_time(ours_train, repeats)
-    t_set = median_time(ours_set, repeats)
-    t_dense_train = median_time(lambda: dense.train_epoch(X, y, order), repeats)
-    t_dense_set = median_time(dense.set_step, repeats)
-    ours = t_train + t_set
-    peer = t_dense_train + t_dense_set
-    print(f"\n{name}: {'-'.join(map(str, sizes))}, eps {eps:g}, {model.n_connections} connections, "
-          f"{n} samples, batch {BATCH}; useful work {useful_gflop:.1f} GFLOP per epoch")
-    print(f"{'implementation':<28}{'train s':>10}{'SET s':>10}{'epoch s':>10}{'GFLOP/s':>10}"
-          f"{'ratio':>9}")
-    for label, tr, ev in (("sparse_mlp", t_train, t_set),
-                          ("numpy dense + mask", t_dense_train, t_dense_set)):
+    results = []  # (label, train, set, predict)
+    results.append(("sparse_mlp",
+                    median_time(lambda: ours_epoch(model, X, y, BATCH), repeats),
+                    median_time(lambda: model._net.evolve_set(ZETA), repeats),
+                    median_time(lambda: model.predict_proba(X), repeats)))
+    for peer in peers():
+        p = peer(model, alpha, BATCH)
+        results.append((peer.name,
+                        median_time(lambda p=p: p.train_epoch(X, y, order), repeats),
+                        median_time(p.set_step, repeats),
+                        median_time(lambda p=p: p.predict(X), repeats)))
+    print(f"\n{name}: {'-'.join(map(str, sizes))}, eps {eps:g}, {nnz:,} connections, {n:,} samples, "
+          f"batch {BATCH}; useful work {gflop:.2f} GFLOP per epoch")
+    widths = [10, 10, 10, 10, 9, 11, 9]
+    print(row("implementation", ["train s", "SET s", "epoch s", "GFLOP/s", "ratio", "predict s",
+                                 "ratio"], widths))
+    ours_total, ours_pred = results[0][1] + results[0][2], results[0][3]
+    for label, tr, ev, pr in results:
         total = tr + ev
-        print(f"{label:<28}{tr:>10.3f}{ev:>10.4f}{total:>10.3f}{useful_gflop / total:>10.1f}"
-              f"{total / ours:>8.1f}x")
-    print(f"sparse_mlp is {peer / ours:.1f}x faster than numpy dense+mask per epoch "
-          f"(SET step: {100 * t_set / t_train:.2f}% of our training time)")
+        print(row(label, [f"{tr:.3f}", f"{ev:.4f}", f"{total:.3f}", f"{gflop / total:.1f}",
+                          f"{total / ours_total:.1f}x", f"{pr:.3f}", f"{pr / ours_pred:.1f}x"], widths))
+    print(f"SET step: {100 * results[0][2] / results[0][1]:.2f}% of our training time per epoch")
+    per_conn = model.memory_bytes / nnz
+    print(f"model memory: {model.memory_bytes / 2**20:.2f} MiB = {per_conn:.1f} bytes per connection "
+          "(value, row index, momentum, gradient: 16; transposed view: 8; per-neuron arrays the rest)")
+    if memory:
+        for label in ["sparse_mlp"] + [p.name for p in peers()]:
+            print(f"peak memory growth of one epoch, {label}: {peak_growth(name, label) / 2**20:.0f} MiB")
+
+
+def peak_growth(workload: str, label: str) -> int:
+    """Bytes by which training one epoch and SET raise the peak resident set
+    over the loaded data, measured in a fresh child process."""
+    out = subprocess.run([sys.executable, __file__, "--peak", f"{workload}:{label}"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def measure_peak(spec: str) -> None:
+    workload, label = spec.split(":", 1)
+    sizes, eps, alpha, n = WORKLOADS[workload]
+    X, y = data(sizes, n)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = model_for(workload)
+    if label == "sparse_mlp":
+        ours_epoch(model, X, y, BATCH)
+        model._net.evolve_set(ZETA)
+    else:
+        peer = {p.name: p for p in peers()}[label](model, alpha, BATCH)
+        del model
+        peer.train_epoch(X, y, np.arange(n))
+        peer.set_step()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+
+
+def run_w3(sizes_n: list[int], repeats: int, dense_max: int, scipy_max: int) -> None:
+    print(f"\nW3: 1024-N-N-N-10 at {W3_DENSITY:.0%} density (every layer), batch {W3_BATCH}; "
+          f"seconds of training per {W3_SAMPLES:,} samples (epoch of {W3_SAMPLES:,}, no SET)")
+    labels = ["sparse_mlp"] + [p.name for p in peers()]
+    widths = [12, 10] + [12, 9] * len(labels)
+    print(row("N", ["connections", "GFLOP"] + [c for lab in labels for c in (lab.split()[0] + " s", "ratio")],
+              widths))
+    for n_width in sizes_n:
+        sizes = [1024, n_width, n_width, n_width, 10]
+        X, y = data(sizes, W3_SAMPLES)
+        model = model_for("W3", sizes)
+        nnz = model.n_connections
+        ours = median_time(functools.partial(ours_epoch, model, X, y, W3_BATCH), repeats)
+        cells = [f"{nnz:,}", f"{6 * nnz * W3_SAMPLES / 1e9:.2f}", f"{ours:.3f}", "1.0x"]
+        for peer in peers():
+            if n_width > (scipy_max if peer is ScipyCSR else dense_max):
+                cells += ["-", "-"]
+                continue
+            # dense peers at large N: time 2 batches and scale to 1,000 samples
+            m = W3_SAMPLES if n_width <= 2048 or peer is ScipyCSR else 2 * W3_BATCH
+            p = peer(model, W3_ALPHA, W3_BATCH)
+            t = median_time(functools.partial(p.train_epoch, X, y, np.arange(m)), repeats) * W3_SAMPLES / m
+            cells += [f"{t:.3f}", f"{t / ours:.1f}x"]
+            del p
+        print(row(str(n_width), cells, widths), flush=True)
+        del model
+
+
+def gemm_gflops(repeats: int) -> float:
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
+    a @ b
+    return 2 * 2048**3 / median_time(lambda: a @ b, max(repeats, 5)) / 1e9
+
+
+def run_w5(repeats: int) -> None:
+    n_in, n_out, eps, b = 1000, 1000, 20.0, 128
+    times, nnz = sm._core.bench_layer(n_in, n_out, eps, b, repeats=max(50, 10 * repeats))
+    t = statistics.median(times[5:])
+    ours = 6 * b * nnz / t / 1e9
+    gemm = gemm_gflops(repeats)
+    print(f"\nW5: one {n_in}x{n_out} layer, eps {eps:g} ({nnz:,} connections), batch {b}: "
+          "forward + input gradient + weight gradient (6·B·nnz flops)")
+    print(f"sparse_mlp: {t * 1e6:.0f} us per pass = {ours:.1f} GFLOP/s; numpy dense float32 GEMM "
+          f"(2048^3): {gemm:.1f} GFLOP/s; ratio {100 * ours / gemm:.1f}% of GEMM")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--workloads", default="W1", help="comma-separated: " + ",".join(WORKLOADS))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workloads", default="W1,W2,W3,W5", help="comma-separated: W1,W2,W3,W5")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="sparse_mlp threads (default: all cores)")
+    p.add_argument("--w3-sizes", default="1024,2048,4096,8192,16384,32768")
+    p.add_argument("--w3-dense-max", type=int, default=8192,
+                   help="largest N for the dense peers (their weights grow with N²)")
+    p.add_argument("--w3-scipy-max", type=int, default=16384,
+                   help="largest N for the scipy peer (its gradient gathers B × nnz floats)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--peak", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         sm.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; sparse_mlp "
-          f"{sm.__version__} on {sm.get_num_threads()} threads ({sm._core.simd_level()} kernels); "
-          f"numpy {np.__version__}")
-    for name in args.workloads.split(","):
-        run_workload(name.strip(), args.repeats)
+    if args.peak:
+        measure_peak(args.peak)
+        return
+    torch_note = (f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
+                  else "torch not installed")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; sparse_mlp {sm.__version__} on "
+          f"{sm.get_num_threads()} threads ({sm._core.simd_level()} kernels); numpy {np.__version__}; "
+          f"{torch_note}; medians of {args.repeats}")
+    for name in [w.strip() for w in args.workloads.split(",")]:
+        if name in WORKLOADS:
+            run_epoch_workload(name, args.repeats, not args.no_memory)
+        elif name == "W3":
+            run_w3([int(s) for s in args.w3_sizes.split(",")], args.repeats, args.w3_dense_max,
+                   args.w3_scipy_max)
+        elif name == "W5":
+            run_w5(args.repeats)
+        else:
+            p.error(f"unknown workload {name!r}")
 
 
 if __name__ == "__main__":

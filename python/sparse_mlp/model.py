@@ -354,16 +354,16 @@ class SparseMLP:
 
     # ------------------------------------------------------------ inference
 
-    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes) (outputs for MSE)."""
         X = as_features(X, self.n_features)
         return self._net.predict_proba(X, positive_int("batch_size", batch_size))
 
-    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """Predicted class indices, shape (n_samples,)."""
         return self.predict_proba(X, batch_size).argmax(axis=1)
 
-    def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and accuracy on (X, y), without dropout."""
         X = as_features(X, self.n_features)
         y = as_labels(y, X.shape[0], self.n_classes)

@@ -7,6 +7,7 @@
 //! ([`network`]). Knows nothing of Python; the bindings crate wraps it.
 
 pub mod activation;
+pub mod bench;
 pub mod csr;
 pub mod error;
 pub mod init;

@@ -623,6 +623,26 @@ fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
 }
 
 /// The instruction set the kernels run with: "avx512", "avx2" or "baseline".
+/// W5: seconds of each of `repeats` forward + backward passes of a random
+/// layer (see `sparse_mlp_core::bench`), and its connection count.
+#[pyfunction]
+#[pyo3(signature = (n_in, n_out, epsilon, batch_size, repeats = 20, seed = 0))]
+fn bench_layer(
+    py: Python<'_>,
+    n_in: usize,
+    n_out: usize,
+    epsilon: f64,
+    batch_size: usize,
+    repeats: usize,
+    seed: u64,
+) -> PyResult<(Vec<f64>, u64)> {
+    let nnz = er_nnz(epsilon, n_in, n_out)?;
+    let times = compute(py, || {
+        core::bench::time_layer_passes(n_in, n_out, nnz, batch_size, repeats, seed)
+    })?;
+    Ok((times, nnz))
+}
+
 #[pyfunction]
 fn simd_level() -> &'static str {
     core::simd::level().name()
@@ -635,6 +655,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(er_nnz, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(bench_layer, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
