@@ -27,7 +27,6 @@ import argparse
 import functools
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -375,9 +374,10 @@ def run_epoch_workload(name: str, repeats: int, memory: bool) -> None:
         print(row(label, [f"{tr:.3f}", f"{ev:.4f}", f"{total:.3f}", f"{gflop / total:.1f}",
                           f"{total / ours_total:.1f}x", f"{pr:.3f}", f"{pr / ours_pred:.1f}x"], widths))
     print(f"SET step: {100 * results[0][2] / results[0][1]:.2f}% of our training time per epoch")
-    per_conn = model.memory_bytes / nnz
-    print(f"model memory: {model.memory_bytes / 2**20:.2f} MiB = {per_conn:.1f} bytes per connection "
-          "(value, row index, momentum, gradient: 16; transposed view: 8; per-neuron arrays the rest)")
+    layers = layer_bytes(model)
+    print(f"memory: layers {layers / 2**20:.2f} MiB = {layers / nnz:.1f} bytes per connection (value, row "
+          f"index, momentum, gradient, transposed column and position: 24; the rest per neuron); "
+          f"work buffers for batch {BATCH}: {(model.memory_bytes - layers) / 2**20:.2f} MiB")
     if memory:
         for label in ["sparse_mlp"] + [p.name for p in peers()]:
             print(f"peak memory growth of one epoch, {label}: {peak_growth(name, label) / 2**20:.0f} MiB")
@@ -391,11 +391,24 @@ def peak_growth(workload: str, label: str) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def measure_peak(spec: str) -> None:
+    """Child process: peak resident set of building the model, one epoch and
+    one SET step, above the resident set with the data loaded (Linux: the
+    peak is reset through /proc/self/clear_refs after loading)."""
     workload, label = spec.split(":", 1)
     sizes, eps, alpha, n = WORKLOADS[workload]
     X, y = data(sizes, n)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
     model = model_for(workload)
     if label == "sparse_mlp":
         ours_epoch(model, X, y, BATCH)
@@ -405,14 +418,26 @@ def measure_peak(spec: str) -> None:
         del model
         peer.train_epoch(X, y, np.arange(n))
         peer.set_step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+    print((_status_kib("VmHWM") - before) * 1024)
+
+
+def layer_bytes(model: sm.SparseMLP) -> int:
+    """Bytes of the layers alone: per connection a value, a row index, a
+    momentum, a gradient and the transposed view's column and position (6 × 4);
+    per layer the two index pointers (8 bytes per entry) and the bias, its
+    momentum and gradient."""
+    total = 0
+    for layer in model.layers:
+        n_in, n_out = layer.shape
+        total += 24 * layer.nnz + 8 * (n_in + n_out + 2) + 12 * n_out
+    return total
 
 
 def run_w3(sizes_n: list[int], repeats: int, dense_max: int, scipy_max: int) -> None:
     print(f"\nW3: 1024-N-N-N-10 at {W3_DENSITY:.0%} density (every layer), batch {W3_BATCH}; "
           f"seconds of training per {W3_SAMPLES:,} samples (epoch of {W3_SAMPLES:,}, no SET)")
     labels = ["sparse_mlp"] + [p.name for p in peers()]
-    widths = [12, 10] + [12, 9] * len(labels)
+    widths = [12, 8] + [15, 8] * len(labels)
     print(row("N", ["connections", "GFLOP"] + [c for lab in labels for c in (lab.split()[0] + " s", "ratio")],
               widths))
     for n_width in sizes_n:
