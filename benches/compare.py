@@ -67,6 +67,21 @@ def slopes(n_hidden: int, alpha: float) -> list[float]:
     return [-alpha if k % 2 == 0 else alpha for k in range(n_hidden)]
 
 
+def numpy_forward(net, x: np.ndarray, train: bool):
+    """Forward pass of the numpy peers (``net.W`` dense arrays or scipy
+    matrices): activations, derivative factors (with dropout) and logits."""
+    a, dfac = [x], []
+    for lay in range(len(net.W) - 1):
+        z = a[-1] @ net.W[lay] + net.b[lay]
+        d = np.where(z >= 0, np.float32(1), np.float32(net.slopes[lay]))
+        if train:
+            keep = (net.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
+            d = d * keep
+        a.append(z * d)
+        dfac.append(d)
+    return a, dfac, a[-1] @ net.W[-1] + net.b[-1]
+
+
 class DenseMask:
     """What most sparse-training code does: dense float32 weights, a binary
     mask applied to the gradient, dense BLAS matrix products (numpy)."""
@@ -84,16 +99,7 @@ class DenseMask:
         self.rng = np.random.default_rng(seed)
 
     def forward(self, x: np.ndarray, train: bool):
-        a, dfac = [x], []
-        for lay in range(len(self.W) - 1):
-            z = a[-1] @ self.W[lay] + self.b[lay]
-            d = np.where(z >= 0, np.float32(1), np.float32(self.slopes[lay]))
-            if train:
-                keep = (self.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
-                d = d * keep
-            a.append(z * d)
-            dfac.append(d)
-        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
+        return numpy_forward(self, x, train)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
         for start in range(0, len(order), self.batch):
@@ -178,16 +184,7 @@ class ScipyCSR:
         return np.repeat(np.arange(w.shape[0]), np.diff(w.indptr)), w.indices
 
     def forward(self, x: np.ndarray, train: bool):
-        a, dfac = [x], []
-        for lay in range(len(self.W) - 1):
-            z = a[-1] @ self.W[lay] + self.b[lay]
-            d = np.where(z >= 0, np.float32(1), np.float32(self.slopes[lay]))
-            if train:
-                keep = (self.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
-                d = d * keep
-            a.append(z * d)
-            dfac.append(d)
-        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
+        return numpy_forward(self, x, train)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
         for start in range(0, len(order), self.batch):
