@@ -67,39 +67,40 @@ def slopes(n_hidden: int, alpha: float) -> list[float]:
     return [-alpha if k % 2 == 0 else alpha for k in range(n_hidden)]
 
 
-def numpy_forward(net, x: np.ndarray, train: bool):
-    """Forward pass of the numpy peers (``net.W`` dense arrays or scipy
-    matrices): activations, derivative factors (with dropout) and logits."""
-    a, dfac = [x], []
-    for lay in range(len(net.W) - 1):
-        z = a[-1] @ net.W[lay] + net.b[lay]
-        d = np.where(z >= 0, np.float32(1), np.float32(net.slopes[lay]))
-        if train:
-            keep = (net.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
-            d = d * keep
-        a.append(z * d)
-        dfac.append(d)
-    return a, dfac, a[-1] @ net.W[-1] + net.b[-1]
+class NumpyPeer:
+    """The epoch loop the numpy peers share: forward with All-ReLU and
+    inverted dropout, softmax cross-entropy, backward, momentum SGD with
+    decoupled weight decay. Subclasses store the weights (``W``: anything
+    that multiplies a dense batch) and give the weight gradient and its
+    momentum-aligned parameter array."""
 
-
-class DenseMask:
-    """What most sparse-training code does: dense float32 weights, a binary
-    mask applied to the gradient, dense BLAS matrix products (numpy)."""
-
-    name = "numpy dense + mask"
-
-    def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
-        self.W = [layer.to_scipy().toarray() for layer in model.layers]
-        self.mask = [w != 0 for w in self.W]
-        self.b = [layer.bias.copy() for layer in model.layers]
-        self.VW = [np.zeros_like(w) for w in self.W]
-        self.Vb = [np.zeros_like(b) for b in self.b]
-        self.slopes = slopes(len(self.W) - 1, alpha)
+    def __init__(self, W: list, alpha: float, biases: list, batch: int, seed: int) -> None:
+        self.W = W
+        self.VW = [np.zeros_like(self.params(lay)) for lay in range(len(W))]
+        self.b = biases
+        self.Vb = [np.zeros_like(b) for b in biases]
+        self.slopes = slopes(len(W) - 1, alpha)
         self.batch = batch
         self.rng = np.random.default_rng(seed)
 
+    def params(self, lay: int) -> np.ndarray:
+        """The array of layer ``lay`` that SGD updates in place."""
+        raise NotImplementedError
+
+    def weight_grad(self, lay: int, a: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def forward(self, x: np.ndarray, train: bool):
-        return numpy_forward(self, x, train)
+        a, dfac = [x], []
+        for lay in range(len(self.W) - 1):
+            z = a[-1] @ self.W[lay] + self.b[lay]
+            d = np.where(z >= 0, np.float32(1), np.float32(self.slopes[lay]))
+            if train:
+                keep = (self.rng.random(z.shape, dtype=np.float32) >= DROPOUT) / np.float32(1 - DROPOUT)
+                d = d * keep
+            a.append(z * d)
+            dfac.append(d)
+        return a, dfac, a[-1] @ self.W[-1] + self.b[-1]
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
         for start in range(0, len(order), self.batch):
@@ -107,17 +108,36 @@ class DenseMask:
             a, dfac, z = self.forward(X[idx], True)
             delta = softmax_delta(z, y[idx])
             for lay in range(len(self.W) - 1, -1, -1):
-                gW = (a[lay].T @ delta) * self.mask[lay]
+                gW = self.weight_grad(lay, a[lay], delta)
                 gb = delta.sum(axis=0)
                 if lay > 0:
-                    delta = (delta @ self.W[lay].T) * dfac[lay - 1]
+                    delta = np.asarray(delta @ self.W[lay].T) * dfac[lay - 1]
+                w = self.params(lay)
                 self.VW[lay] = MU * self.VW[lay] - LR * gW
                 self.Vb[lay] = MU * self.Vb[lay] - LR * gb
-                self.W[lay] += self.VW[lay] - WD * self.W[lay]
+                w += self.VW[lay] - WD * w
                 self.b[lay] += self.Vb[lay] - WD * self.b[lay]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.concatenate([self.forward(X[s:s + 1000], False)[2] for s in range(0, len(X), 1000)])
+
+
+class DenseMask(NumpyPeer):
+    """What most sparse-training code does: dense float32 weights, a binary
+    mask applied to the gradient, dense BLAS matrix products (numpy)."""
+
+    name = "numpy dense + mask"
+
+    def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
+        W = [layer.to_scipy().toarray() for layer in model.layers]
+        self.mask = [w != 0 for w in W]
+        super().__init__(W, alpha, [layer.bias.copy() for layer in model.layers], batch, seed)
+
+    def params(self, lay: int) -> np.ndarray:
+        return self.W[lay]
+
+    def weight_grad(self, lay: int, a: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return (a.T @ delta) * self.mask[lay]
 
     def set_step(self) -> None:
         """SET on the masked dense matrices: O(n_in × n_out) per layer."""
@@ -160,7 +180,7 @@ def he_uniform(rng, n_in: int, size: int) -> np.ndarray:
     return rng.uniform(-limit, limit, size=size).astype(np.float32)
 
 
-class ScipyCSR:
+class ScipyCSR(NumpyPeer):
     """scipy.sparse CSR weights (the papers' prototype's data structure):
     sparse × dense products, the weight gradient only at stored connections
     (a gather and a row-wise dot), SGD on ``W.data``, SET by rebuilding CSR."""
@@ -168,43 +188,22 @@ class ScipyCSR:
     name = "scipy.sparse CSR"
 
     def __init__(self, model: sm.SparseMLP, alpha: float, batch: int, seed: int = 0) -> None:
-        self.W = [layer.to_scipy() for layer in model.layers]
-        for w in self.W:
+        W = [layer.to_scipy() for layer in model.layers]
+        for w in W:
             w.sort_indices()
-        self.VW = [np.zeros_like(w.data) for w in self.W]
-        self.b = [layer.bias.copy() for layer in model.layers]
-        self.Vb = [np.zeros_like(b) for b in self.b]
-        self.coords = [self._coords(w) for w in self.W]
-        self.slopes = slopes(len(self.W) - 1, alpha)
-        self.batch = batch
-        self.rng = np.random.default_rng(seed)
+        self.coords = [self._coords(w) for w in W]
+        super().__init__(W, alpha, [layer.bias.copy() for layer in model.layers], batch, seed)
 
     @staticmethod
     def _coords(w):
         return np.repeat(np.arange(w.shape[0]), np.diff(w.indptr)), w.indices
 
-    def forward(self, x: np.ndarray, train: bool):
-        return numpy_forward(self, x, train)
+    def params(self, lay: int) -> np.ndarray:
+        return self.W[lay].data
 
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
-        for start in range(0, len(order), self.batch):
-            idx = order[start:start + self.batch]
-            a, dfac, z = self.forward(X[idx], True)
-            delta = softmax_delta(z, y[idx])
-            for lay in range(len(self.W) - 1, -1, -1):
-                rows, cols = self.coords[lay]
-                gW = np.einsum("bk,bk->k", a[lay][:, rows], delta[:, cols])
-                gb = delta.sum(axis=0)
-                w = self.W[lay]
-                if lay > 0:
-                    delta = np.asarray(delta @ w.T) * dfac[lay - 1]
-                self.VW[lay] = MU * self.VW[lay] - LR * gW
-                self.Vb[lay] = MU * self.Vb[lay] - LR * gb
-                w.data += self.VW[lay] - WD * w.data
-                self.b[lay] += self.Vb[lay] - WD * self.b[lay]
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.forward(X[s:s + 1000], False)[2] for s in range(0, len(X), 1000)])
+    def weight_grad(self, lay: int, a: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        rows, cols = self.coords[lay]
+        return np.einsum("bk,bk->k", a[:, rows], delta[:, cols])
 
     def set_step(self) -> None:
         from scipy import sparse
