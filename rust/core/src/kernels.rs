@@ -41,13 +41,30 @@ fn prefetch_row(src: &[f32], off: usize, n: usize) {
     let _ = (src, off, n);
 }
 
+/// Where a gather kernel prefetches from: the source-row indices starting at
+/// the kernel's first entry and running on past its last one into the entries
+/// the caller will gather next (the next neuron's), so the rows of the first
+/// connections of a neuron or segment are in flight before it starts.
+#[derive(Clone, Copy)]
+pub struct Lookahead<'a>(&'a [u32]);
+
+impl<'a> Lookahead<'a> {
+    /// The entries from `start` on of an index array (a view's whole
+    /// `row_idx` or `t_col`).
+    pub fn from(indices: &'a [u32], start: usize) -> Self {
+        Lookahead(&indices[start.min(indices.len())..])
+    }
+}
+
 /// `out[s] = init + Σ_t w[t] · src[idx[t]·b + start + s]` for `s < N`, with the
 /// `N` accumulators held in registers; `init = None` adds to `out` instead.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn axpy_block<const N: usize>(
     out: &mut [f32],
     init: Option<f32>,
     idx: &[u32],
+    ahead: Lookahead<'_>,
     w: &[f32],
     src: &[f32],
     b: usize,
@@ -58,8 +75,8 @@ fn axpy_block<const N: usize>(
         None => out[start..start + N].try_into().expect("block of N"),
     };
     for (t, (&r, &wt)) in idx.iter().zip(w).enumerate() {
-        if let Some(&ahead) = idx.get(t + PREFETCH_AHEAD) {
-            prefetch_row(src, ahead as usize * b + start, N);
+        if let Some(&next) = ahead.0.get(t + PREFETCH_AHEAD) {
+            prefetch_row(src, next as usize * b + start, N);
         }
         let off = r as usize * b + start;
         let x = &src[off..off + N];
@@ -72,30 +89,39 @@ fn axpy_block<const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row(out: &mut [f32], init: Option<f32>, idx: &[u32], w: &[f32], src: &[f32], b: usize) {
+fn axpy_row(
+    out: &mut [f32],
+    init: Option<f32>,
+    idx: &[u32],
+    ahead: Lookahead<'_>,
+    w: &[f32],
+    src: &[f32],
+    b: usize,
+) {
     let mut s = 0;
     while s + 64 <= b {
-        axpy_block::<64>(out, init, idx, w, src, b, s);
+        axpy_block::<64>(out, init, idx, ahead, w, src, b, s);
         s += 64;
     }
     while s + 16 <= b {
-        axpy_block::<16>(out, init, idx, w, src, b, s);
+        axpy_block::<16>(out, init, idx, ahead, w, src, b, s);
         s += 16;
     }
     while s + 4 <= b {
-        axpy_block::<4>(out, init, idx, w, src, b, s);
+        axpy_block::<4>(out, init, idx, ahead, w, src, b, s);
         s += 4;
     }
     while s < b {
-        axpy_block::<1>(out, init, idx, w, src, b, s);
+        axpy_block::<1>(out, init, idx, ahead, w, src, b, s);
         s += 1;
     }
 }
 
 multiversion! {
-    /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output neuron).
-    pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], weights: &[f32], src: &[f32], b: usize) {
-        axpy_row(out, Some(init), idx, weights, src, b);
+    /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
+    /// neuron), prefetching by `ahead` (see [`Lookahead`]).
+    pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[f32], b: usize) {
+        axpy_row(out, Some(init), idx, ahead, weights, src, b);
     }
 }
 
@@ -114,33 +140,35 @@ fn reduce16(mut acc: [f32; 16]) -> f32 {
 }
 
 /// [`reduce16`] of four rows at once, with the same tree per row (hence the
-/// same bits), arranged so that each step is one vector add of packed rows.
+/// same bits), in 4-lane vectors: each row's lanes `l` and `l+8`, then `l`
+/// and `l+4` are whole-vector adds; a 4×4 transpose then lines the rows up
+/// so that the last two steps add all four rows at once.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn reduce4x16(a: &[[f32; 16]; 4]) -> [f32; 4] {
-    // rows 0,1 and 2,3 folded to 8 lanes each, two rows per vector
-    let mut p = [[0.0f32; 16]; 2];
-    for h in 0..2 {
-        for l in 0..8 {
-            p[h][l] = a[2 * h][l] + a[2 * h][l + 8];
-            p[h][l + 8] = a[2 * h + 1][l] + a[2 * h + 1][l + 8];
-        }
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of every x86-64 CPU; the loads read 4 floats
+    // inside a 16-float array and the store writes a 4-float array.
+    unsafe {
+        let q = |r: usize, k: usize| _mm_loadu_ps(a[r][4 * k..4 * k + 4].as_ptr());
+        let row = |r: usize| _mm_add_ps(_mm_add_ps(q(r, 0), q(r, 2)), _mm_add_ps(q(r, 1), q(r, 3)));
+        let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3));
+        let (lo01, lo23) = (_mm_unpacklo_ps(s0, s1), _mm_unpacklo_ps(s2, s3));
+        let (hi01, hi23) = (_mm_unpackhi_ps(s0, s1), _mm_unpackhi_ps(s2, s3));
+        // lane k of every row, for k = 0..4
+        let (t0, t1) = (_mm_movelh_ps(lo01, lo23), _mm_movehl_ps(lo23, lo01));
+        let (t2, t3) = (_mm_movelh_ps(hi01, hi23), _mm_movehl_ps(hi23, hi01));
+        let sum = _mm_add_ps(_mm_add_ps(t0, t2), _mm_add_ps(t1, t3));
+        let mut out = [0.0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sum);
+        out
     }
-    // all four rows folded to 4 lanes: row r at q[4r..4r+4]
-    let mut q = [0.0f32; 16];
-    for h in 0..2 {
-        for k in 0..2 {
-            for l in 0..4 {
-                q[8 * h + 4 * k + l] = p[h][8 * k + l] + p[h][8 * k + l + 4];
-            }
-        }
-    }
-    let mut r = [0.0f32; 8];
-    for row in 0..4 {
-        for l in 0..2 {
-            r[2 * row + l] = q[4 * row + l] + q[4 * row + l + 2];
-        }
-    }
-    [r[0] + r[1], r[2] + r[3], r[4] + r[5], r[6] + r[7]]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn reduce4x16(a: &[[f32; 16]; 4]) -> [f32; 4] {
+    a.map(reduce16)
 }
 
 /// `x[..full]` as 16-float chunks (`full` a multiple of 16).
@@ -241,7 +269,8 @@ pub fn forward<E>(
     let run = |cols: Range<usize>, (z, mut d): (&mut [f32], Option<&mut [f32]>)| {
         for (j, z) in cols.clone().zip(z.chunks_mut(b)) {
             let (rows, vals) = w.column(j);
-            gather_axpy(z, bias[j], rows, vals, input, b);
+            let ahead = Lookahead::from(w.row_idx(), w.col_ptr()[j]);
+            gather_axpy(z, bias[j], rows, ahead, vals, input, b);
             let d = d
                 .as_deref_mut()
                 .map(|d| &mut d[(j - cols.start) * b..][..b]);
@@ -382,12 +411,13 @@ multiversion! {
         if cols.is_empty() {
             acc[..b].fill(0.0);
         }
-        for (cols, pos) in cols.chunks(seg).zip(pos.chunks(seg)) {
+        for (k, (cols, pos)) in cols.chunks(seg).zip(pos.chunks(seg)).enumerate() {
+            let ahead = Lookahead::from(t_col, row_ptr[i] + k * seg);
             // gathered first: independent loads overlap, unlike loads feeding the FMAs
             for (w, &p) in w.iter_mut().zip(pos) {
                 *w = values[p as usize];
             }
-            axpy_row(acc, init, cols, &w[..cols.len()], delta, b);
+            axpy_row(acc, init, cols, ahead, &w[..cols.len()], delta, b);
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;
@@ -526,6 +556,27 @@ mod tests {
 
     fn close(a: f32, b: f32) -> bool {
         (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    #[test]
+    fn four_row_reduction_has_the_bits_of_the_one_row_tree() {
+        let mut rng = Rng::new(3);
+        for _ in 0..1000 {
+            // mixed magnitudes, so that any other association shows in the bits
+            let rows: [[f32; 16]; 4] = std::array::from_fn(|_| {
+                std::array::from_fn(|_| {
+                    (rng.uniform(-1.0, 1.0) * 10f64.powi(rng.below(8) as i32 - 4)) as f32
+                })
+            });
+            let four = reduce4x16(&rows);
+            for (r, row) in rows.iter().enumerate() {
+                assert_eq!(
+                    four[r].to_bits(),
+                    reduce16(*row).to_bits(),
+                    "row {r} of {rows:?}"
+                );
+            }
+        }
     }
 
     #[test]
