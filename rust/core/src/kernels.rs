@@ -89,7 +89,7 @@ fn axpy_block<const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row(
+fn axpy_row<const WIDE: bool>(
     out: &mut [f32],
     init: Option<f32>,
     idx: &[u32],
@@ -99,6 +99,14 @@ fn axpy_row(
     b: usize,
 ) {
     let mut s = 0;
+    // 128 accumulators take 8 of AVX-512's 32 registers; with 16 AVX2
+    // registers they would spill
+    if WIDE {
+        while s + 128 <= b {
+            axpy_block::<128>(out, init, idx, ahead, w, src, b, s);
+            s += 128;
+        }
+    }
     while s + 64 <= b {
         axpy_block::<64>(out, init, idx, ahead, w, src, b, s);
         s += 64;
@@ -121,7 +129,7 @@ multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
     /// neuron), prefetching by `ahead` (see [`Lookahead`]).
     pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[f32], b: usize) {
-        axpy_row(out, Some(init), idx, ahead, weights, src, b);
+        axpy_row::<WIDE>(out, Some(init), idx, ahead, weights, src, b);
     }
 }
 
@@ -417,7 +425,7 @@ multiversion! {
             for (w, &p) in w.iter_mut().zip(pos) {
                 *w = values[p as usize];
             }
-            axpy_row(acc, init, cols, ahead, &w[..cols.len()], delta, b);
+            axpy_row::<WIDE>(acc, init, cols, ahead, &w[..cols.len()], delta, b);
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;

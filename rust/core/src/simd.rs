@@ -64,21 +64,22 @@ fn detect() -> Level {
 }
 
 /// Defines `pub fn $name(args)` that forwards to a body compiled once per
-/// [`Level`] and picks the variant the CPU supports.
+/// [`Level`] and picks the variant the CPU supports. In the body the constant
+/// `WIDE` is true in the AVX-512 variant (32 vector registers of 16 floats).
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         pub fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn generic($($arg: $ty),*) $body
+            fn generic<const WIDE: bool>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-            fn avx512($($arg: $ty),*) { generic($($arg),*) }
+            fn avx512($($arg: $ty),*) { generic::<true>($($arg),*) }
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) { generic($($arg),*) }
+            fn avx2($($arg: $ty),*) { generic::<false>($($arg),*) }
 
             match $crate::simd::level() {
                 #[cfg(target_arch = "x86_64")]
@@ -88,7 +89,7 @@ macro_rules! multiversion {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx2 only after the CPU reported avx2 and fma.
                 $crate::simd::Level::Avx2 => unsafe { avx2($($arg),*) },
-                _ => generic($($arg),*),
+                _ => generic::<false>($($arg),*),
             }
         }
     };
