@@ -11,7 +11,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::csr::SparseMatrix;
-use crate::simd::multiversion;
+use crate::simd::{madd, multiversion, Isa};
 
 /// Work (multiply-adds) a rayon task should get at least, to amortize the
 /// task overhead.
@@ -60,7 +60,7 @@ impl<'a> Lookahead<'a> {
 /// `N` accumulators held in registers; `init = None` adds to `out` instead.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn axpy_block<const N: usize>(
+fn axpy_block<I: Isa, const N: usize>(
     out: &mut [f32],
     init: Option<f32>,
     idx: &[u32],
@@ -81,7 +81,7 @@ fn axpy_block<const N: usize>(
         let off = r as usize * b + start;
         let x = &src[off..off + N];
         for l in 0..N {
-            acc[l] += wt * x[l];
+            acc[l] = madd::<I>(wt, x[l], acc[l]);
         }
     }
     out[start..start + N].copy_from_slice(&acc);
@@ -89,7 +89,7 @@ fn axpy_block<const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row<const WIDE: bool>(
+fn axpy_row<I: Isa>(
     out: &mut [f32],
     init: Option<f32>,
     idx: &[u32],
@@ -101,26 +101,26 @@ fn axpy_row<const WIDE: bool>(
     let mut s = 0;
     // 128 accumulators take 8 of AVX-512's 32 registers; with 16 AVX2
     // registers they would spill
-    if WIDE {
+    if I::WIDE {
         while s + 128 <= b {
-            axpy_block::<128>(out, init, idx, ahead, w, src, b, s);
+            axpy_block::<I, 128>(out, init, idx, ahead, w, src, b, s);
             s += 128;
         }
     }
     while s + 64 <= b {
-        axpy_block::<64>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 64>(out, init, idx, ahead, w, src, b, s);
         s += 64;
     }
     while s + 16 <= b {
-        axpy_block::<16>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 16>(out, init, idx, ahead, w, src, b, s);
         s += 16;
     }
     while s + 4 <= b {
-        axpy_block::<4>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 4>(out, init, idx, ahead, w, src, b, s);
         s += 4;
     }
     while s < b {
-        axpy_block::<1>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 1>(out, init, idx, ahead, w, src, b, s);
         s += 1;
     }
 }
@@ -129,7 +129,7 @@ multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
     /// neuron), prefetching by `ahead` (see [`Lookahead`]).
     pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[f32], b: usize) {
-        axpy_row::<WIDE>(out, Some(init), idx, ahead, weights, src, b);
+        axpy_row::<I>(out, Some(init), idx, ahead, weights, src, b);
     }
 }
 
@@ -188,7 +188,7 @@ fn chunks16(x: &[f32], full: usize) -> &[[f32; 16]] {
 /// Four dot products against the same `d`, 16 lanes at a time: each load of
 /// `d` serves four rows and the four accumulators are independent.
 #[inline(always)]
-fn dot4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
+fn dot4<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
     let n = d.len();
     let (dc, dt) = d.as_chunks::<16>();
     let full = dc.len() * 16;
@@ -202,25 +202,25 @@ fn dot4(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
     for c in 0..dc.len() {
         let (y, r0, r1, r2, r3) = (&dc[c], &c0[c], &c1[c], &c2[c], &c3[c]);
         for l in 0..16 {
-            a0[l] += r0[l] * y[l];
-            a1[l] += r1[l] * y[l];
-            a2[l] += r2[l] * y[l];
-            a3[l] += r3[l] * y[l];
+            a0[l] = madd::<I>(r0[l], y[l], a0[l]);
+            a1[l] = madd::<I>(r1[l], y[l], a1[l]);
+            a2[l] = madd::<I>(r2[l], y[l], a2[l]);
+            a3[l] = madd::<I>(r3[l], y[l], a3[l]);
         }
     }
     let (t0, t1, t2, t3) = (&x0[full..n], &x1[full..n], &x2[full..n], &x3[full..n]);
     for (l, y) in dt.iter().enumerate() {
-        a0[l] += t0[l] * y;
-        a1[l] += t1[l] * y;
-        a2[l] += t2[l] * y;
-        a3[l] += t3[l] * y;
+        a0[l] = madd::<I>(t0[l], *y, a0[l]);
+        a1[l] = madd::<I>(t1[l], *y, a1[l]);
+        a2[l] = madd::<I>(t2[l], *y, a2[l]);
+        a3[l] = madd::<I>(t3[l], *y, a3[l]);
     }
     reduce4x16(&[a0, a1, a2, a3])
 }
 
 /// One dot product with the lane structure of [`dot4`] (hence the same bits).
 #[inline(always)]
-fn dot1(x: &[f32], d: &[f32]) -> f32 {
+fn dot1<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
     let n = d.len();
     let x = &x[..n];
     let mut a = [0.0f32; 16];
@@ -228,11 +228,11 @@ fn dot1(x: &[f32], d: &[f32]) -> f32 {
     let full = dc.len() * 16;
     for (xs, y) in x[..full].as_chunks::<16>().0.iter().zip(dc) {
         for l in 0..16 {
-            a[l] += xs[l] * y[l];
+            a[l] = madd::<I>(xs[l], y[l], a[l]);
         }
     }
     for (l, y) in dt.iter().enumerate() {
-        a[l] += x[full + l] * y;
+        a[l] = madd::<I>(x[full + l], *y, a[l]);
     }
     reduce16(a)
 }
@@ -250,11 +250,11 @@ multiversion! {
             for &ahead in idx.iter().skip(t + PREFETCH_AHEAD).take(4) {
                 prefetch_row(src, ahead as usize * b, b);
             }
-            grad[t..t + 4].copy_from_slice(&dot4(row(t), row(t + 1), row(t + 2), row(t + 3), d));
+            grad[t..t + 4].copy_from_slice(&dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), d));
             t += 4;
         }
         for (g, t) in grad[t..idx.len()].iter_mut().zip(t..) {
-            *g = dot1(row(t), d);
+            *g = dot1::<I>(row(t), d);
         }
     }
 }
@@ -425,12 +425,12 @@ multiversion! {
             for (w, &p) in w.iter_mut().zip(pos) {
                 *w = values[p as usize];
             }
-            axpy_row::<WIDE>(acc, init, cols, ahead, &w[..cols.len()], delta, b);
+            axpy_row::<I>(acc, init, cols, ahead, &w[..cols.len()], delta, b);
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;
             while t + 4 <= cols.len() {
-                let g = dot4(row(t), row(t + 1), row(t + 2), row(t + 3), x);
+                let g = dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), x);
                 for (k, v) in g.into_iter().enumerate() {
                     // SAFETY: position `pos[t + k]` belongs to this input row only (see `Scatter`).
                     unsafe { grad.write(pos[t + k] as usize, v) };
@@ -439,7 +439,7 @@ multiversion! {
             }
             for (t, &p) in pos.iter().enumerate().skip(t) {
                 // SAFETY: as above.
-                unsafe { grad.write(p as usize, dot1(row(t), x)) };
+                unsafe { grad.write(p as usize, dot1::<I>(row(t), x)) };
             }
         }
         for (a, f) in acc[..b].iter_mut().zip(&dfac[..b]) {

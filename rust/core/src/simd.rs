@@ -3,8 +3,10 @@
 //! Wheels are built for baseline x86-64; the inner loops are written so the
 //! compiler vectorizes them, and each is compiled three times (AVX-512,
 //! AVX2+FMA, baseline) by [`multiversion!`]. The first call detects what the
-//! CPU offers. The loops never reassociate sums, so every variant computes
-//! bit-identical results.
+//! CPU offers. The loops never reassociate sums, and the AVX-512 and AVX2
+//! variants both fuse multiply-adds, so they compute bit-identical results;
+//! the baseline variant rounds products separately (baseline x86-64 has no
+//! FMA, and emulating it costs 30×), so its results differ in the last bits.
 
 use std::sync::OnceLock;
 
@@ -63,23 +65,58 @@ fn detect() -> Level {
     Level::Baseline
 }
 
+/// What a [`multiversion!`] body may rely on in the variant being compiled.
+pub(crate) trait Isa {
+    /// 32 vector registers of 16 floats (AVX-512).
+    const WIDE: bool;
+    /// Fused multiply-add in hardware.
+    const FMA: bool;
+}
+
+pub(crate) struct Avx512Isa;
+pub(crate) struct Avx2Isa;
+pub(crate) struct BaselineIsa;
+
+impl Isa for Avx512Isa {
+    const WIDE: bool = true;
+    const FMA: bool = true;
+}
+impl Isa for Avx2Isa {
+    const WIDE: bool = false;
+    const FMA: bool = true;
+}
+impl Isa for BaselineIsa {
+    const WIDE: bool = false;
+    const FMA: bool = false;
+}
+
+/// `a · b + c`, fused (one rounding) where the variant has FMA.
+#[inline(always)]
+pub(crate) fn madd<I: Isa>(a: f32, b: f32, c: f32) -> f32 {
+    if I::FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// Defines `pub fn $name(args)` that forwards to a body compiled once per
-/// [`Level`] and picks the variant the CPU supports. In the body the constant
-/// `WIDE` is true in the AVX-512 variant (32 vector registers of 16 floats).
+/// [`Level`] and picks the variant the CPU supports. The body is generic over
+/// `I: Isa`, the variant's [`Isa`].
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         pub fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn generic<const WIDE: bool>($($arg: $ty),*) $body
+            fn generic<I: $crate::simd::Isa>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-            fn avx512($($arg: $ty),*) { generic::<true>($($arg),*) }
+            fn avx512($($arg: $ty),*) { generic::<$crate::simd::Avx512Isa>($($arg),*) }
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) { generic::<false>($($arg),*) }
+            fn avx2($($arg: $ty),*) { generic::<$crate::simd::Avx2Isa>($($arg),*) }
 
             match $crate::simd::level() {
                 #[cfg(target_arch = "x86_64")]
@@ -89,7 +126,7 @@ macro_rules! multiversion {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx2 only after the CPU reported avx2 and fma.
                 $crate::simd::Level::Avx2 => unsafe { avx2($($arg),*) },
-                _ => generic::<false>($($arg),*),
+                _ => generic::<$crate::simd::BaselineIsa>($($arg),*),
             }
         }
     };
