@@ -17,6 +17,20 @@ use crate::simd::{madd, multiversion, Isa};
 /// task overhead.
 const TASK_WORK: usize = 1 << 15;
 
+/// Tasks per thread a layer's pass is cut into when it has more work than
+/// that: enough for the work stealing to even out the threads, few enough
+/// that a task's overhead (its split, its cold start) stays small.
+const TASKS_PER_THREAD: usize = 4;
+
+/// Stored entries per task for a pass over `entries` of them that costs
+/// `work_per_entry` multiply-adds each.
+fn entries_per_task(entries: usize, work_per_entry: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    TASK_WORK
+        .div_ceil(work_per_entry.max(1))
+        .max(entries / (threads * TASKS_PER_THREAD))
+}
+
 /// How many connections ahead the gather kernels prefetch source rows: the
 /// rows are scattered, so the hardware prefetcher cannot guess them.
 const PREFETCH_AHEAD: usize = 16;
@@ -286,7 +300,14 @@ pub fn forward<E>(
         }
     };
     let out = (&mut out[..n_out * b], dfac.map(|d| &mut d[..n_out * b]));
-    par_rows_by_nnz(w.col_ptr(), 0..n_out, out, b, TASK_WORK.div_ceil(b), &run);
+    par_rows_by_nnz(
+        w.col_ptr(),
+        0..n_out,
+        out,
+        b,
+        entries_per_task(w.nnz(), b),
+        &run,
+    );
 }
 
 /// Output blocks that can be cut between rows of `b` floats, so that tasks
@@ -480,7 +501,7 @@ pub fn backward(
         b,
         grad: Scatter::new(&mut grad[..w.nnz()]),
     };
-    let per_task = TASK_WORK.div_ceil(2 * b);
+    let per_task = entries_per_task(w.nnz(), 2 * b);
     let run = |rows: Range<usize>, block: &mut [f32]| {
         for (i, acc) in rows.zip(block.chunks_mut(b)) {
             let x = &input[i * b..(i + 1) * b];
