@@ -14,6 +14,13 @@ def simd_level() -> str: ...
 def bench_layer(
     n_in: int, n_out: int, epsilon: float, batch_size: int, repeats: int = 20, seed: int = 0
 ) -> tuple[list[float], int]: ...
+def remap_values(
+    from_col_ptr: npt.NDArray[np.int64],
+    from_row_idx: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+    to_col_ptr: npt.NDArray[np.int64],
+    to_row_idx: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float32], int]: ...
 
 class Network:
     def __init__(

@@ -16,6 +16,7 @@ pub mod layer;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod remap;
 pub mod rng;
 pub mod simd;
 pub mod topology;

@@ -622,7 +622,6 @@ fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
     Ok(core::init::er_nnz(epsilon, n_in, n_out))
 }
 
-/// The instruction set the kernels run with: "avx512", "avx2" or "baseline".
 /// W5: seconds of each of `repeats` forward + backward passes of a random
 /// layer (see `sparse_mlp_core::bench`), and its connection count.
 #[pyfunction]
@@ -643,6 +642,58 @@ fn bench_layer(
     Ok((times, nnz))
 }
 
+/// Indices from Python (int64, as `Network.layer_state` gives them) as the
+/// core's types, with a named error for negative or too large entries.
+fn indices<T: TryFrom<i64>>(a: &PyReadonlyArray1<'_, i64>, name: &str) -> PyResult<Vec<T>> {
+    vector(a, name)?
+        .iter()
+        .map(|&v| {
+            T::try_from(v).map_err(|_| {
+                to_py(CoreError::InvalidInput(format!(
+                    "{name} holds {v}, which is not a valid index"
+                )))
+            })
+        })
+        .collect()
+}
+
+/// A gradient (or any per-connection values) computed on one topology,
+/// moved onto another of the same layer: entries of connections present in
+/// both keep their value, entries of removed connections are dropped, new
+/// connections get 0. Returns the values in the target's CSC order and the
+/// number of dropped entries.
+#[pyfunction]
+fn remap_values<'py>(
+    py: Python<'py>,
+    from_col_ptr: PyReadonlyArray1<'_, i64>,
+    from_row_idx: PyReadonlyArray1<'_, i64>,
+    values: PyReadonlyArray1<'_, f32>,
+    to_col_ptr: PyReadonlyArray1<'_, i64>,
+    to_row_idx: PyReadonlyArray1<'_, i64>,
+) -> PyResult<(Bound<'py, PyArray1<f32>>, usize)> {
+    let (fp, fr) = (
+        indices::<usize>(&from_col_ptr, "from_col_ptr")?,
+        indices::<u32>(&from_row_idx, "from_row_idx")?,
+    );
+    let (tp, tr) = (
+        indices::<usize>(&to_col_ptr, "to_col_ptr")?,
+        indices::<u32>(&to_row_idx, "to_row_idx")?,
+    );
+    let values = vector(&values, "values")?;
+    let mut out = vec![0.0f32; tr.len()];
+    let from = core::remap::Topology {
+        col_ptr: &fp,
+        row_idx: &fr,
+    };
+    let to = core::remap::Topology {
+        col_ptr: &tp,
+        row_idx: &tr,
+    };
+    let dropped = core::remap::remap_values(from, values, to, &mut out).map_err(to_py)?;
+    Ok((PyArray1::from_vec(py, out), dropped))
+}
+
+/// The instruction set the kernels run with: "avx512", "avx2" or "baseline".
 #[pyfunction]
 fn simd_level() -> &'static str {
     core::simd::level().name()
@@ -656,6 +707,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(er_nnz, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(bench_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(remap_values, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
