@@ -70,20 +70,33 @@ impl<'a> Lookahead<'a> {
     }
 }
 
+/// The sparse operand of a gather: rows `idx[t]` of `src` (rows of `b`
+/// floats) weighted by `w[t]`, prefetched by `ahead`.
+#[derive(Clone, Copy)]
+struct Gather<'a> {
+    idx: &'a [u32],
+    w: &'a [f32],
+    ahead: Lookahead<'a>,
+    src: &'a [f32],
+    b: usize,
+}
+
 /// `out[s] = init + Σ_t w[t] · src[idx[t]·b + start + s]` for `s < N`, with the
 /// `N` accumulators held in registers; `init = None` adds to `out` instead.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn axpy_block<I: Isa, const N: usize>(
     out: &mut [f32],
     init: Option<f32>,
-    idx: &[u32],
-    ahead: Lookahead<'_>,
-    w: &[f32],
-    src: &[f32],
-    b: usize,
+    g: Gather<'_>,
     start: usize,
 ) {
+    let Gather {
+        idx,
+        w,
+        ahead,
+        src,
+        b,
+    } = g;
     let mut acc = match init {
         Some(v) => [v; N],
         None => out[start..start + N].try_into().expect("block of N"),
@@ -103,38 +116,31 @@ fn axpy_block<I: Isa, const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row<I: Isa>(
-    out: &mut [f32],
-    init: Option<f32>,
-    idx: &[u32],
-    ahead: Lookahead<'_>,
-    w: &[f32],
-    src: &[f32],
-    b: usize,
-) {
+fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_>) {
+    let b = g.b;
     let mut s = 0;
     // 128 accumulators take 8 of AVX-512's 32 registers; with 16 AVX2
     // registers they would spill
     if I::WIDE {
         while s + 128 <= b {
-            axpy_block::<I, 128>(out, init, idx, ahead, w, src, b, s);
+            axpy_block::<I, 128>(out, init, g, s);
             s += 128;
         }
     }
     while s + 64 <= b {
-        axpy_block::<I, 64>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 64>(out, init, g, s);
         s += 64;
     }
     while s + 16 <= b {
-        axpy_block::<I, 16>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 16>(out, init, g, s);
         s += 16;
     }
     while s + 4 <= b {
-        axpy_block::<I, 4>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 4>(out, init, g, s);
         s += 4;
     }
     while s < b {
-        axpy_block::<I, 1>(out, init, idx, ahead, w, src, b, s);
+        axpy_block::<I, 1>(out, init, g, s);
         s += 1;
     }
 }
@@ -143,7 +149,7 @@ multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
     /// neuron), prefetching by `ahead` (see [`Lookahead`]).
     pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[f32], b: usize) {
-        axpy_row::<I>(out, Some(init), idx, ahead, weights, src, b);
+        axpy_row::<I>(out, Some(init), Gather { idx, w: weights, ahead, src, b });
     }
 }
 
@@ -446,7 +452,8 @@ multiversion! {
             for (w, &p) in w.iter_mut().zip(pos) {
                 *w = values[p as usize];
             }
-            axpy_row::<I>(acc, init, cols, ahead, &w[..cols.len()], delta, b);
+            let w = &w[..cols.len()];
+            axpy_row::<I>(acc, init, Gather { idx: cols, w, ahead, src: delta, b });
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;
