@@ -6,13 +6,19 @@ import sparse_mlp as sm
 from conftest import blobs
 
 
-def train(threads):
+def train(threads, evolve=True):
+    """Layer states and probabilities after a short training run; with
+    `evolve=False` there are no topology changes, so the weights can be
+    compared one by one between instruction sets that round differently."""
     sm.set_num_threads(threads)
     X, y = blobs(n=300, f=40, c=5, seed=7)
     model = sm.SparseMLP([40, 120, 80, 5], activation=sm.AllReLU(0.6), epsilon=6, dropout=0.3,
                          seed=11)
-    model.fit(X, y, epochs=8, batch_size=32, topology=sm.SET(0.3),
-              pruning=sm.ImportancePruning(start_epoch=4, every=2, percentile=10), verbose=0)
+    if evolve:
+        model.fit(X, y, epochs=8, batch_size=32, topology=sm.SET(0.3),
+                  pruning=sm.ImportancePruning(start_epoch=4, every=2, percentile=10), verbose=0)
+    else:
+        model.fit(X, y, epochs=3, batch_size=32, verbose=0)
     return [model._net.layer_state(i) for i in range(len(model.sizes) - 1)], model.predict_proba(X)
 
 
@@ -35,38 +41,27 @@ def test_thread_count_is_settable(threads):
         sm.set_num_threads(0)
 
 
-def train_fixed_topology(threads):
-    """Training without topology changes: its weights can be compared one by
-    one between instruction sets that round differently."""
-    sm.set_num_threads(threads)
-    X, y = blobs(n=300, f=40, c=5, seed=7)
-    model = sm.SparseMLP([40, 120, 80, 5], activation=sm.AllReLU(0.6), epsilon=6, dropout=0.3,
-                         seed=11)
-    model.fit(X, y, epochs=3, batch_size=32, verbose=0)
-    return [model._net.layer_state(i) for i in range(len(model.sizes) - 1)], model.predict_proba(X)
-
-
 SIMD_SCRIPT = """
 import numpy as np, sys
 from sparse_mlp import _core
 assert _core.simd_level() == {level!r}, _core.simd_level()
 sys.path.insert(0, {tests!r})
 import test_threads
-states, proba = test_threads.{train}(2)
+states, proba = test_threads.train(2, evolve={evolve})
 np.savez({out!r}, proba=proba, **{{f"{{i}}.{{k}}": s[k] for i, s in enumerate(states) for k in s
                                    if k not in ("n_in", "n_out")}})
 """
 
 
-def run_with_simd(tmp_path, level, train_fn):
-    """Runs `train_fn(2)` in a child process whose kernels use `level`."""
+def run_with_simd(tmp_path, level, evolve):
+    """Runs `train(2, evolve)` in a child process whose kernels use `level`."""
     import os
     import subprocess
     import sys
 
     out = tmp_path / f"{level}.npz"
     script = SIMD_SCRIPT.format(level=level, tests=os.path.dirname(__file__), out=str(out),
-                                train=train_fn.__name__)
+                                evolve=evolve)
     env = dict(os.environ, SPARSE_MLP_SIMD=level)
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     with np.load(out) as z:
@@ -82,7 +77,7 @@ def test_avx2_and_avx512_paths_give_identical_results(tmp_path, threads):
 
     if _core.simd_level() != "avx512":
         pytest.skip("needs a CPU with AVX-512 to compare against AVX2")
-    z = run_with_simd(tmp_path, "avx2", train)
+    z = run_with_simd(tmp_path, "avx2", evolve=True)
     states, proba = train(2)
     np.testing.assert_array_equal(z["proba"], proba)
     for i, s in enumerate(states):
@@ -99,8 +94,8 @@ def test_baseline_path_agrees_with_the_vector_path(tmp_path, threads):
         import pytest
 
         pytest.skip("this CPU runs the baseline kernels already")
-    z = run_with_simd(tmp_path, "baseline", train_fixed_topology)
-    states, proba = train_fixed_topology(2)
+    z = run_with_simd(tmp_path, "baseline", evolve=False)
+    states, proba = train(2, evolve=False)
     np.testing.assert_allclose(z["proba"], proba, rtol=1e-4, atol=1e-6)
     for i, s in enumerate(states):
         np.testing.assert_array_equal(z[f"{i}.row_idx"], s["row_idx"])
