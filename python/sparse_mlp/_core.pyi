@@ -22,6 +22,16 @@ def remap_values(
     to_row_idx: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.float32], int]: ...
 
+def union_average(
+    replicas: list[
+        tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+    ],
+    n_in: int,
+    target_nnz: int,
+) -> tuple[
+    tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]], int
+]: ...
+
 class Network:
     def __init__(
         self,
@@ -86,6 +96,22 @@ class Network:
     def gradients(
         self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], dropout: bool = False
     ) -> tuple[float, list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]]: ...
+    @property
+    def packed_len(self) -> int: ...
+    def pack_params(self, out: npt.NDArray[np.float32]) -> None: ...
+    def unpack_params(self, src: npt.NDArray[np.float32]) -> None: ...
+    def gradient_step(
+        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], out: npt.NDArray[np.float32]
+    ) -> tuple[float, int]: ...
+    def apply_packed_gradient(
+        self,
+        g: npt.NDArray[np.float32],
+        learning_rate: float,
+        momentum: float,
+        weight_decay: float,
+        nesterov: bool = False,
+    ) -> None: ...
+    def reseed(self, seed: int) -> None: ...
     def evolve_set(self, zeta: float) -> list[tuple[int, int]]: ...
     def neuron_importance(self, h: int) -> npt.NDArray[np.float64]: ...
     def remove_neurons(self, h: int, ids: npt.NDArray[np.int64], shrink: bool = True) -> None: ...

@@ -402,6 +402,97 @@ impl Network {
         }
     }
 
+    /// Gradients of one training mini-batch (dropout on, with this step's
+    /// masks), left in the layers; then advances the step, so the next batch
+    /// draws new masks. What a data-parallel worker does instead of a step.
+    pub fn gradient_step(&mut self, x: &[f32], labels: &[u32]) -> Result<BatchLoss> {
+        let r = self.compute_gradients(x, labels, true)?;
+        self.step += 1;
+        Ok(r)
+    }
+
+    /// Floats in the packed layout of the parameters: per layer its connection
+    /// values (CSC order), then its bias. Gradients pack the same way.
+    pub fn packed_len(&self) -> usize {
+        self.layers.iter().map(|l| l.nnz() + l.bias.len()).sum()
+    }
+
+    fn check_packed(&self, len: usize, what: &str) -> Result<()> {
+        let want = self.packed_len();
+        if len != want {
+            invalid!("{what} holds {len} floats; this network packs {want} (values and biases)");
+        }
+        Ok(())
+    }
+
+    /// Copies the connection values and biases into `out` (packed layout).
+    pub fn pack_params(&self, out: &mut [f32]) -> Result<()> {
+        self.check_packed(out.len(), "the parameter buffer")?;
+        let mut rest = out;
+        for l in &self.layers {
+            for src in [l.w.values(), &l.bias[..]] {
+                let (head, tail) = rest.split_at_mut(src.len());
+                head.copy_from_slice(src);
+                rest = tail;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the connection values and biases from `src` (packed layout);
+    /// the topology, momentum and random state stay.
+    pub fn unpack_params(&mut self, src: &[f32]) -> Result<()> {
+        self.check_packed(src.len(), "the parameter buffer")?;
+        let mut rest = src;
+        for l in &mut self.layers {
+            let (w, tail) = rest.split_at(l.nnz());
+            l.w.values_mut().copy_from_slice(w);
+            let (b, tail) = tail.split_at(l.bias.len());
+            l.bias.copy_from_slice(b);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Copies the gradients left by the last backward pass into `out` (packed layout).
+    pub fn pack_gradients(&self, out: &mut [f32]) -> Result<()> {
+        self.check_packed(out.len(), "the gradient buffer")?;
+        let mut rest = out;
+        for l in &self.layers {
+            for src in [&l.grad[..], &l.bias_grad[..]] {
+                let (head, tail) = rest.split_at_mut(src.len());
+                head.copy_from_slice(src);
+                rest = tail;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SGD step, in place, from a packed gradient computed elsewhere (a
+    /// worker's). A gradient holding NaN or inf is refused before anything changes.
+    pub fn apply_packed_gradient(&mut self, g: &[f32], sgd: &Sgd) -> Result<()> {
+        self.check_packed(g.len(), "the gradient")?;
+        if let Some(k) = g.iter().position(|v| !v.is_finite()) {
+            invalid!("the gradient holds {} at packed position {k}", g[k]);
+        }
+        let mut rest = g;
+        for l in &mut self.layers {
+            let (gw, tail) = rest.split_at(l.nnz());
+            sgd.step(l.w.values_mut(), &mut l.momentum, gw);
+            let (gb, tail) = tail.split_at(l.bias.len());
+            sgd.step(&mut l.bias, &mut l.bias_momentum, gb);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Restarts the random streams (shuffling, SET, dropout masks) from
+    /// `seed`, e.g. so data-parallel replicas of one model draw differently.
+    pub fn reseed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.rng = Rng::new(seed);
+    }
+
     fn forward_backward(&mut self, b: usize, train_dropout: bool) -> BatchLoss {
         let p = if train_dropout { self.dropout } else { 0.0 };
         let keys = DropoutKeys {
@@ -817,6 +908,36 @@ mod tests {
         x[20 * 12] = f32::NAN; // sample 20 is in some batch of the shuffled epoch
         let err = net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap_err();
         assert!(matches!(err, CoreError::Diverged { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_packed_gradient_step_equals_the_training_step() {
+        let mut a = Network::new(spec(3, 0.0)).unwrap();
+        let mut b = a.clone();
+        let (x, y) = data(16, 12, 3, 4);
+        let sgd = cfg().sgd;
+        a.compute_gradients(&x, &y, false).unwrap();
+        a.apply_gradients(&sgd);
+        b.compute_gradients(&x, &y, false).unwrap();
+        let mut g = vec![0.0; b.packed_len()];
+        b.pack_gradients(&mut g).unwrap();
+        b.apply_packed_gradient(&g, &sgd).unwrap();
+        let (mut pa, mut pb) = (vec![0.0; a.packed_len()], vec![1.0; b.packed_len()]);
+        a.pack_params(&mut pa).unwrap();
+        b.pack_params(&mut pb).unwrap();
+        assert_eq!(pa, pb);
+        assert!(pa.iter().any(|&v| v != 0.0));
+        let mut c = Network::new(spec(9, 0.0)).unwrap();
+        c.unpack_params(&pa).unwrap();
+        let mut pc = vec![0.0; c.packed_len()];
+        c.pack_params(&mut pc).unwrap();
+        assert_eq!(pc, pa);
+        g[3] = f32::NAN;
+        assert!(b.apply_packed_gradient(&g, &sgd).is_err());
+        b.pack_params(&mut pb).unwrap();
+        assert_eq!(pa, pb, "a refused gradient changes nothing");
+        assert!(b.apply_packed_gradient(&g[1..], &sgd).is_err());
+        assert!(b.pack_params(&mut pb[1..]).is_err());
     }
 
     #[test]

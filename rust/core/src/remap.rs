@@ -6,8 +6,13 @@
 //! connection that still exists goes to that connection's new position, the
 //! entries of removed connections are dropped ("retain valid updates"), and
 //! new connections get nothing (SPEC §6.3).
+//!
+//! At the end of WASAP-SGD the server averages the workers' replicas, whose
+//! topologies diverged under local SET, over the union of their connections
+//! and prunes the result back to the target size ([`union_average`], §6.5).
 
 use crate::error::{invalid, Result};
+use crate::topology::closest_to_zero;
 
 /// The index structure of a layer's connections in CSC order: output `j`
 /// owns `row_idx[col_ptr[j]..col_ptr[j + 1]]`, sorted, without duplicates
@@ -102,6 +107,116 @@ pub fn remap_values(
         }
     }
     Ok(dropped)
+}
+
+/// One layer averaged over several replicas, in CSC order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Averaged {
+    pub col_ptr: Vec<usize>,
+    pub row_idx: Vec<u32>,
+    pub values: Vec<f32>,
+    /// Connections in the union, before pruning back to the target.
+    pub union_nnz: usize,
+}
+
+/// Averages `K` replicas of a layer over the union of their connections (a
+/// connection a replica lacks counts as 0 there), then removes the averaged
+/// connections closest to zero, per sign as SET does, until `target_nnz`
+/// remain (fewer only if the union is smaller). Connections that few replicas
+/// have are diluted by the average and tend to go.
+///
+/// Every replica must have `n_in` inputs, the same outputs and sorted
+/// columns. Sums run in replica order, so the result does not depend on
+/// timing. O(union · log K) time, O(union) memory.
+pub fn union_average(
+    parts: &[(Topology<'_>, &[f32])],
+    n_in: usize,
+    target_nnz: usize,
+) -> Result<Averaged> {
+    let Some((first, _)) = parts.first() else {
+        invalid!("no replicas to average");
+    };
+    let n_out = first.col_ptr.len().saturating_sub(1);
+    for (r, (t, v)) in parts.iter().enumerate() {
+        t.check(&format!("replica {r}"))?;
+        if t.col_ptr.len() != n_out + 1 {
+            invalid!(
+                "replica {r} has {} outputs, replica 0 has {n_out}",
+                t.col_ptr.len() - 1
+            );
+        }
+        if v.len() != t.row_idx.len() {
+            invalid!(
+                "replica {r}: {} values for {} connections",
+                v.len(),
+                t.row_idx.len()
+            );
+        }
+        for j in 0..n_out {
+            let rows = &t.row_idx[t.col_ptr[j]..t.col_ptr[j + 1]];
+            if rows.windows(2).any(|w| w[0] >= w[1]) {
+                invalid!("replica {r}: output {j} is not sorted by input");
+            }
+            if rows.last().is_some_and(|&i| i as usize >= n_in) {
+                invalid!("replica {r}: output {j} has an input index beyond {n_in} inputs");
+            }
+        }
+    }
+    let k = parts.len() as f32;
+    let mut col_ptr = Vec::with_capacity(n_out + 1);
+    col_ptr.push(0);
+    let (mut row_idx, mut values) = (Vec::new(), Vec::new());
+    let mut column: Vec<(u32, usize, f32)> = Vec::new();
+    for j in 0..n_out {
+        column.clear();
+        for (r, (t, v)) in parts.iter().enumerate() {
+            let range = t.col_ptr[j]..t.col_ptr[j + 1];
+            column.extend(
+                t.row_idx[range.clone()]
+                    .iter()
+                    .zip(&v[range])
+                    .map(|(&i, &x)| (i, r, x)),
+            );
+        }
+        column.sort_unstable_by_key(|&(i, r, _)| (i, r));
+        for &(i, _, x) in &column {
+            if row_idx.len() > col_ptr[j] && row_idx.last() == Some(&i) {
+                *values.last_mut().unwrap() += x;
+            } else {
+                row_idx.push(i);
+                values.push(x);
+            }
+        }
+        col_ptr.push(row_idx.len());
+    }
+    for v in &mut values {
+        *v /= k;
+    }
+    let union_nnz = values.len();
+    if union_nnz > target_nnz {
+        let gone = closest_to_zero(&values, 0.0, Some(union_nnz - target_nnz)).mask;
+        let mut k = 0;
+        for j in 0..n_out {
+            let range = col_ptr[j]..col_ptr[j + 1];
+            col_ptr[j] = k;
+            for s in range {
+                if !gone[s] {
+                    row_idx[k] = row_idx[s];
+                    values[k] = values[s];
+                    k += 1;
+                }
+            }
+        }
+        col_ptr[n_out] = k;
+        row_idx.truncate(k);
+        values.truncate(k);
+    }
+    Ok(Averaged {
+        col_ptr,
+        row_idx,
+        values,
+        union_nnz,
+    })
 }
 
 fn check_sorted(rows: &[u32], s: usize, start: usize, j: usize) -> Result<()> {
@@ -202,5 +317,99 @@ mod tests {
         assert!(remap_values(bad_ptr, &v, good, &mut out).is_err());
         assert!(remap_values(good, &v[..2], good, &mut out).is_err());
         assert!(remap_values(good, &v, good, &mut out[..2]).is_err());
+    }
+
+    #[test]
+    fn union_average_matches_a_dense_reference_and_keeps_the_sign_balance() {
+        let mut rng = Rng::new(7);
+        let (n_in, n_out, nnz) = (25, 12, 60usize);
+        let reps: Vec<_> = (0..3)
+            .map(|_| {
+                random_sparse(n_in, n_out, nnz as u64, WeightInit::HeUniform, &mut rng).unwrap()
+            })
+            .collect();
+        let parts: Vec<_> = reps
+            .iter()
+            .map(|m| {
+                (
+                    Topology {
+                        col_ptr: m.col_ptr(),
+                        row_idx: m.row_idx(),
+                    },
+                    m.values(),
+                )
+            })
+            .collect();
+        let mut dense = vec![0.0f32; n_in * n_out];
+        let mut present = vec![false; n_in * n_out];
+        for (t, v) in &parts {
+            for (k, (i, j)) in connections(*t).into_iter().enumerate() {
+                dense[j * n_in + i as usize] += v[k];
+                present[j * n_in + i as usize] = true;
+            }
+        }
+        let union: Vec<f32> = (0..n_in * n_out)
+            .filter(|&p| present[p])
+            .map(|p| dense[p] / 3.0)
+            .collect();
+        let avg = union_average(&parts, n_in, nnz).unwrap();
+        assert_eq!(avg.union_nnz, union.len());
+        assert_eq!(avg.values.len(), nnz);
+        let t = Topology {
+            col_ptr: &avg.col_ptr,
+            row_idx: &avg.row_idx,
+        };
+        t.check("average").unwrap();
+        for (k, (i, j)) in connections(t).into_iter().enumerate() {
+            let want = dense[j * n_in + i as usize] / 3.0;
+            assert!((avg.values[k] - want).abs() < 1e-6, "connection ({i}, {j})");
+        }
+        // what went is closest to zero within its sign, and the signs keep their shares
+        let (pos_u, neg_u): (Vec<f32>, Vec<f32>) = union.iter().partition(|&&v| v >= 0.0);
+        let kept_pos = avg.values.iter().filter(|&&v| v >= 0.0).count();
+        let want_pos = pos_u.len()
+            - ((union.len() - nnz) as f64 * pos_u.len() as f64 / union.len() as f64).round()
+                as usize;
+        assert_eq!(kept_pos, want_pos);
+        let min_kept_pos = avg
+            .values
+            .iter()
+            .filter(|&&v| v >= 0.0)
+            .fold(f32::MAX, |a, &b| a.min(b));
+        let max_kept_neg = avg
+            .values
+            .iter()
+            .filter(|&&v| v < 0.0)
+            .fold(f32::MIN, |a, &b| a.max(b));
+        let removed_pos = pos_u.len() - kept_pos;
+        let removed_neg = neg_u.len() - (nnz - kept_pos);
+        assert_eq!(
+            pos_u.iter().filter(|&&v| v < min_kept_pos).count(),
+            removed_pos
+        );
+        assert_eq!(
+            neg_u.iter().filter(|&&v| v > max_kept_neg).count(),
+            removed_neg
+        );
+    }
+
+    #[test]
+    fn union_average_of_identical_replicas_is_the_replica() {
+        let mut rng = Rng::new(8);
+        let a = random_sparse(20, 10, 50, WeightInit::HeUniform, &mut rng).unwrap();
+        let t = Topology {
+            col_ptr: a.col_ptr(),
+            row_idx: a.row_idx(),
+        };
+        let avg = union_average(&[(t, a.values()), (t, a.values())], 20, 50).unwrap();
+        assert_eq!(avg.union_nnz, 50);
+        assert_eq!(
+            (&avg.col_ptr[..], &avg.row_idx[..]),
+            (a.col_ptr(), a.row_idx())
+        );
+        assert_eq!(avg.values, a.values());
+        assert!(union_average(&[], 20, 50).is_err());
+        assert!(union_average(&[(t, &a.values()[1..])], 20, 50).is_err());
+        assert!(union_average(&[(t, a.values())], 5, 50).is_err());
     }
 }

@@ -40,51 +40,17 @@ pub fn set_prune_regrow(
     let w = &layer.w;
     let vals = w.values();
     let nnz = w.nnz();
-    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) =
-        (0..nnz as u32).partition(|&k| vals[k as usize] >= 0.0);
-    let k_pos = (zeta * pos.len() as f64).round() as usize;
-    let k_neg = (zeta * neg.len() as f64).round() as usize;
+    let removed = closest_to_zero(vals, zeta, None);
     let step = SetStep {
-        removed_positive: k_pos,
-        removed_negative: k_neg,
+        removed_positive: removed.positive,
+        removed_negative: removed.negative,
     };
-    if k_pos + k_neg == 0 {
+    if step.regrown() == 0 {
         return Ok(step);
     }
-    // smallest non-negative first; among negatives the largest (closest to zero) first
-    let by_small = |a: &u32, b: &u32| {
-        vals[*a as usize]
-            .total_cmp(&vals[*b as usize])
-            .then(a.cmp(b))
-    };
-    let by_large = |a: &u32, b: &u32| {
-        vals[*b as usize]
-            .total_cmp(&vals[*a as usize])
-            .then(a.cmp(b))
-    };
-    let mut removed = vec![false; nnz];
-    for (list, k, cmp) in [
-        (
-            &mut pos,
-            k_pos,
-            &by_small as &dyn Fn(&u32, &u32) -> Ordering,
-        ),
-        (&mut neg, k_neg, &by_large),
-    ] {
-        if k == 0 {
-            continue;
-        }
-        if k < list.len() {
-            list.select_nth_unstable_by(k - 1, cmp);
-        }
-        for &i in &list[..k] {
-            removed[i as usize] = true;
-        }
-    }
-    drop((pos, neg));
+    let removed = removed.mask;
 
-    let n_regrow = k_pos + k_neg;
-    let new_positions = draw_empty_positions(w, &removed, n_regrow, rng);
+    let new_positions = draw_empty_positions(w, &removed, step.regrown(), rng);
     let (n_in, n_out) = (w.n_in(), w.n_out());
     let new_values: Vec<f32> = new_positions
         .iter()
@@ -121,6 +87,76 @@ pub fn set_prune_regrow(
     let m = SparseMatrix::from_sorted_linear(n_in, n_out, &linear, values);
     layer.replace_weights(m, momentum);
     Ok(step)
+}
+
+/// Which connections a magnitude prune removes, per sign as SET does.
+pub(crate) struct SignedPrune {
+    /// `mask[k]`: connection `k` goes.
+    pub mask: Vec<bool>,
+    pub positive: usize,
+    pub negative: usize,
+}
+
+/// Marks the connections closest to zero for removal, separately among the
+/// `P` non-negative values (the smallest go) and the `N` negative ones (the
+/// largest go). With `total: None`, `round(ζ·P)` and `round(ζ·N)` go (SET).
+/// With `Some(r)`, `r` connections go in all, split between the signs in
+/// proportion to `P` and `N` (rounded), so the sign balance is kept. Ties go
+/// by storage position, so the choice is deterministic.
+pub(crate) fn closest_to_zero(vals: &[f32], zeta: f64, total: Option<usize>) -> SignedPrune {
+    let nnz = vals.len();
+    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) =
+        (0..nnz as u32).partition(|&k| vals[k as usize] >= 0.0);
+    let (k_pos, k_neg) = match total {
+        None => (
+            (zeta * pos.len() as f64).round() as usize,
+            (zeta * neg.len() as f64).round() as usize,
+        ),
+        Some(r) => {
+            let r = r.min(nnz);
+            let k_pos = if nnz == 0 {
+                0
+            } else {
+                ((r as f64 * pos.len() as f64 / nnz as f64).round() as usize).min(pos.len())
+            };
+            let k_pos = k_pos.max(r.saturating_sub(neg.len()));
+            (k_pos, r - k_pos)
+        }
+    };
+    let by_small = |a: &u32, b: &u32| {
+        vals[*a as usize]
+            .total_cmp(&vals[*b as usize])
+            .then(a.cmp(b))
+    };
+    let by_large = |a: &u32, b: &u32| {
+        vals[*b as usize]
+            .total_cmp(&vals[*a as usize])
+            .then(a.cmp(b))
+    };
+    let mut mask = vec![false; nnz];
+    for (list, k, cmp) in [
+        (
+            &mut pos,
+            k_pos,
+            &by_small as &dyn Fn(&u32, &u32) -> Ordering,
+        ),
+        (&mut neg, k_neg, &by_large),
+    ] {
+        if k == 0 {
+            continue;
+        }
+        if k < list.len() {
+            list.select_nth_unstable_by(k - 1, cmp);
+        }
+        for &i in &list[..k] {
+            mask[i as usize] = true;
+        }
+    }
+    SignedPrune {
+        mask,
+        positive: k_pos,
+        negative: k_neg,
+    }
 }
 
 /// `count` distinct positions (linear `j·n_in + i`, sorted) that are empty once

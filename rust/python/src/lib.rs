@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -223,6 +224,14 @@ fn matrix<'a>(
 fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
+}
+
+fn vector_mut<'a>(a: &'a mut PyReadwriteArray1<'_, f32>, name: &str) -> PyResult<&'a mut [f32]> {
+    a.as_slice_mut().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a contiguous, writable float32 array"
+        ))
+    })
 }
 
 fn labels(y: &PyReadonlyArray1<'_, i64>, n: usize, n_classes: usize) -> PyResult<Vec<u32>> {
@@ -518,6 +527,67 @@ impl PyNetwork {
         Ok((r.loss_sum / n as f64, grads))
     }
 
+    /// Floats in the packed parameter layout: per layer its connection
+    /// values (CSC order), then its bias. Gradients pack the same way.
+    #[getter]
+    fn packed_len(&self) -> usize {
+        self.net.packed_len()
+    }
+
+    /// Copies the connection values and biases into `out` (packed layout).
+    fn pack_params(&self, mut out: PyReadwriteArray1<'_, f32>) -> PyResult<()> {
+        let out = vector_mut(&mut out, "out")?;
+        self.net.pack_params(out).map_err(to_py)
+    }
+
+    /// Replaces the connection values and biases from `src` (packed layout).
+    fn unpack_params(&mut self, src: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
+        let src = vector(&src, "src")?;
+        self.net.unpack_params(src).map_err(to_py)
+    }
+
+    /// Gradients of one training mini-batch (with dropout) packed into `out`;
+    /// advances the step. Returns (loss summed over the batch, correct predictions).
+    fn gradient_step(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArray2<'_, f32>,
+        y: PyReadonlyArray1<'_, i64>,
+        mut out: PyReadwriteArray1<'_, f32>,
+    ) -> PyResult<(f64, usize)> {
+        let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
+        let ys = labels(&y, n, self.net.n_outputs())?;
+        let out = vector_mut(&mut out, "out")?;
+        let net = &mut self.net;
+        compute(py, || {
+            let r = net.gradient_step(xs, &ys)?;
+            net.pack_gradients(out)?;
+            Ok((r.loss_sum, r.correct))
+        })
+    }
+
+    /// One momentum-SGD step, in place, from a packed gradient computed elsewhere.
+    #[pyo3(signature = (g, learning_rate, momentum, weight_decay, nesterov=false))]
+    fn apply_packed_gradient(
+        &mut self,
+        py: Python<'_>,
+        g: PyReadonlyArray1<'_, f32>,
+        learning_rate: f64,
+        momentum: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    ) -> PyResult<()> {
+        let sgd = Sgd::new(learning_rate, momentum, weight_decay, nesterov).map_err(to_py)?;
+        let g = vector(&g, "g")?;
+        let net = &mut self.net;
+        compute(py, || net.apply_packed_gradient(g, &sgd))
+    }
+
+    /// Restarts the random streams (shuffling, SET, dropout) from `seed`.
+    fn reseed(&mut self, seed: u64) {
+        self.net.reseed(seed);
+    }
+
     /// One SET step on every sparse layer: [(removed positive, removed negative)].
     fn evolve_set(&mut self, py: Python<'_>, zeta: f64) -> PyResult<Vec<(usize, usize)>> {
         let net = &mut self.net;
@@ -693,6 +763,57 @@ fn remap_values<'py>(
     Ok((PyArray1::from_vec(py, out), dropped))
 }
 
+/// (col_ptr, row_idx, values) of one layer in CSC order, as numpy arrays.
+type CscArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+);
+
+/// One layer's replicas (col_ptr, row_idx, values) averaged over the union
+/// of their connections (missing = 0) and pruned back to `target_nnz` by
+/// removing the averages closest to zero, per sign. Returns (col_ptr,
+/// row_idx, values) and the number of connections in the union.
+#[pyfunction]
+fn union_average<'py>(
+    py: Python<'py>,
+    replicas: Vec<(
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray1<'py, f32>,
+    )>,
+    n_in: usize,
+    target_nnz: usize,
+) -> PyResult<(CscArrays<'py>, usize)> {
+    let mut owned = Vec::with_capacity(replicas.len());
+    for (r, (ptr, rows, values)) in replicas.iter().enumerate() {
+        owned.push((
+            indices::<usize>(ptr, &format!("replica {r} col_ptr"))?,
+            indices::<u32>(rows, &format!("replica {r} row_idx"))?,
+            vector(values, &format!("replica {r} values"))?,
+        ));
+    }
+    let parts: Vec<_> = owned
+        .iter()
+        .map(|(ptr, rows, values)| {
+            (
+                core::remap::Topology {
+                    col_ptr: ptr,
+                    row_idx: rows,
+                },
+                *values,
+            )
+        })
+        .collect();
+    let avg = compute(py, || core::remap::union_average(&parts, n_in, target_nnz))?;
+    let csc = (
+        PyArray1::from_vec(py, avg.col_ptr.iter().map(|&p| p as i64).collect()),
+        PyArray1::from_vec(py, avg.row_idx.iter().map(|&r| r as i64).collect()),
+        PyArray1::from_vec(py, avg.values),
+    );
+    Ok((csc, avg.union_nnz))
+}
+
 /// The instruction set the kernels run with: "avx512", "avx2" or "baseline".
 #[pyfunction]
 fn simd_level() -> &'static str {
@@ -708,6 +829,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(bench_layer, m)?)?;
     m.add_function(wrap_pyfunction!(remap_values, m)?)?;
+    m.add_function(wrap_pyfunction!(union_average, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
