@@ -10,12 +10,14 @@ Pruning, with a multithreaded Rust core.
 True
 """
 
+from . import parallel
 from ._core import __version__, get_num_threads, set_num_threads
 from .activations import Activation, AllReLU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import (
     CheckpointError,
     DivergenceError,
     InvalidInputError,
+    ParallelError,
     SparseMLPError,
 )
 from .model import Layer, SparseMLP, connection_counts
@@ -31,6 +33,7 @@ __all__ = [
     "InvalidInputError",
     "Layer",
     "LeakyReLU",
+    "ParallelError",
     "ReLU",
     "SET",
     "Sigmoid",
@@ -39,5 +42,6 @@ __all__ = [
     "Tanh",
     "connection_counts",
     "get_num_threads",
+    "parallel",
     "set_num_threads",
 ]

@@ -38,3 +38,8 @@ class DivergenceError(SparseMLPError, FloatingPointError):
         self.batch = batch
         self.loss = loss
         self.epoch = epoch
+
+
+class ParallelError(SparseMLPError):
+    """A data-parallel (MPI) run stopped: a worker or the server failed, or a
+    process went silent. Every rank raises it with the same reason."""

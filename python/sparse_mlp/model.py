@@ -453,12 +453,22 @@ class SparseMLP:
             )
         except (InvalidInputError, TypeError, ValueError, KeyError, OverflowError) as e:
             raise CheckpointError(f"{path} holds an invalid model: {e}") from None
+        return cls._from_net(net, meta.get("config", {}), meta.get("history", []),
+                             int(meta.get("epochs_trained", 0)))
+
+    @classmethod
+    def _from_net(cls, net: _core.Network, config: dict, history: list,
+                  epochs_trained: int) -> SparseMLP:
         model = cls.__new__(cls)
-        model._net = net
-        model._config = dict(meta.get("config", {}))
-        model.history = list(meta.get("history", []))
-        model.epochs_trained = int(meta.get("epochs_trained", 0))
+        model._adopt(net, config, history, epochs_trained)
         return model
+
+    def _adopt(self, net: _core.Network, config: dict, history: list, epochs_trained: int) -> None:
+        """Takes over another model's state (used by loading and by data-parallel training)."""
+        self._net = net
+        self._config = dict(config)
+        self.history = list(history)
+        self.epochs_trained = int(epochs_trained)
 
     # ------------------------------------------------------------ display
 
