@@ -826,12 +826,13 @@ class _Worker:
         net = self.model._net
         grad = np.empty(net.packed_len, np.float32)
         topo, pulled = net.run_state[3], 0
-        for xb, yb in self._batches():
+        for k, (xb, yb) in enumerate(self._batches()):
             t = time.perf_counter()
             loss_sum, correct = net.gradient_step(xb, yb, grad)
             self.compute_seconds += time.perf_counter() - t
             if not math.isfinite(loss_sum):
-                raise DivergenceError(f"the loss of a mini-batch became {loss_sum}")
+                raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
+                                      "learning rate or check the data")
             self.link.send_header(SERVER, TAG_HEADER, GRAD, topo, pulled, yb.size, loss_sum, correct)
             self.link.send(grad, SERVER)
             _, hdr = self.link.recv_header(SERVER, TAG_REPLY)

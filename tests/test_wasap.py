@@ -1,0 +1,230 @@
+"""WASAP-SGD and WASSP-SGD under real MPI processes (``mpiexec -n 3``:
+one parameter server and two workers), and the pieces they rest on."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import sparse_mlp as sm
+from conftest import blobs
+from sparse_mlp.parallel import _Packing
+
+JOB = os.path.join(os.path.dirname(__file__), "wasap_job.py")
+
+
+def mpiexec():
+    exe = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = exe if os.path.exists(exe) else shutil.which("mpiexec")
+    assert found, "mpiexec not found: pip install mpi4py mpich (the test extras)"
+    return found
+
+
+def run_job(tmp_path, *options, n=3, timeout=180, name="run"):
+    """Runs the job on ``n`` ranks; returns (exit code, per-rank results, output, seconds)."""
+    out = str(tmp_path / name)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = subprocess.run([mpiexec(), "-n", str(n), sys.executable, JOB, out, *options],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    seconds = time.monotonic() - t0
+    results = {}
+    for r in range(n):
+        path = f"{out}.{r}.json"
+        if os.path.exists(path):
+            with open(path) as fh:
+                results[r] = json.load(fh)
+    return proc.returncode, results, proc.stdout + proc.stderr, seconds
+
+
+def target_nnz():
+    return sm.connection_counts([30, 48, 48, 4], epsilon=4)
+
+
+def test_async_run_trains_and_every_rank_ends_with_the_averaged_model(tmp_path):
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6")
+    assert rc == 0, output
+    assert sorted(res) == [0, 1, 2]
+    assert len({r["sha"] for r in res.values()}) == 1, "all ranks hold the same final model"
+    r0 = res[0]
+    assert r0["nnz"] == target_nnz(), "averaging prunes back to exactly the target nnz"
+    assert r0["accuracy"] > 0.9
+    h = r0["history"]
+    phase1 = [rec for rec in h if rec["phase"] == 1]
+    phase2 = [rec for rec in h if rec["phase"] == 2]
+    assert len(phase1) == 4 and len(phase2) == 2 and h[-1]["phase"] == "average"
+    assert all(rec["updates"] == -(-1200 // 16) for rec in phase1)
+    assert all(rec["bytes_sent"] > 0 and rec["bytes_received"] > 0 for rec in phase1)
+    assert all(rec["mean_staleness"] >= 0 for rec in phase1)
+    assert [rec["topology_version"] for rec in phase1] == [1, 2, 3, 4]
+    assert all(rec["n_connections"] == sum(target_nnz()) for rec in phase1)
+    assert any(rec["dropped_gradient_entries"] > 0 for rec in phase1[1:]), \
+        "gradients computed before a SET step reach the server after it"
+    assert all(u >= t for u, t in zip(h[-1]["union_connections"], target_nnz()))
+    assert h[-1]["val_accuracy"] == pytest.approx(r0["accuracy"])
+
+
+def test_sync_run_is_deterministic_and_chunking_changes_nothing(tmp_path):
+    rc, big, output, _ = run_job(tmp_path, "--sync", "--epochs", "4", name="big")
+    assert rc == 0, output
+    rc, small, output, _ = run_job(tmp_path, "--sync", "--epochs", "4", "--chunk-mb", "0.001",
+                                   name="small")
+    assert rc == 0, output
+    # 0.001 MiB chunks split every value array into many messages
+    assert big[0]["sha"] == small[0]["sha"] == small[2]["sha"]
+    h = big[0]["history"]
+    assert big[0]["nnz"] == target_nnz()
+    assert all(rec["mean_staleness"] == 0 for rec in h if rec["phase"] == 1)
+    # learning rate x K (= 2) after a linear warm-up over 5 epochs
+    lrs = [rec["learning_rate"] for rec in h if rec["phase"] == 1]
+    assert lrs == pytest.approx([0.012, 0.014, 0.016])
+    assert big[0]["accuracy"] > 0.9
+
+
+def test_importance_pruning_on_the_server_reaches_the_workers(tmp_path):
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--pruning")
+    assert rc == 0, output
+    r0 = res[0]
+    pruned = [rec["pruned_neurons"] for rec in r0["history"] if "pruned_neurons" in rec]
+    assert pruned, "pruning ran on the server"
+    assert r0["sizes"][1] < 48 and len({r["sha"] for r in res.values()}) == 1
+    assert r0["accuracy"] > 0.85
+
+
+def test_a_killed_worker_ends_the_job_with_an_error_in_bounded_time(tmp_path):
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", "400", "--kill-rank", "2",
+                                       "--kill-after", "1.5", timeout=120)
+    assert rc != 0
+    assert seconds < 60
+    assert "sha" not in res.get(0, {}), "the server did not finish a run with a dead worker"
+
+
+def test_a_failing_worker_stops_every_rank_with_the_reason(tmp_path):
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", "20", "--lr", "1e9", timeout=120)
+    assert rc != 0 and seconds < 60
+    assert sorted(res) == [0, 1, 2], output
+    for r in res.values():
+        assert r["error"].startswith("ParallelError"), r
+        assert "diverged" in r["error"] or "DivergenceError" in r["error"], r
+
+
+def test_ranks_with_different_data_are_refused_on_every_rank(tmp_path):
+    rc, res, output, _ = run_job(tmp_path, "--other-data-rank", "1")
+    assert rc != 0
+    assert sorted(res) == [0, 1, 2]
+    assert all("different training data" in r["error"] for r in res.values())
+
+
+def test_checkpoint_survives_a_killed_job_and_the_run_resumes(tmp_path):
+    ckpt = tmp_path / "server.npz"
+    out = str(tmp_path / "killed")
+    proc = subprocess.Popen([mpiexec(), "-n", "3", sys.executable, JOB, out, "--epochs", "100",
+                             "--samples", "3000", "--checkpoint", str(ckpt)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done = 0
+    deadline = time.monotonic() + 90
+    try:
+        while done < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            if ckpt.exists():
+                done = sm.SparseMLP.load(ckpt)._config["wasap"]["done"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert done >= 3, "the job wrote checkpoints while running"
+    saved = sm.SparseMLP.load(ckpt)  # loadable after the kill
+    done = saved._config["wasap"]["done"]
+    assert saved.n_connections == sum(sm.connection_counts([30, 48, 48, 4], epsilon=4))
+
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "100", "--samples", "3000", "--checkpoint",
+                                 str(ckpt), "--resume", name="resumed")
+    assert rc == 0, output
+    h = res[0]["history"]
+    phase1 = [rec["epoch"] for rec in h if rec["phase"] == 1]
+    assert phase1 == list(range(done + 1, 71)), "phase 1 continues after the saved epoch"
+    assert [rec["phase"] for rec in h[len(phase1):]] == [2] * 30 + ["average"]
+    final = sm.SparseMLP.load(ckpt)
+    assert final._config["wasap"]["finished"] and final.epochs_trained == 100
+    assert res[0]["nnz"] == target_nnz()
+
+
+# ------------------------------------------------------------ without MPI
+
+
+def test_packed_stale_gradient_is_remapped_layer_by_layer():
+    X, y = blobs(n=200, f=30, c=3)
+    model = sm.SparseMLP([30, 60, 40, 3], epsilon=5, seed=2)
+    model.fit(X, y, epochs=1, batch_size=20, topology=None, verbose=0)
+    old = _Packing(model)
+    g = np.random.default_rng(1).standard_normal(old.length).astype(np.float32)
+    model._net.evolve_set(0.3)
+    new = _Packing(model)
+    out = np.full(new.length, np.nan, np.float32)
+    dropped = new.remap(g, old, out)
+    want_dropped = 0
+    for (a, b, c), (oa, ob, oc), (ptr, rows), (optr, orows) in zip(
+            new.spans, old.spans, new.topology, old.topology):
+        mapped, lost = sm._core.remap_values(optr, orows, g[oa:ob], ptr, rows)
+        np.testing.assert_array_equal(out[a:b], mapped)
+        np.testing.assert_array_equal(out[b:c], g[ob:oc])  # biases keep their neurons
+        want_dropped += lost
+    assert dropped == want_dropped > 0
+    # a layer whose shape changed (Importance Pruning with shrink) loses its entries
+    model._net.remove_neurons(0, np.array([0, 5]), True)
+    shrunk = _Packing(model)
+    out = np.full(shrunk.length, np.nan, np.float32)
+    dropped = shrunk.remap(g[:new.length], new, out)
+    a, _, c = shrunk.spans[0]
+    assert np.all(out[a:c] == 0) and np.all(out[shrunk.spans[1][0]:shrunk.spans[1][2]] == 0)
+    assert dropped == new.spans[1][2]  # layers 0 and 1 changed shape, layer 2 did not
+    np.testing.assert_array_equal(out[shrunk.spans[2][1]:], g[new.spans[2][1]:new.length])
+
+
+def test_union_average_binding_matches_a_dense_reference():
+    models = [sm.SparseMLP([20, 15, 3], epsilon=3, seed=s) for s in range(3)]
+    states = [m._net.layer_state(0) for m in models]
+    dense = np.zeros((3, 20, 15))
+    for d, s in zip(dense, states):
+        cols = np.repeat(np.arange(15), np.diff(s["col_ptr"]))
+        d[s["row_idx"], cols] = s["values"]
+    target = states[0]["values"].size
+    (ptr, rows, vals), union = sm._core.union_average(
+        [(s["col_ptr"], s["row_idx"], s["values"]) for s in states], 20, target)
+    present = (dense != 0).any(axis=0)
+    assert union == present.sum() and vals.size == target
+    cols = np.repeat(np.arange(15), np.diff(ptr))
+    np.testing.assert_allclose(vals, dense.sum(axis=0)[rows, cols] / 3, rtol=1e-6)
+    avg = dense.sum(axis=0) / 3
+    kept = np.zeros_like(present)
+    kept[rows, cols] = True
+    gone = avg[present & ~kept]
+    # what went is closer to zero than what stayed, within each sign
+    assert gone[gone >= 0].max(initial=0) <= vals[vals >= 0].min()
+    assert gone[gone < 0].min(initial=0) >= vals[vals < 0].max()
+    with pytest.raises(sm.InvalidInputError):
+        sm._core.union_average([(states[0]["col_ptr"], states[0]["row_idx"], vals[:-1])], 20, 5)
+
+
+def test_bad_arguments_are_refused():
+    for kwargs in ({"phase2_fraction": 1.5}, {"sync": "yes"}, {"chunk_mb": 0}, {"timeout": -1},
+                   {"threads": 0}):
+        with pytest.raises(sm.InvalidInputError):
+            sm.parallel.WASAP(**kwargs)
+
+
+def test_a_single_process_is_told_to_use_mpiexec():
+    code = ("import numpy as np, sparse_mlp as sm\n"
+            "m = sm.SparseMLP([4, 8, 2], seed=0)\n"
+            "try:\n"
+            "    sm.parallel.WASAP().fit(m, np.zeros((4, 4), np.float32), np.array([0, 1, 0, 1]))\n"
+            "except sm.InvalidInputError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "mpiexec -n K+1" in out.stdout, out.stdout + out.stderr

@@ -1,0 +1,73 @@
+"""A WASAP run for the MPI tests: ``mpiexec -n 3 python wasap_job.py OUT [options]``.
+
+Every rank writes ``OUT.<rank>.json``: its final packed parameters' checksum
+and bytes, nnz per layer, the history, or the error it stopped with.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+
+import sparse_mlp as sm
+
+p = argparse.ArgumentParser()
+p.add_argument("out")
+p.add_argument("--sync", action="store_true")
+p.add_argument("--epochs", type=int, default=6)
+p.add_argument("--phase2", type=float, default=0.3)
+p.add_argument("--chunk-mb", type=float, default=64.0)
+p.add_argument("--lr", type=float, default=0.01)
+p.add_argument("--samples", type=int, default=1200)
+p.add_argument("--checkpoint")
+p.add_argument("--resume", action="store_true")
+p.add_argument("--kill-rank", type=int, help="this rank kills itself (SIGKILL) after --kill-after s")
+p.add_argument("--kill-after", type=float, default=1.0)
+p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
+p.add_argument("--pruning", action="store_true")
+args = p.parse_args()
+
+from mpi4py import MPI  # noqa: E402  (after argument errors, which need no MPI)
+
+rank = MPI.COMM_WORLD.Get_rank()
+rng = np.random.default_rng(0)
+n, f, c = args.samples + 300, 30, 4
+centers = rng.normal(scale=2.0, size=(c, f))
+y = rng.integers(0, c, n)
+X = (centers[y] + rng.normal(size=(n, f))).astype(np.float32)
+Xt, yt, Xv, yv = X[:args.samples], y[:args.samples], X[args.samples:], y[args.samples:]
+if rank == args.other_data_rank:
+    Xt = Xt + 1.0
+model = sm.SparseMLP([f, 48, 48, c], epsilon=4, seed=3 + rank)  # the server's model is the one used
+if rank == args.kill_rank:
+    threading.Timer(args.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
+result = {"rank": rank}
+try:
+    history = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, chunk_mb=args.chunk_mb,
+                                timeout=60).fit(
+        model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=args.lr,
+        validation_data=(Xv, yv),
+        pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=10) if args.pruning else None,
+        checkpoint=args.checkpoint, resume=args.resume, verbose=0)
+except sm.SparseMLPError as e:
+    result["error"] = f"{type(e).__name__}: {e}"
+    print(f"rank {rank}: {result['error']}", file=sys.stderr, flush=True)
+    with open(f"{args.out}.{rank}.json", "w") as fh:
+        json.dump(result, fh)
+    sys.exit(3)
+params = np.empty(model._net.packed_len, np.float32)
+model._net.pack_params(params)
+result.update(
+    sha=hashlib.sha256(params.tobytes()).hexdigest(),
+    nnz=[layer.nnz for layer in model.layers],
+    sizes=model.sizes,
+    accuracy=model.score(Xv, yv),
+    history=history,
+)
+with open(f"{args.out}.{rank}.json", "w") as fh:
+    json.dump(result, fh, default=float)
