@@ -228,3 +228,14 @@ def test_a_single_process_is_told_to_use_mpiexec():
             "    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "mpiexec -n K+1" in out.stdout, out.stdout + out.stderr
+
+
+def test_command_line_trains_in_parallel(tmp_path):
+    out = tmp_path / "model.npz"
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "sparse_mlp", "train",
+                           "--parallel", "wassp", "--epochs", "3", "--hidden", "64,64",
+                           "--save", str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("final test accuracy") == 1, "only the server reports"
+    model = sm.SparseMLP.load(out)
+    assert model.epochs_trained == 3 and model.history[-1]["phase"] == "average"

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="worker threads (default: all cores)")
     t.add_argument("--save", help="write the trained model to this file")
+    t.add_argument("--parallel", choices=["wasap", "wassp"],
+                   help="data-parallel training over MPI; start with mpiexec -n K+1 sparse-mlp train ...")
+    t.add_argument("--phase2-fraction", type=float, default=0.3,
+                   help="with --parallel: share of the epochs trained locally, then averaged")
+    t.add_argument("--checkpoint", help="with --parallel: the server's checkpoint file")
+    t.add_argument("--resume", action="store_true", help="with --parallel: continue from --checkpoint")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
     i = sub.add_parser("info", help="summarize a saved model")
@@ -75,10 +81,20 @@ def _load(args: argparse.Namespace) -> datasets.Split:
 
 
 def train(args: argparse.Namespace) -> int:
-    from . import set_num_threads
+    from . import parallel, set_num_threads
 
-    if args.threads:
+    if args.threads and not args.parallel:
         set_num_threads(args.threads)
+    rank = 0
+    if args.parallel:
+        rank = parallel._mpi().COMM_WORLD.Get_rank()
+    elif args.checkpoint or args.resume:
+        raise SparseMLPError("--checkpoint and --resume go with --parallel; use --save otherwise")
+
+    def say(text: str) -> None:
+        if rank == 0:
+            print(text, flush=True)
+
     preset = PRESETS[args.data]
     data = _load(args)
     hidden = args.hidden or preset["hidden"]
@@ -88,28 +104,34 @@ def train(args: argparse.Namespace) -> int:
     model = SparseMLP(sizes, activation=activation, epsilon=args.epsilon or preset["epsilon"],
                       init=args.init or preset["init"], dropout=args.dropout, seed=args.seed)
     epochs = args.epochs or preset["epochs"]
-    print(f"data {args.data}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test "
-          f"samples, {sizes[0]} features, {sizes[-1]} classes")
-    print(f"model {'-'.join(map(str, sizes))}: {model.n_connections} connections; "
-          f"training {epochs} epochs", flush=True)
+    say(f"data {args.data}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test "
+        f"samples, {sizes[0]} features, {sizes[-1]} classes")
+    say(f"model {'-'.join(map(str, sizes))}: {model.n_connections} connections; "
+        f"training {epochs} epochs" + (f" with {args.parallel.upper()}-SGD" if args.parallel else ""))
     pruning = (ImportancePruning(args.prune_start, args.prune_every, args.prune_percentile)
                if args.prune else None)
-    start = time.perf_counter()
-    history = model.fit(
-        data.X_train, data.y_train, epochs=epochs,
-        batch_size=args.batch_size or preset["batch_size"],
+    options = dict(
+        epochs=epochs, batch_size=args.batch_size or preset["batch_size"],
         learning_rate=args.learning_rate or preset["learning_rate"],
         momentum=args.momentum, weight_decay=args.weight_decay,
         topology=SET(args.zeta) if args.zeta > 0 else None, pruning=pruning,
-        validation_data=(data.X_test, data.y_test), verbose=0 if args.quiet else 1,
+        validation_data=(data.X_test, data.y_test), verbose=0 if args.quiet or rank else 1,
     )
+    start = time.perf_counter()
+    if args.parallel:
+        trainer = parallel.WASAP(phase2_fraction=args.phase2_fraction,
+                                 sync=args.parallel == "wassp", threads=args.threads)
+        history = trainer.fit(model, data.X_train, data.y_train, checkpoint=args.checkpoint,
+                              resume=args.resume, **options)
+    else:
+        history = model.fit(data.X_train, data.y_train, **options)
     elapsed = time.perf_counter() - start
-    best = max(r["val_accuracy"] for r in history)
-    print(f"final test accuracy {history[-1]['val_accuracy']:.4f} (best {best:.4f}), "
-          f"{model.n_connections} connections, {elapsed:.1f} s")
-    if args.save:
+    best = max(r["val_accuracy"] for r in history if "val_accuracy" in r)
+    say(f"final test accuracy {history[-1]['val_accuracy']:.4f} (best {best:.4f}), "
+        f"{model.n_connections} connections, {elapsed:.1f} s")
+    if args.save and rank == 0:
         model.save(args.save)
-        print(f"saved to {args.save}")
+        say(f"saved to {args.save}")
     return 0
 
 
