@@ -81,6 +81,18 @@ def connection_counts(
             for i in range(len(caps))]
 
 
+def check_training(learning_rate: float, momentum: float, weight_decay: float,
+                   topology: Any, pruning: Any) -> None:
+    """The SGD hyper-parameters and topology strategies any trainer takes."""
+    number("learning_rate", learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+    number("momentum", momentum, 0.0, 1.0, high_open=True)
+    number("weight_decay", weight_decay, 0.0, 1.0, high_open=True)
+    if topology is not None and not hasattr(topology, "on_epoch_end"):
+        raise InvalidInputError(f"topology must be sm.SET(...) or None, got {topology!r}")
+    if pruning is not None and not hasattr(pruning, "on_epoch_end"):
+        raise InvalidInputError(f"pruning must be sm.ImportancePruning(...) or None, got {pruning!r}")
+
+
 class Layer:
     """A read-only view of one sparse layer of a :class:`SparseMLP`.
 
@@ -291,23 +303,10 @@ class SparseMLP:
         """
         epochs = positive_int("epochs", epochs)
         batch_size = positive_int("batch_size", batch_size)
-        number("learning_rate", learning_rate, 0.0, math.inf, low_open=True, high_open=True)
-        number("momentum", momentum, 0.0, 1.0, high_open=True)
-        number("weight_decay", weight_decay, 0.0, 1.0, high_open=True)
-        if topology is not None and not hasattr(topology, "on_epoch_end"):
-            raise InvalidInputError(f"topology must be sm.SET(...) or None, got {topology!r}")
-        if pruning is not None and not hasattr(pruning, "on_epoch_end"):
-            raise InvalidInputError(f"pruning must be sm.ImportancePruning(...) or None, got {pruning!r}")
+        check_training(learning_rate, momentum, weight_decay, topology, pruning)
         if callable(callbacks):
             callbacks = [callbacks]
-        X = as_features(X, self.n_features)
-        y = as_labels(y, X.shape[0], self.n_classes)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise InvalidInputError("validation_data must be a pair (X_val, y_val)")
-            Xv = as_features(validation_data[0], self.n_features, name="X_val")
-            val = (Xv, as_labels(validation_data[1], Xv.shape[0], self.n_classes, name="y_val"))
+        X, y, val = self._training_data(X, y, validation_data)
         strategies = [s for s in (pruning, topology) if s is not None]
         progress = _Progress(verbose, epochs)
         run: list[dict[str, Any]] = []
@@ -351,6 +350,18 @@ class SparseMLP:
                 log.info("a callback stopped training after epoch %d", epoch)
                 break
         return run
+
+    def _training_data(self, X: Any, y: Any, validation_data: Any
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """(X, y, (X_val, y_val) or None), checked against the model's shape."""
+        X = as_features(X, self.n_features)
+        y = as_labels(y, X.shape[0], self.n_classes)
+        if validation_data is None:
+            return X, y, None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise InvalidInputError("validation_data must be a pair (X_val, y_val)")
+        Xv = as_features(validation_data[0], self.n_features, name="X_val")
+        return X, y, (Xv, as_labels(validation_data[1], Xv.shape[0], self.n_classes, name="y_val"))
 
     # ------------------------------------------------------------ inference
 

@@ -52,9 +52,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, number, positive_int
+from ._validation import number, positive_int
 from .errors import DivergenceError, InvalidInputError, ParallelError, SparseMLPError
-from .model import DEFAULT_TOPOLOGY, SparseMLP, _Progress
+from .model import DEFAULT_TOPOLOGY, SparseMLP, _Progress, check_training
 from .topology import SET, ImportancePruning
 
 log = logging.getLogger("sparse_mlp.parallel")
@@ -426,17 +426,10 @@ class _RunConfig:
     @classmethod
     def check(cls, epochs, batch_size, learning_rate, momentum, weight_decay, nesterov,
               topology, pruning, verbose) -> _RunConfig:
-        if topology is not None and not isinstance(topology, SET):
-            raise InvalidInputError(f"topology must be sm.SET(...) or None, got {topology!r}")
-        if pruning is not None and not isinstance(pruning, ImportancePruning):
-            raise InvalidInputError(f"pruning must be sm.ImportancePruning(...) or None, got {pruning!r}")
-        return cls(
-            positive_int("epochs", epochs), positive_int("batch_size", batch_size),
-            number("learning_rate", learning_rate, 0.0, math.inf, low_open=True, high_open=True),
-            number("momentum", momentum, 0.0, 1.0, high_open=True),
-            number("weight_decay", weight_decay, 0.0, 1.0, high_open=True),
-            bool(nesterov), topology, pruning, int(verbose),
-        )
+        check_training(learning_rate, momentum, weight_decay, topology, pruning)
+        return cls(positive_int("epochs", epochs), positive_int("batch_size", batch_size),
+                   float(learning_rate), float(momentum), float(weight_decay), bool(nesterov),
+                   topology, pruning, int(verbose))
 
 
 @dataclass
@@ -454,14 +447,7 @@ class _Data:
 
 
 def _prepare_data(model: SparseMLP, X: Any, y: Any, validation_data: Any) -> _Data:
-    X = as_features(X, model.n_features)
-    y = as_labels(y, X.shape[0], model.n_classes)
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InvalidInputError("validation_data must be a pair (X_val, y_val)")
-        Xv = as_features(validation_data[0], model.n_features, name="X_val")
-        val = (Xv, as_labels(validation_data[1], Xv.shape[0], model.n_classes, name="y_val"))
+    X, y, val = model._training_data(X, y, validation_data)
     probe = X[:: max(1, X.shape[0] // 64)]
     fingerprint = (X.shape, float(np.sum(probe, dtype=np.float64)), int(y.sum()))
     return _Data(X, y, val, fingerprint)
