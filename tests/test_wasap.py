@@ -239,3 +239,28 @@ def test_command_line_trains_in_parallel(tmp_path):
     assert proc.stdout.count("final test accuracy") == 1, "only the server reports"
     model = sm.SparseMLP.load(out)
     assert model.epochs_trained == 3 and model.history[-1]["phase"] == "average"
+
+
+def test_packed_parameter_calls_refuse_bad_buffers_and_change_nothing():
+    model = sm.SparseMLP([10, 16, 3], epsilon=3, seed=0)
+    net = model._net
+    before = np.empty(net.packed_len, np.float32)
+    net.pack_params(before)
+    with pytest.raises(sm.InvalidInputError, match="packs"):
+        net.unpack_params(np.zeros(3, np.float32))
+    g = np.ones(net.packed_len, np.float32)
+    g[5] = np.nan
+    with pytest.raises(sm.InvalidInputError, match="NaN|nan"):
+        net.apply_packed_gradient(g, 0.1, 0.9, 0.0)
+    with pytest.raises(TypeError):
+        net.pack_params(np.zeros(net.packed_len, np.float64))
+    X, y = blobs(n=8, f=10, c=3)
+    with pytest.raises(sm.InvalidInputError, match="packs"):
+        net.gradient_step(X, y, np.zeros(4, np.float32))
+    after = np.empty(net.packed_len, np.float32)
+    net.pack_params(after)
+    np.testing.assert_array_equal(before, after)
+    # a packed gradient step is the step fit() takes from the same gradient
+    grad = np.empty(net.packed_len, np.float32)
+    loss_sum, correct = net.gradient_step(X, y, grad)
+    assert np.isfinite(loss_sum) and 0 <= correct <= 8 and np.abs(grad).sum() > 0
