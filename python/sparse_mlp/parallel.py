@@ -811,6 +811,7 @@ class _Worker:
         """Gradients to the server until it starts the local phase; returns its epochs."""
         net = self.model._net
         grad = np.empty(net.packed_len, np.float32)
+        params = np.empty_like(grad)  # reused for every answer until the topology changes
         topo, pulled = net.run_state[3], 0
         for k, (xb, yb) in enumerate(self._batches()):
             t = time.perf_counter()
@@ -825,12 +826,13 @@ class _Worker:
             kind = int(hdr[0])
             if kind == PARAMS:
                 pulled = int(hdr[1])
-                net.unpack_params(self.link.recv(np.empty(net.packed_len, np.float32), SERVER))
+                net.unpack_params(self.link.recv(params, SERVER))
             elif kind in (MODEL, LOCAL):
                 self.model = self.link.recv_model(SERVER, hdr)
                 self._reseed(self.model)
                 net = self.model._net
                 grad = np.empty(net.packed_len, np.float32)
+                params = np.empty_like(grad)
                 topo, pulled = net.run_state[3], int(hdr[4])
                 if kind == LOCAL:
                     return int(hdr[5])
