@@ -133,7 +133,7 @@ fn layer_kernels(c: &mut Criterion) {
     g.bench_function("set_prune_regrow_zeta0.3", |bench| {
         bench.iter_batched_ref(
             || layer.clone(),
-            |l| set_prune_regrow(l, 0.3, WeightInit::HeUniform, &mut rng).unwrap(),
+            |l| set_prune_regrow(l, 0.3, WeightInit::HeUniform, &mut rng, None).unwrap(),
             BatchSize::LargeInput,
         )
     });
@@ -170,6 +170,7 @@ fn w1(c: &mut Criterion) {
         batch_size: 128,
         sgd: Sgd::new(0.01, 0.9, 2e-4, false).unwrap(),
         shuffle: true,
+        midpoint: None,
     };
     let mut net = w1_network();
     let nnz = net.n_connections() as u64;

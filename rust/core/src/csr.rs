@@ -190,6 +190,14 @@ impl SparseMatrix {
     pub fn values_mut(&mut self) -> &mut [f32] {
         &mut self.values
     }
+    /// The structure with mutable values (the topology stays).
+    pub fn parts_mut(&mut self) -> (&[usize], &[u32], &mut [f32]) {
+        (&self.col_ptr, &self.row_idx, &mut self.values)
+    }
+    /// Number of connections leaving input `i`.
+    pub fn fan_out_of(&self, i: usize) -> usize {
+        self.row_ptr[i + 1] - self.row_ptr[i]
+    }
     pub fn row_ptr(&self) -> &[usize] {
         &self.row_ptr
     }

@@ -3,7 +3,8 @@
 //! Only existing connections are stored and computed: CSC layers with a
 //! transposed index view ([`csr`]), kernels on feature-major activations
 //! ([`kernels`]), momentum SGD ([`optim`]), Erdős–Rényi initialization
-//! ([`init`]), SET and neuron removal ([`topology`]), and the training loop
+//! ([`init`]), SET and neuron removal ([`topology`]), neuron recycling
+//! ([`recycle`]), and the training loop
 //! ([`network`]). Knows nothing of Python; the bindings crate wraps it.
 
 pub mod activation;
@@ -16,6 +17,7 @@ pub mod layer;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod recycle;
 pub mod remap;
 pub mod rng;
 pub mod simd;

@@ -4,13 +4,14 @@
 use rayon::prelude::*;
 
 use crate::activation::Activation;
-use crate::csr::MAX_INDEX;
+use crate::csr::{SparseMatrix, MAX_INDEX};
 use crate::error::{invalid, CoreError, Result};
 use crate::init::{random_sparse, WeightInit};
 use crate::kernels;
 use crate::layer::Layer;
 use crate::loss::{BatchLoss, Loss};
 use crate::optim::Sgd;
+use crate::recycle::{self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, Selection};
 use crate::rng::Rng;
 use crate::simd::multiversion;
 use crate::topology::{self, SetStep};
@@ -47,6 +48,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub sgd: Sgd,
     pub shuffle: bool,
+    /// A plain gradient step on the midpoint loss after each update (SPEC §7).
+    pub midpoint: Option<Midpoint>,
 }
 
 /// Running means over the mini-batches of one epoch (training mode, so with
@@ -109,6 +112,13 @@ pub struct Network {
     step: u64,
     topology_version: u64,
     ws: Workspace,
+    /// Pending interpolations of recycled neurons.
+    blends: Vec<Blend>,
+    /// Activation statistics, gathered only while a strategy asks for them.
+    activity: Option<Activity>,
+    /// Per hidden layer, neurons whose connections SET must not prune
+    /// (empty: none).
+    protected: Vec<Vec<bool>>,
 }
 
 /// Converts integer class labels to the core's u32 labels, checking that each
@@ -185,6 +195,9 @@ impl Network {
             step: 0,
             topology_version: 0,
             ws: Workspace::default(),
+            blends: Vec::new(),
+            activity: None,
+            protected: Vec::new(),
         })
     }
 
@@ -228,6 +241,9 @@ impl Network {
             step: state.step,
             topology_version: state.topology_version,
             ws: Workspace::default(),
+            blends: Vec::new(),
+            activity: None,
+            protected: Vec::new(),
         })
     }
 
@@ -325,20 +341,51 @@ impl Network {
         cfg: &TrainConfig,
         stop: &mut dyn FnMut(usize) -> bool,
     ) -> Result<EpochStats> {
+        let order = self.epoch_order(labels.len(), cfg.shuffle)?;
+        self.train_order(x, labels, &order, cfg, stop)
+    }
+
+    /// The sample order of an epoch: `0..n`, shuffled with the network's
+    /// random stream when asked (exactly what [`Self::train_epoch`] draws).
+    pub fn epoch_order(&mut self, n: usize, shuffle: bool) -> Result<Vec<u32>> {
+        if n > MAX_INDEX {
+            invalid!("{n} samples exceed the 32-bit limit of one training set");
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        if shuffle {
+            self.rng.shuffle(&mut order);
+        }
+        Ok(order)
+    }
+
+    /// Trains on the samples `order` lists, in mini-batches of
+    /// `cfg.batch_size` in that order (`cfg.shuffle` is not used). A caller
+    /// that splits an epoch's order at batch boundaries gets the same result
+    /// as one call with the whole order.
+    pub fn train_order(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        order: &[u32],
+        cfg: &TrainConfig,
+        stop: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<EpochStats> {
         let n = labels.len();
         self.check_batch(x, labels)?;
-        if n == 0 {
+        if n == 0 || order.is_empty() {
             invalid!("no training samples");
         }
         if cfg.batch_size == 0 {
             invalid!("batch_size must be at least 1");
         }
-        let bs = cfg.batch_size.min(n);
-        self.ws.fit(&self.sizes(), bs);
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        if cfg.shuffle {
-            self.rng.shuffle(&mut order);
+        if let Some(p) = order.iter().position(|&s| s as usize >= n) {
+            invalid!(
+                "sample order entry {p} is {}, beyond the {n} samples",
+                order[p]
+            );
         }
+        let bs = cfg.batch_size.min(order.len());
+        self.ws.fit(&self.sizes(), bs);
         let mut stats = EpochStats::default();
         let mut loss_sum = 0.0f64;
         let mut correct = 0usize;
@@ -360,7 +407,12 @@ impl Network {
                     loss: r.loss_sum / b as f64,
                 });
             }
+            self.record_activity(b);
             self.apply_gradients(&cfg.sgd);
+            self.advance_blends();
+            if let Some(mp) = &cfg.midpoint {
+                mp.step(&mut self.layers, cfg.sgd.learning_rate as f64);
+            }
             self.step += 1;
             loss_sum += r.loss_sum;
             correct += r.correct;
@@ -606,22 +658,26 @@ impl Network {
     }
 
     /// One SET step on every layer that is not dense. Returns per-layer counts.
+    /// Connections of protected neurons (see [`Self::protect_neurons`]) are
+    /// not pruned.
     pub fn evolve_set(&mut self, zeta: f64) -> Result<Vec<SetStep>> {
         if !(0.0..=1.0).contains(&zeta) {
             invalid!("zeta must be in [0, 1], got {zeta}");
         }
         let mut steps = Vec::with_capacity(self.layers.len());
-        for layer in &mut self.layers {
-            if layer.w.is_dense() {
+        for l in 0..self.layers.len() {
+            if self.layers[l].w.is_dense() {
                 steps.push(SetStep::default());
-            } else {
-                steps.push(topology::set_prune_regrow(
-                    layer,
-                    zeta,
-                    self.init,
-                    &mut self.rng,
-                )?);
+                continue;
             }
+            let mask = self.protected_connections(l);
+            steps.push(topology::set_prune_regrow(
+                &mut self.layers[l],
+                zeta,
+                self.init,
+                &mut self.rng,
+                mask.as_deref(),
+            )?);
         }
         if steps.iter().any(|s| s.regrown() > 0) {
             self.topology_version += 1;
@@ -641,6 +697,23 @@ impl Network {
     /// neurons stay as empty slots that SET regrowth may connect again.
     pub fn remove_neurons(&mut self, h: usize, ids: &[u32], shrink: bool) -> Result<()> {
         self.check_hidden(h)?;
+        let gone = recycle::flags(self.layers[h].w.n_out(), ids)?;
+        if shrink && !ids.is_empty() && ids.len() == gone.len() {
+            invalid!("cannot remove all {} neurons of a layer", ids.len());
+        }
+        self.finish_blends_near(h);
+        if shrink {
+            let keep: Vec<bool> = gone.iter().map(|g| !g).collect();
+            if let Some(mask) = self.protected.get_mut(h).filter(|m| !m.is_empty()) {
+                let mut it = keep.iter();
+                mask.retain(|_| *it.next().unwrap_or(&true));
+            }
+            if let Some(act) = &mut self.activity {
+                act.compact(h, &keep);
+            }
+        } else if let Some(act) = &mut self.activity {
+            act.restart(h, &gone);
+        }
         let (left, right) = self.layers.split_at_mut(h + 1);
         if shrink {
             topology::remove_neurons(&mut left[h], &mut right[0], ids)?;
@@ -651,6 +724,186 @@ impl Network {
             self.topology_version += 1;
         }
         Ok(())
+    }
+
+    /// Connections of neurons [`Self::protect_neurons`] protects, flagged by
+    /// storage position in layer `l` (None when nothing there is protected).
+    fn protected_connections(&self, l: usize) -> Option<Vec<bool>> {
+        let as_output = self.protected.get(l).filter(|m| !m.is_empty());
+        let as_input = l
+            .checked_sub(1)
+            .and_then(|h| self.protected.get(h))
+            .filter(|m| !m.is_empty());
+        if as_output.is_none_or(|m| !m.contains(&true))
+            && as_input.is_none_or(|m| !m.contains(&true))
+        {
+            return None;
+        }
+        let w = &self.layers[l].w;
+        let mut mask = vec![false; w.nnz()];
+        for j in 0..w.n_out() {
+            let col_protected = as_output.is_some_and(|m| m[j]);
+            for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
+                mask[k] = col_protected || as_input.is_some_and(|m| m[w.row_idx()[k] as usize]);
+            }
+        }
+        Some(mask)
+    }
+
+    /// Protects the connections of neurons `ids` of hidden layer `h` from
+    /// SET's prune until the next call for that layer (an empty list lifts
+    /// the protection).
+    pub fn protect_neurons(&mut self, h: usize, ids: &[u32]) -> Result<()> {
+        self.check_hidden(h)?;
+        let mask = recycle::flags(self.layers[h].w.n_out(), ids)?;
+        if self.protected.len() < self.layers.len() - 1 {
+            self.protected.resize(self.layers.len() - 1, Vec::new());
+        }
+        self.protected[h] = if ids.is_empty() { Vec::new() } else { mask };
+        Ok(())
+    }
+
+    /// `‖incoming_j‖₂ · ‖outgoing_j‖₂` of each neuron of hidden layer `h`.
+    pub fn neuron_magnitudes(&self, h: usize) -> Result<Vec<f64>> {
+        self.check_hidden(h)?;
+        Ok(recycle::neuron_magnitudes(
+            &self.layers[h].w,
+            &self.layers[h + 1].w,
+        ))
+    }
+
+    /// Picks neurons by `rule` among the `eligible` ones (random picks use
+    /// the network's random stream).
+    pub fn select_neurons(
+        &mut self,
+        scores: &[f64],
+        eligible: &[bool],
+        rule: Selection,
+    ) -> Result<Vec<u32>> {
+        recycle::select_neurons(scores, eligible, rule, &mut self.rng)
+    }
+
+    /// Recycles neurons `ids` of hidden layer `h` (SPEC §7): see
+    /// [`recycle::RecycleOptions`]. Their activity history restarts; a
+    /// pending interpolation of the same neurons is dropped (their current
+    /// weights are the old ones of the new event).
+    pub fn recycle_neurons(
+        &mut self,
+        h: usize,
+        ids: &[u32],
+        opts: RecycleOptions,
+    ) -> Result<RecycleReport> {
+        self.check_hidden(h)?;
+        let n = self.layers[h].w.n_out();
+        let recycled = recycle::flags(n, ids)?;
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        let (left, right) = self.layers.split_at_mut(h + 1);
+        let (report, blend) = recycle::recycle(
+            &mut left[h],
+            &mut right[0],
+            h,
+            &ids,
+            opts,
+            self.init,
+            &mut self.rng,
+        )?;
+        if ids.is_empty() {
+            return Ok(report);
+        }
+        for b in &mut self.blends {
+            b.forget(h, &recycled);
+        }
+        if let Some(act) = &mut self.activity {
+            act.restart(h, &recycled);
+        }
+        match blend {
+            Some(mut b) => {
+                b.version = self.topology_version;
+                self.blends.push(b);
+            }
+            None => self.topology_version += 1,
+        }
+        Ok(report)
+    }
+
+    /// Interpolations still in progress.
+    pub fn pending_blends(&self) -> usize {
+        self.blends.len()
+    }
+
+    fn advance_blends(&mut self) {
+        if self.blends.is_empty() {
+            return;
+        }
+        for b in &mut self.blends {
+            b.relocate(&self.layers, self.topology_version);
+            b.advance(&mut self.layers, 1);
+        }
+        self.blends.retain(|b| b.steps_left > 0);
+    }
+
+    /// Completes at once the interpolations that touch layers `h` or `h + 1`
+    /// (their positions are about to change meaning).
+    fn finish_blends_near(&mut self, h: usize) {
+        for b in &mut self.blends {
+            if b.weights.iter().any(|e| e.layer == h || e.layer == h + 1)
+                || b.biases.iter().any(|&(l, _, _)| l == h)
+            {
+                b.relocate(&self.layers, self.topology_version);
+                b.advance(&mut self.layers, u32::MAX);
+            }
+        }
+        self.blends.retain(|b| b.steps_left > 0);
+    }
+
+    /// Starts (or, with `enabled = false`, stops) gathering activation
+    /// statistics during training; `utility_decay` adds Continual Backprop's
+    /// running utility. Starting clears previous statistics.
+    pub fn track_activity(&mut self, enabled: bool, utility_decay: Option<f64>) -> Result<()> {
+        if let Some(d) = utility_decay {
+            if !(0.0..1.0).contains(&d) {
+                invalid!("utility decay must be in [0, 1), got {d}");
+            }
+        }
+        self.activity = enabled.then(|| {
+            let sizes = self.sizes();
+            Activity::new(&sizes[1..sizes.len() - 1], utility_decay)
+        });
+        Ok(())
+    }
+
+    /// (mean |activation|, utility) of each neuron of hidden layer `h` over
+    /// the training samples since tracking started or was reset, and the
+    /// number of those samples.
+    pub fn activity(&self, h: usize) -> Result<(Vec<f64>, Vec<f64>, u64)> {
+        self.check_hidden(h)?;
+        let Some(act) = &self.activity else {
+            invalid!("activity tracking is off; start it with track_activity");
+        };
+        Ok((act.mean_abs(h), act.utility[h].clone(), act.samples))
+    }
+
+    /// Clears the mean-activation sums (the utilities keep running).
+    pub fn reset_activity(&mut self) {
+        if let Some(act) = &mut self.activity {
+            act.samples = 0;
+            for v in &mut act.sum_abs {
+                v.iter_mut().for_each(|s| *s = 0.0);
+            }
+        }
+    }
+
+    fn record_activity(&mut self, b: usize) {
+        let Some(act) = &mut self.activity else {
+            return;
+        };
+        let hidden = self.layers.len() - 1;
+        let acts: Vec<&[f32]> = (0..hidden)
+            .map(|h| &self.ws.acts[h + 1][..self.layers[h].w.n_out() * b])
+            .collect();
+        let next: Vec<&SparseMatrix> = self.layers[1..].iter().map(|l| &l.w).collect();
+        act.record(&acts, &next, b);
     }
 
     fn check_hidden(&self, h: usize) -> Result<()> {
@@ -808,6 +1061,7 @@ mod tests {
             batch_size: 16,
             sgd: Sgd::new(0.05, 0.9, 1e-4, false).unwrap(),
             shuffle: true,
+            midpoint: None,
         }
     }
 
@@ -950,5 +1204,90 @@ mod tests {
         let (x, y) = data(64, 12, 3, 3);
         net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
         assert!(net.evaluate(&x, &y, 64).unwrap().0.is_finite());
+    }
+
+    #[test]
+    fn an_epoch_split_at_batch_boundaries_trains_like_one_call() {
+        let (x, y) = data(150, 12, 3, 1);
+        let mut whole = Network::new(spec(7, 0.3)).unwrap();
+        let mut split = whole.clone();
+        whole.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        let order = split.epoch_order(150, true).unwrap();
+        for part in [&order[..32], &order[32..112], &order[112..]] {
+            split
+                .train_order(&x, &y, part, &cfg(), &mut |_| false)
+                .unwrap();
+        }
+        assert_eq!(whole.layers, split.layers);
+        assert_eq!(whole.run_state(), split.run_state());
+        assert!(split
+            .train_order(&x, &y, &[150], &cfg(), &mut |_| false)
+            .is_err());
+    }
+
+    #[test]
+    fn set_spares_the_connections_of_protected_neurons() {
+        let mut net = Network::new(spec(3, 0.0)).unwrap();
+        net.protect_neurons(0, &[1, 4]).unwrap();
+        let before = net.layers.clone();
+        net.evolve_set(1.0).unwrap();
+        let (a0, a) = (&before[0].w, &net.layers[0].w);
+        for j in [1, 4] {
+            // regrowth may add connections to them, but none of theirs goes
+            let (rows, vals) = a0.column(j);
+            for (&i, &v) in rows.iter().zip(vals) {
+                let p = a
+                    .position(i as usize, j)
+                    .expect("protected incoming connection pruned");
+                assert_eq!(a.values()[p], v);
+            }
+        }
+        let (b0, b) = (&before[1].w, &net.layers[1].w);
+        for j in 0..b.n_out() {
+            for k in b0.col_ptr()[j]..b0.col_ptr()[j + 1] {
+                let i = b0.row_idx()[k] as usize;
+                if i == 1 || i == 4 {
+                    let p = b
+                        .position(i, j)
+                        .expect("protected outgoing connection pruned");
+                    assert_eq!(b.values()[p], b0.values()[k]);
+                }
+            }
+        }
+        // everything else was up for removal at zeta = 1
+        assert_ne!(net.layers[0].w.column(0), before[0].w.column(0));
+        net.protect_neurons(0, &[]).unwrap();
+        assert!(net.protected_connections(0).is_none());
+        assert!(net.protect_neurons(0, &[20]).is_err());
+    }
+
+    #[test]
+    fn recycling_in_training_blends_and_tracks_activity() {
+        let (x, y) = data(64, 12, 3, 2);
+        let mut net = Network::new(spec(4, 0.0)).unwrap();
+        net.track_activity(true, Some(0.9)).unwrap();
+        let v0 = net.run_state().topology_version;
+        let o = RecycleOptions {
+            reinit: recycle::Reinit::Initial,
+            outgoing: recycle::Outgoing::Zero,
+            interpolate_steps: 3,
+        };
+        net.recycle_neurons(1, &[0, 5], o).unwrap();
+        assert_eq!(net.run_state().topology_version, v0, "positions kept");
+        assert_eq!(net.pending_blends(), 1);
+        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap(); // 4 steps
+        assert_eq!(net.pending_blends(), 0);
+        let (mean_abs, utility, samples) = net.activity(1).unwrap();
+        assert_eq!(samples, 64);
+        assert!(mean_abs.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(utility.iter().any(|&u| u > 0.0));
+        let plain = RecycleOptions {
+            interpolate_steps: 0,
+            ..o
+        };
+        net.recycle_neurons(0, &[2], plain).unwrap();
+        assert_eq!(net.run_state().topology_version, v0 + 1);
+        assert!(net.recycle_neurons(0, &[2, 2], plain).is_err());
+        assert!(net.recycle_neurons(2, &[0], plain).is_err());
     }
 }

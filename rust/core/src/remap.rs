@@ -194,7 +194,7 @@ pub fn union_average(
     }
     let union_nnz = values.len();
     if union_nnz > target_nnz {
-        let gone = closest_to_zero(&values, 0.0, Some(union_nnz - target_nnz)).mask;
+        let gone = closest_to_zero(&values, 0.0, Some(union_nnz - target_nnz), None).mask;
         let mut k = 0;
         for j in 0..n_out {
             let range = col_ptr[j]..col_ptr[j + 1];

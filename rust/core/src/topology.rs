@@ -28,11 +28,14 @@ impl SetStep {
 /// empty positions (a position freed in this step may be drawn again). New
 /// weights come from `init`, their momentum is zero, nnz is unchanged.
 /// Ties are broken by storage position, so the result is deterministic.
+/// `protected[k]`, when given, keeps connection `k` out of the prune (the
+/// fractions then count the unprotected connections only).
 pub fn set_prune_regrow(
     layer: &mut Layer,
     zeta: f64,
     init: WeightInit,
     rng: &mut Rng,
+    protected: Option<&[bool]>,
 ) -> Result<SetStep> {
     if !(0.0..=1.0).contains(&zeta) {
         invalid!("zeta must be in [0, 1], got {zeta}");
@@ -40,7 +43,7 @@ pub fn set_prune_regrow(
     let w = &layer.w;
     let vals = w.values();
     let nnz = w.nnz();
-    let removed = closest_to_zero(vals, zeta, None);
+    let removed = closest_to_zero(vals, zeta, None, protected);
     let step = SetStep {
         removed_positive: removed.positive,
         removed_negative: removed.negative,
@@ -102,11 +105,18 @@ pub(crate) struct SignedPrune {
 /// largest go). With `total: None`, `round(ζ·P)` and `round(ζ·N)` go (SET).
 /// With `Some(r)`, `r` connections go in all, split between the signs in
 /// proportion to `P` and `N` (rounded), so the sign balance is kept. Ties go
-/// by storage position, so the choice is deterministic.
-pub(crate) fn closest_to_zero(vals: &[f32], zeta: f64, total: Option<usize>) -> SignedPrune {
-    let nnz = vals.len();
-    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) =
-        (0..nnz as u32).partition(|&k| vals[k as usize] >= 0.0);
+/// by storage position, so the choice is deterministic. Connections flagged in
+/// `protected` are never chosen and count in neither `P` nor `N`.
+pub(crate) fn closest_to_zero(
+    vals: &[f32],
+    zeta: f64,
+    total: Option<usize>,
+    protected: Option<&[bool]>,
+) -> SignedPrune {
+    let (mut pos, mut neg): (Vec<u32>, Vec<u32>) = (0..vals.len() as u32)
+        .filter(|&k| protected.is_none_or(|p| !p[k as usize]))
+        .partition(|&k| vals[k as usize] >= 0.0);
+    let nnz = pos.len() + neg.len();
     let (k_pos, k_neg) = match total {
         None => (
             (zeta * pos.len() as f64).round() as usize,
@@ -133,7 +143,7 @@ pub(crate) fn closest_to_zero(vals: &[f32], zeta: f64, total: Option<usize>) -> 
             .total_cmp(&vals[*a as usize])
             .then(a.cmp(b))
     };
-    let mut mask = vec![false; nnz];
+    let mut mask = vec![false; vals.len()];
     for (list, k, cmp) in [
         (
             &mut pos,
@@ -391,7 +401,8 @@ mod tests {
             let old_momentum: Vec<f32> = l.momentum.clone();
             let n_pos = before.iter().filter(|e| e.2 >= 0.0).count();
             let mut rng = Rng::new(3);
-            let step = set_prune_regrow(&mut l, 0.3, WeightInit::HeUniform, &mut rng).unwrap();
+            let step =
+                set_prune_regrow(&mut l, 0.3, WeightInit::HeUniform, &mut rng, None).unwrap();
             assert_eq!(l.nnz() as u64, nnz);
             l.w.check_invariants().unwrap();
             assert_eq!(step.removed_positive, (0.3 * n_pos as f64).round() as usize);
@@ -444,7 +455,7 @@ mod tests {
         // dense 6x5: every removed position must be refilled
         let mut l = layer(6, 5, 30, 1);
         let mut rng = Rng::new(8);
-        let step = set_prune_regrow(&mut l, 0.5, WeightInit::HeUniform, &mut rng).unwrap();
+        let step = set_prune_regrow(&mut l, 0.5, WeightInit::HeUniform, &mut rng, None).unwrap();
         assert!(step.regrown() > 0);
         assert_eq!(l.nnz(), 30);
         l.w.check_invariants().unwrap();
@@ -454,9 +465,9 @@ mod tests {
     fn set_rejects_bad_zeta_and_zero_zeta_is_a_no_op() {
         let mut l = layer(10, 10, 30, 2);
         let mut rng = Rng::new(1);
-        assert!(set_prune_regrow(&mut l, 1.5, WeightInit::HeUniform, &mut rng).is_err());
+        assert!(set_prune_regrow(&mut l, 1.5, WeightInit::HeUniform, &mut rng, None).is_err());
         let before = l.clone();
-        set_prune_regrow(&mut l, 0.0, WeightInit::HeUniform, &mut rng).unwrap();
+        set_prune_regrow(&mut l, 0.0, WeightInit::HeUniform, &mut rng, None).unwrap();
         assert_eq!(l, before);
     }
 
@@ -522,7 +533,7 @@ mod tests {
         b.w.check_invariants().unwrap();
         // regrowth may reconnect the empty slots
         let mut rng = Rng::new(1);
-        set_prune_regrow(&mut a, 0.9, WeightInit::HeUniform, &mut rng).unwrap();
+        set_prune_regrow(&mut a, 0.9, WeightInit::HeUniform, &mut rng, None).unwrap();
         assert_eq!(a.nnz(), expect_a.len());
     }
 
