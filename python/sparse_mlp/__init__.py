@@ -10,7 +10,7 @@ Pruning, with a multithreaded Rust core.
 True
 """
 
-from . import parallel
+from . import parallel, recycling
 from ._core import __version__, get_num_threads, set_num_threads
 from .activations import Activation, AllReLU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import (
@@ -21,6 +21,7 @@ from .errors import (
     SparseMLPError,
 )
 from .model import Layer, SparseMLP, connection_counts
+from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
 from .topology import SET, ImportancePruning
 
 __all__ = [
@@ -28,12 +29,16 @@ __all__ = [
     "Activation",
     "AllReLU",
     "CheckpointError",
+    "ContinualBackprop",
     "DivergenceError",
     "ImportancePruning",
     "InvalidInputError",
     "Layer",
     "LeakyReLU",
+    "MidpointLoss",
+    "NeuronRecycling",
     "ParallelError",
+    "ReDo",
     "ReLU",
     "SET",
     "Sigmoid",
@@ -43,5 +48,6 @@ __all__ = [
     "connection_counts",
     "get_num_threads",
     "parallel",
+    "recycling",
     "set_num_threads",
 ]

@@ -90,3 +90,15 @@ def number(name: str, value: Any, low: float, high: float, *, high_open: bool = 
         rb = ")" if high_open else "]"
         raise InvalidInputError(f"{name} must be in {lb}{low:g}, {high:g}{rb}, got {value!r}")
     return v
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidInputError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise InvalidInputError(f"{name} must be one of {options}, got {value!r}")
+    return str(value)

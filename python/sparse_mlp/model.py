@@ -20,6 +20,7 @@ from . import _core
 from ._validation import as_features, as_labels, number, positive_int
 from .activations import ActivationLike, AllReLU, resolve
 from .errors import CheckpointError, DivergenceError, InvalidInputError, SparseMLPError
+from .recycling import start_runs
 from .topology import SET, ImportancePruning
 
 log = logging.getLogger("sparse_mlp")
@@ -229,6 +230,7 @@ class SparseMLP:
         }
         self.history: list[dict[str, Any]] = []
         self.epochs_trained = 0
+        self.recycling_summary: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -281,6 +283,7 @@ class SparseMLP:
         shuffle: bool = True,
         verbose: int = 1,
         callbacks: Sequence[Callback] = (),
+        recycling: Any = None,
     ) -> list[dict[str, Any]]:
         """Trains with momentum SGD for ``epochs`` epochs.
 
@@ -297,6 +300,14 @@ class SparseMLP:
         plus what the strategies report (``set_regrown``, ``pruned_neurons``).
         ``model.history`` accumulates over calls.
 
+        ``recycling``: a neuron recycling strategy (``sm.NeuronRecycling``,
+        ``sm.ReDo``, ``sm.ContinualBackprop``), an ``sm.MidpointLoss``, or a
+        list of one of each (see :mod:`sparse_mlp.recycling`). Its events run
+        between mini-batches; each epoch's record then has ``recycled`` (per
+        hidden layer) and ``recycle_events``, and ``model.recycling_summary``
+        (also in the last record) holds the run's recycle-count and
+        magnitude histograms.
+
         Ctrl-C stops between two mini-batches; the model stays usable and
         ``KeyboardInterrupt`` propagates. A NaN/inf loss raises
         :class:`DivergenceError` naming the epoch and batch.
@@ -308,48 +319,111 @@ class SparseMLP:
             callbacks = [callbacks]
         X, y, val = self._training_data(X, y, validation_data)
         strategies = [s for s in (pruning, topology) if s is not None]
+        runs = start_runs(recycling, self, X, y)
         progress = _Progress(verbose, epochs)
         run: list[dict[str, Any]] = []
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            try:
-                stats = self._net.train_epoch(
-                    X, y, batch_size, learning_rate, momentum, weight_decay, nesterov, shuffle
-                )
-            except DivergenceError as err:
+        sgd = (learning_rate, momentum, weight_decay, nesterov)
+        try:
+            for epoch in range(1, epochs + 1):
+                record = self._fit_epoch(X, y, val, batch_size, sgd, shuffle, runs, strategies,
+                                         epoch, epochs)
+                run.append(record)
+                self.history.append(record)
+                progress.report(epoch, record)
+                if any(cb(self, record) for cb in callbacks):
+                    log.info("a callback stopped training after epoch %d", epoch)
+                    break
+        finally:
+            for r in runs:
+                r.close(self)
+        recyclers = [r for r in runs if hasattr(r, "summary")]
+        if recyclers:
+            self.recycling_summary = recyclers[0].summary()
+            if run:
+                run[-1]["recycling_summary"] = self.recycling_summary
+        return run
+
+    def _fit_epoch(self, X: np.ndarray, y: np.ndarray, val: Any, batch_size: int,
+                   sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
+                   strategies: list[Any], epoch: int, epochs: int) -> dict[str, Any]:
+        """One epoch of ``fit``: training (split at recycling events), then
+        evaluation and the topology strategies. Returns the epoch's record."""
+        t0 = time.perf_counter()
+        events: list[dict[str, Any]] = []
+        try:
+            if runs:
+                stats = self._train_with_events(X, y, batch_size, sgd, shuffle, runs, epoch, events)
+            else:
+                stats = self._net.train_epoch(X, y, batch_size, *sgd, shuffle)
+        except DivergenceError as err:
                 raise DivergenceError(
                     f"training diverged at epoch {epoch}, batch {err.batch}: the loss became "
                     f"{err.loss}. Lower the learning rate or check the data.",
                     batch=err.batch, loss=err.loss, epoch=epoch,
                 ) from None
-            except KeyboardInterrupt:
-                log.warning("training interrupted during epoch %d; the model keeps the weights "
-                            "of the last completed mini-batch", epoch)
+        except KeyboardInterrupt:
+            log.warning("training interrupted during epoch %d; the model keeps the weights "
+                        "of the last completed mini-batch", epoch)
+            raise
+        self.epochs_trained += 1
+        t1 = time.perf_counter()
+        record: dict[str, Any] = {
+            "epoch": self.epochs_trained,
+            "loss": stats["loss"],
+            "accuracy": stats["accuracy"],
+        }
+        if val is not None:
+            record["val_loss"], record["val_accuracy"] = self._net.evaluate(*val)
+        record["n_connections"] = self.n_connections
+        record["n_neurons"] = int(sum(self.sizes[1:-1]))
+        t2 = time.perf_counter()
+        for strategy in strategies:
+            record.update(strategy.on_epoch_end(self, epoch, epochs))
+        t3 = time.perf_counter()
+        record.update(seconds=t3 - t0, train_seconds=t1 - t0, eval_seconds=t2 - t1,
+                      topology_seconds=t3 - t2)
+        if any(hasattr(r, "summary") for r in runs):
+            n_hidden = len(self.sizes) - 2
+            recycled = [0] * n_hidden
+            for e in events:
+                for h, k in zip(e["layers"], e["recycled"]):
+                    if h < n_hidden:
+                        recycled[h] += k
+            record.update(recycled=recycled, recycle_events=events)
+        return record
+
+    def _train_with_events(self, X: np.ndarray, y: np.ndarray, batch_size: int,
+                           sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
+                           epoch: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """One epoch in stretches of mini-batches between recycling events;
+        the same sample order and updates as one ``train_epoch`` call."""
+        order = self._net.epoch_order(X.shape[0], shuffle)
+        n_batches = -(-X.shape[0] // batch_size)
+        options: dict[str, Any] = {}
+        for r in runs:
+            options.update(r.train_options())
+        step = int(self._net.run_state[2])
+        done, loss_sum, correct = 0, 0.0, 0.0
+        while done < n_batches:
+            due = [d for d in (r.next_event(step) for r in runs) if d is not None]
+            stretch = n_batches - done if not due else min(n_batches - done, min(due) - step)
+            part = order[done * batch_size:(done + stretch) * batch_size]
+            try:
+                stats = self._net.train_epoch(X, y, batch_size, *sgd, order=part, **options)
+            except DivergenceError as err:
+                err.batch = (err.batch or 0) + done
                 raise
-            self.epochs_trained += 1
-            t1 = time.perf_counter()
-            record: dict[str, Any] = {
-                "epoch": self.epochs_trained,
-                "loss": stats["loss"],
-                "accuracy": stats["accuracy"],
-            }
-            if val is not None:
-                record["val_loss"], record["val_accuracy"] = self._net.evaluate(*val)
-            record["n_connections"] = self.n_connections
-            record["n_neurons"] = int(sum(self.sizes[1:-1]))
-            t2 = time.perf_counter()
-            for strategy in strategies:
-                record.update(strategy.on_epoch_end(self, epoch, epochs))
-            t3 = time.perf_counter()
-            record.update(seconds=t3 - t0, train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                          topology_seconds=t3 - t2)
-            run.append(record)
-            self.history.append(record)
-            progress.report(epoch, record)
-            if any(cb(self, record) for cb in callbacks):
-                log.info("a callback stopped training after epoch %d", epoch)
-                break
-        return run
+            loss_sum += stats["loss"] * stats["samples"]
+            correct += stats["accuracy"] * stats["samples"]
+            done += stretch
+            step += stretch
+            for r in runs:
+                if r.next_event(step - stretch) == step:
+                    record = r.event(step, epoch)
+                    if record is not None:
+                        events.append(record)
+        n = X.shape[0]
+        return {"loss": loss_sum / n, "accuracy": correct / n, "samples": n, "batches": n_batches}
 
     def _training_data(self, X: Any, y: Any, validation_data: Any
                        ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -480,6 +554,7 @@ class SparseMLP:
         self._config = dict(config)
         self.history = list(history)
         self.epochs_trained = int(epochs_trained)
+        self.recycling_summary = None
 
     # ------------------------------------------------------------ display
 

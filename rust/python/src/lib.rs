@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 use rayon::ThreadPool;
 use sparse_mlp_core as core;
+use sparse_mlp_core::recycle::{Midpoint, Outgoing, RecycleOptions, Reinit, Selection};
 use sparse_mlp_core::{
     Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, Sgd, SparseMatrix,
     TrainConfig, WeightInit,
@@ -249,6 +250,8 @@ fn labels(y: &PyReadonlyArray1<'_, i64>, n: usize, n_classes: usize) -> PyResult
 
 /// (weight gradient in CSC order, bias gradient) of one layer.
 type LayerGrads<'py> = (Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<f32>>);
+/// (mean |activation|, utility, samples) of one hidden layer.
+type ActivityArrays<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, u64);
 
 /// The compiled network. `sparse_mlp.SparseMLP` wraps it; use that.
 #[pyclass(module = "sparse_mlp._core", name = "Network")]
@@ -429,7 +432,10 @@ impl PyNetwork {
     /// Trains one epoch; returns a dict of running loss/accuracy. A Python
     /// exception raised by a signal handler (Ctrl-C) or by `progress` ends the
     /// epoch between two batches and is re-raised here, the model intact.
-    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None))]
+    /// With `order` (sample indices, e.g. a slice of `epoch_order`), trains
+    /// on those samples in that order instead of a fresh shuffle. `midpoint`
+    /// = (weight, "mean"|"median", "l1"|"l2") adds the midpoint-loss step.
+    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None, order=None, midpoint=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &mut self,
@@ -443,20 +449,32 @@ impl PyNetwork {
         nesterov: bool,
         shuffle: bool,
         progress: Option<Bound<'py, PyAny>>,
+        order: Option<PyReadonlyArray1<'py, i64>>,
+        midpoint: Option<(f64, String, String)>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let ys = labels(&y, n, self.net.n_outputs())?;
+        let midpoint = midpoint
+            .map(|(w, m, d)| Midpoint::new(w, &m, &d))
+            .transpose()
+            .map_err(to_py)?;
         let cfg = TrainConfig {
             batch_size,
             sgd: Sgd::new(learning_rate, momentum, weight_decay, nesterov).map_err(to_py)?,
             shuffle,
+            midpoint,
         };
+        let order = order.map(|o| indices::<u32>(&o, "order")).transpose()?;
         let net = &mut self.net;
         let (stats, raised) = compute_interruptible(py, progress.as_ref(), |stop, done| {
-            net.train_epoch(xs, &ys, &cfg, &mut |batches| {
+            let mut check = |batches| {
                 done.store(batches, Ordering::Relaxed);
                 stop.load(Ordering::Relaxed)
-            })
+            };
+            match &order {
+                Some(o) => net.train_order(xs, &ys, o, &cfg, &mut check),
+                None => net.train_epoch(xs, &ys, &cfg, &mut check),
+            }
         })?;
         if let Some(e) = raised {
             return Err(e);
@@ -621,15 +639,148 @@ impl PyNetwork {
         ids: PyReadonlyArray1<'_, i64>,
         shrink: bool,
     ) -> PyResult<()> {
-        let ids = vector(&ids, "ids")?;
-        if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i > u32::MAX as i64) {
-            return Err(to_py(CoreError::InvalidInput(format!(
-                "neuron id {bad} out of range"
-            ))));
-        }
-        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        let ids = indices::<u32>(&ids, "ids")?;
         let net = &mut self.net;
         compute(py, || net.remove_neurons(h, &ids, shrink))
+    }
+
+    /// The sample order of one epoch, drawn as `train_epoch` would draw it.
+    #[pyo3(signature = (n, shuffle=true))]
+    fn epoch_order<'py>(
+        &mut self,
+        py: Python<'py>,
+        n: usize,
+        shuffle: bool,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let order = self.net.epoch_order(n, shuffle).map_err(to_py)?;
+        Ok(PyArray1::from_vec(
+            py,
+            order.into_iter().map(i64::from).collect(),
+        ))
+    }
+
+    /// `‖incoming‖₂ · ‖outgoing‖₂` of each neuron of hidden layer `h`.
+    fn neuron_magnitudes<'py>(
+        &self,
+        py: Python<'py>,
+        h: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let net = &self.net;
+        let m = compute(py, || net.neuron_magnitudes(h))?;
+        Ok(PyArray1::from_vec(py, m))
+    }
+
+    /// Ids (sorted) of the neurons `rule` picks among the `eligible` ones:
+    /// "smallest"/"largest"/"random" take `amount` neurons, "at_most" every
+    /// neuron whose score is at most `amount`.
+    fn select_neurons<'py>(
+        &mut self,
+        py: Python<'py>,
+        scores: PyReadonlyArray1<'py, f64>,
+        eligible: PyReadonlyArray1<'py, bool>,
+        rule: &str,
+        amount: f64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let count = || -> PyResult<usize> {
+            if amount.is_finite() && amount >= 0.0 && amount.fract() == 0.0 {
+                Ok(amount as usize)
+            } else {
+                Err(to_py(CoreError::InvalidInput(format!(
+                    "rule {rule:?} needs a whole number of neurons >= 0, got {amount}"
+                ))))
+            }
+        };
+        let rule = match rule {
+            "smallest" => Selection::Smallest(count()?),
+            "largest" => Selection::Largest(count()?),
+            "random" => Selection::Random(count()?),
+            "at_most" => Selection::AtMost(amount),
+            _ => {
+                return Err(to_py(CoreError::InvalidInput(format!(
+                    "rule must be 'smallest', 'largest', 'random' or 'at_most', got {rule:?}"
+                ))))
+            }
+        };
+        let ids = self
+            .net
+            .select_neurons(
+                vector(&scores, "scores")?,
+                vector(&eligible, "eligible")?,
+                rule,
+            )
+            .map_err(to_py)?;
+        Ok(PyArray1::from_vec(
+            py,
+            ids.into_iter().map(i64::from).collect(),
+        ))
+    }
+
+    /// Recycles neurons `ids` of hidden layer `h`: reinit "initial",
+    /// "matrix_normal", "copy" or "zero"; outgoing "reinit", "zero" or
+    /// "keep"; `interpolate_steps` > 0 blends old into new weights over that
+    /// many training steps. Returns the touched (incoming, outgoing) counts.
+    #[pyo3(signature = (h, ids, reinit="initial", outgoing="reinit", interpolate_steps=0))]
+    fn recycle_neurons(
+        &mut self,
+        py: Python<'_>,
+        h: usize,
+        ids: PyReadonlyArray1<'_, i64>,
+        reinit: &str,
+        outgoing: &str,
+        interpolate_steps: u32,
+    ) -> PyResult<(usize, usize)> {
+        let ids = indices::<u32>(&ids, "ids")?;
+        let opts = RecycleOptions {
+            reinit: Reinit::parse(reinit).map_err(to_py)?,
+            outgoing: Outgoing::parse(outgoing).map_err(to_py)?,
+            interpolate_steps,
+        };
+        let net = &mut self.net;
+        let r = compute(py, || net.recycle_neurons(h, &ids, opts))?;
+        Ok((r.incoming, r.outgoing))
+    }
+
+    /// Keeps SET from pruning the connections of neurons `ids` of hidden
+    /// layer `h` until the next call for that layer (empty: no protection).
+    fn protect_neurons(&mut self, h: usize, ids: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+        let ids = indices::<u32>(&ids, "ids")?;
+        self.net.protect_neurons(h, &ids).map_err(to_py)
+    }
+
+    /// Starts or stops gathering activation statistics during training.
+    #[pyo3(signature = (enabled, utility_decay=None))]
+    fn track_activity(&mut self, enabled: bool, utility_decay: Option<f64>) -> PyResult<()> {
+        self.net
+            .track_activity(enabled, utility_decay)
+            .map_err(to_py)
+    }
+
+    /// (mean |activation| per neuron, utility per neuron, samples seen) of
+    /// hidden layer `h` since tracking started or was reset.
+    fn activity<'py>(&self, py: Python<'py>, h: usize) -> PyResult<ActivityArrays<'py>> {
+        let (mean_abs, utility, samples) = self.net.activity(h).map_err(to_py)?;
+        Ok((
+            PyArray1::from_vec(py, mean_abs),
+            PyArray1::from_vec(py, utility),
+            samples,
+        ))
+    }
+
+    /// Clears the mean activations (utilities keep running).
+    fn reset_activity(&mut self) {
+        self.net.reset_activity();
+    }
+
+    /// Interpolations of recycled neurons still in progress.
+    #[getter]
+    fn pending_blends(&self) -> usize {
+        self.net.pending_blends()
+    }
+
+    /// The midpoint loss of the current weights (without the step size).
+    fn midpoint_loss(&self, weight: f64, midpoint: &str, distance: &str) -> PyResult<f64> {
+        let mp = Midpoint::new(weight, midpoint, distance).map_err(to_py)?;
+        Ok(mp.loss(self.net.layers()))
     }
 
     /// Arrays of layer `l`: dict with n_in, n_out, col_ptr (int64), row_idx
