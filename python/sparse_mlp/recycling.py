@@ -32,7 +32,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -111,13 +111,13 @@ class NeuronRecycling:
     select: str = "magnitude"
     fraction: float = 0.01
     every_steps: int = 1000
-    start_step: Optional[int] = None
-    stop_step: Optional[int] = None
+    start_step: int | None = None
+    stop_step: int | None = None
     reinit: str = "initial"
     outgoing: str = "reinit"
     immunity: int = 0
     interpolate_steps: int = 0
-    layers: Optional[Sequence[int]] = None
+    layers: Sequence[int] | None = None
     probe: int = 256
 
     def __post_init__(self) -> None:
@@ -146,13 +146,13 @@ class ReDo:
 
     tau: float = 0.025
     every_steps: int = 1000
-    start_step: Optional[int] = None
-    stop_step: Optional[int] = None
+    start_step: int | None = None
+    stop_step: int | None = None
     reinit: str = "initial"
     outgoing: str = "zero"
     immunity: int = 0
     interpolate_steps: int = 0
-    layers: Optional[Sequence[int]] = None
+    layers: Sequence[int] | None = None
     probe: int = 256
 
     def __post_init__(self) -> None:
@@ -181,13 +181,13 @@ class ContinualBackprop:
     maturity: int = 100
     decay: float = 0.99
     every_steps: int = 10
-    start_step: Optional[int] = None
-    stop_step: Optional[int] = None
+    start_step: int | None = None
+    stop_step: int | None = None
     reinit: str = "initial"
     outgoing: str = "zero"
     immunity: int = 0
     interpolate_steps: int = 0
-    layers: Optional[Sequence[int]] = None
+    layers: Sequence[int] | None = None
     probe: int = 0
 
     def __post_init__(self) -> None:
@@ -302,8 +302,10 @@ class _Run:
     def next_event(self, step: int) -> int | None:
         """The first training step after ``step`` at which to act."""
         s = self.s
-        nxt = s.start_step if step < s.start_step else step + s.every_steps - (step - s.start_step) % s.every_steps
-        nxt = max(nxt, 1)
+        if step < s.start_step:
+            nxt = max(s.start_step, 1)
+        else:
+            nxt = step + s.every_steps - (step - s.start_step) % s.every_steps
         if s.stop_step is not None and nxt > s.stop_step:
             return None
         return nxt
