@@ -5,7 +5,8 @@ All-ReLU 0.5, SET ζ 0.3, batch 32, 500 epochs), the same seeds and data with
 no recycling and with each strategy; prints the table of final and best test
 accuracy, seconds per run and how recycling spread over the first hidden
 layer's neurons (total recycles, distinct neurons, the most any neuron was
-recycled, share of recycles that went to the 10 % most-recycled neurons).
+recycled, share of recycles that went to the 10 % most-recycled neurons, mean
+overlap of an event's selection with the previous event's).
 
 ``overhead``: W1's epoch (784-1000-1000-1000-10, ε 20, 10,000 samples,
 batch 128, SET at the end) with recycling off and with each strategy firing
@@ -32,9 +33,9 @@ from sparse_mlp.datasets import load_madelon, make_classification, standardize
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def study_strategies(every: int) -> dict:
+def study_strategies(every: int, fraction: float) -> dict:
     def nr(**kw):
-        return sm.NeuronRecycling(every_steps=every, fraction=0.01, **kw)
+        return sm.NeuronRecycling(every_steps=every, fraction=fraction, **kw)
 
     return {
         "none": None,
@@ -53,7 +54,7 @@ def study_strategies(every: int) -> dict:
 
 def study(args: argparse.Namespace) -> None:
     data = load_madelon(args.data_dir)
-    strategies = study_strategies(args.every)
+    strategies = study_strategies(args.every, args.fraction)
     if args.only:
         strategies = {k: v for k, v in strategies.items() if k in args.only.split(";")}
 
@@ -62,7 +63,7 @@ def study(args: argparse.Namespace) -> None:
                             init="normal", dropout=0.3, seed=seed)
 
     print(f"Madelon 500-400-100-400-2, {args.epochs} epochs, seeds {list(range(args.seeds))}, "
-          f"events every {args.every} steps (~{2000 // 32 + 1} steps per epoch), "
+          f"events every {args.every} steps, fraction {args.fraction} (~{2000 // 32 + 1} steps per epoch), "
           f"{sm.get_num_threads()} threads", flush=True)
     rows = []
     for name, strategy in strategies.items():
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--every", type=int, default=1000, help="steps between recycling events")
+    p.add_argument("--fraction", type=float, default=0.01, help="NeuronRecycling's fraction")
     p.add_argument("--only", default="", help="';'-separated strategy names to run")
     p.add_argument("--json", default="")
     p.add_argument("--plots", default="", help="directory for per-run histogram plots")

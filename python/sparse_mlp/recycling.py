@@ -375,15 +375,20 @@ class _Run:
         pass
 
     def summary(self) -> dict[str, Any]:
-        """Per hidden layer: the recycle-count histogram (``recycle_count_histogram[k]``
-        neurons were recycled ``k`` times), how concentrated recycling was,
-        and the histogram of the current neuron magnitudes."""
+        """Per hidden layer: each neuron's recycle count and current
+        connection count (fan-in + fan-out), the recycle-count histogram
+        (``recycle_count_histogram[k]`` neurons were recycled ``k`` times), how
+        concentrated recycling was, and the histogram of the current neuron
+        magnitudes."""
         layers = []
-        for h in self.layers:
+        for i, h in enumerate(self.layers):
             counts = self.counts[h]
+            overlaps = [e["overlap"][i] for e in self.events if e["overlap"][i] is not None]
             total = int(counts.sum())
             top = np.sort(counts)[::-1][: max(1, math.ceil(0.1 * counts.size))]
             mags = self.net.neuron_magnitudes(h) if counts.size == self._width(h) else np.zeros(0)
+            fan_in = np.diff(self.net.layer_state(h)["col_ptr"])
+            fan_out = np.bincount(self.net.layer_state(h + 1)["row_idx"], minlength=fan_in.size)
             hist, edges = np.histogram(mags, bins=20) if mags.size else (np.zeros(0), np.zeros(0))
             layers.append({
                 "layer": h,
@@ -392,7 +397,10 @@ class _Run:
                 "distinct_neurons": int((counts > 0).sum()),
                 "max_count": int(counts.max()) if counts.size else 0,
                 "top_decile_share": float(top.sum() / total) if total else 0.0,
+                "mean_overlap": float(np.mean(overlaps)) if overlaps else None,
                 "recycle_count_histogram": np.bincount(counts).tolist(),
+                "recycle_counts": counts.tolist(),
+                "connections": (fan_in + fan_out).tolist(),
                 "magnitude_histogram": {"edges": edges.tolist(), "counts": hist.tolist()},
             })
         return {"strategy": repr(self.s), "events": len(self.events), "layers": layers}
@@ -519,7 +527,10 @@ def compare(
     strategy (``None`` = no recycling; the baseline belongs in the dict) and
     returns one row per strategy: final and best validation accuracy (mean,
     std, per seed), seconds per run, and the recycling statistics of the
-    first hidden layer it recycles, averaged over seeds.
+    first hidden layer it recycles, averaged over seeds (total recycles,
+    distinct neurons, the largest count, the share of recycles that went to
+    the 10 % most-recycled neurons, the mean overlap of an event's selection
+    with the previous one).
 
     >>> import numpy as np, sparse_mlp as sm
     >>> X = np.random.default_rng(0).normal(size=(200, 10)).astype(np.float32)
@@ -564,6 +575,8 @@ def _row(name: str, strategy: Any, runs: list[dict[str, Any]]) -> dict[str, Any]
     if layers:
         for key in ("recycled", "distinct_neurons", "max_count", "top_decile_share", "neurons"):
             row[key] = statistics.mean(layer[key] for layer in layers)
+        overlaps = [layer["mean_overlap"] for layer in layers if layer["mean_overlap"] is not None]
+        row["mean_overlap"] = statistics.mean(overlaps) if overlaps else None
         row["layer"] = layers[0]["layer"]
         row["summaries"] = [r["summary"] for r in runs]
     return row
@@ -571,17 +584,18 @@ def _row(name: str, strategy: Any, runs: list[dict[str, Any]]) -> dict[str, Any]
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of :func:`compare` as a plain-text table (accuracies in %)."""
-    head = (f"{'strategy':<28} {'final acc':>14} {'best acc':>14} {'s/run':>7} "
-            f"{'recycled':>9} {'distinct':>9} {'max':>5} {'top10%':>7}")
+    head = (f"{'strategy':<32} {'final acc':>14} {'best acc':>14} {'s/run':>7} "
+            f"{'recycled':>9} {'distinct':>9} {'max':>5} {'top10%':>7} {'overlap':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         acc = f"{100 * r['final']:6.2f} ± {100 * r['final_std']:4.2f}"
         best = f"{100 * r['best']:6.2f} ± {100 * r['best_std']:4.2f}"
         rec = ""
         if "recycled" in r:
+            overlap = "" if r["mean_overlap"] is None else f"{100 * r['mean_overlap']:>7.1f}%"
             rec = (f"{r['recycled']:>9.1f} {r['distinct_neurons']:>9.1f} {r['max_count']:>5.1f} "
-                   f"{100 * r['top_decile_share']:>6.1f}%")
-        lines.append(f"{r['name']:<28} {acc:>14} {best:>14} {r['seconds']:>7.1f} {rec}")
+                   f"{100 * r['top_decile_share']:>6.1f}% {overlap:>8}")
+        lines.append(f"{r['name']:<32} {acc:>14} {best:>14} {r['seconds']:>7.1f} {rec}")
     return "\n".join(lines)
 
 
