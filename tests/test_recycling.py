@@ -409,3 +409,11 @@ def test_bad_recycling_in_fit_and_low_level_calls():
     for a, b in zip(before, states(model)):
         for key in ("values", "momentum", "bias", "row_idx"):
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_recycling_history_survives_save_and_load(tmp_path):
+    _, model, hist = fit_weights(recycling=sm.NeuronRecycling(fraction=0.1, every_steps=7))
+    model.save(tmp_path / "m.npz")
+    loaded = sm.SparseMLP.load(tmp_path / "m.npz")
+    assert loaded.history[-1]["recycling_summary"] == hist[-1]["recycling_summary"]
+    assert loaded.history[-1]["recycle_events"] == hist[-1]["recycle_events"]
