@@ -140,3 +140,58 @@ impl Layer {
                 + self.bias_grad.len())
     }
 }
+
+/// Assembles a layer's new connections column by column, each with its
+/// momentum, then installs them (gradient reset). The topology operations
+/// (neuron removal, recycling) rebuild layers this way.
+pub(crate) struct ColumnBuilder {
+    col_ptr: Vec<usize>,
+    row_idx: Vec<u32>,
+    values: Vec<f32>,
+    momentum: Vec<f32>,
+}
+
+impl ColumnBuilder {
+    pub fn with_capacity(n_out: usize, nnz: usize) -> Self {
+        let mut col_ptr = Vec::with_capacity(n_out + 1);
+        col_ptr.push(0);
+        ColumnBuilder {
+            col_ptr,
+            row_idx: Vec::with_capacity(nnz),
+            values: Vec::with_capacity(nnz),
+            momentum: Vec::with_capacity(nnz),
+        }
+    }
+
+    pub fn push(&mut self, row: u32, value: f32, momentum: f32) {
+        self.row_idx.push(row);
+        self.values.push(value);
+        self.momentum.push(momentum);
+    }
+
+    /// Copies connections `range` of `layer` (storage positions) as they are.
+    pub fn copy(&mut self, layer: &Layer, range: std::ops::Range<usize>) {
+        self.row_idx
+            .extend_from_slice(&layer.w.row_idx()[range.clone()]);
+        self.values
+            .extend_from_slice(&layer.w.values()[range.clone()]);
+        self.momentum.extend_from_slice(&layer.momentum[range]);
+    }
+
+    pub fn end_column(&mut self) {
+        self.col_ptr.push(self.row_idx.len());
+    }
+
+    /// Replaces `layer`'s weights and momentum with the columns built.
+    pub fn install(self, layer: &mut Layer, n_in: usize) {
+        let n_out = self.col_ptr.len() - 1;
+        let m = SparseMatrix::from_parts_unchecked(
+            n_in,
+            n_out,
+            self.col_ptr,
+            self.row_idx,
+            self.values,
+        );
+        layer.replace_weights(m, self.momentum);
+    }
+}

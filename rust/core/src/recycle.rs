@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::csr::SparseMatrix;
 use crate::error::{invalid, Result};
 use crate::init::{sample_distinct_sorted, WeightInit};
-use crate::layer::Layer;
+use crate::layer::{ColumnBuilder, Layer};
 use crate::rng::Rng;
 
 /// Where a recycled neuron's new weights come from.
@@ -294,33 +294,19 @@ fn row_of(w: &SparseMatrix, i: usize) -> Side {
 /// Replaces whole columns of `layer`: `fresh[t]` becomes column `ids[t]`,
 /// with zero momentum. Other columns keep values and momentum.
 fn replace_columns(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
-    let w = &layer.w;
-    let nnz = w.nnz();
-    let mut col_ptr = Vec::with_capacity(w.n_out() + 1);
-    col_ptr.push(0usize);
-    let (mut row_idx, mut values, mut momentum) = (
-        Vec::with_capacity(nnz),
-        Vec::with_capacity(nnz),
-        Vec::with_capacity(nnz),
-    );
+    let mut out = ColumnBuilder::with_capacity(layer.w.n_out(), layer.nnz());
     let mut next = ids.iter().zip(fresh).peekable();
-    for j in 0..w.n_out() {
+    for j in 0..layer.w.n_out() {
         if let Some((_, side)) = next.next_if(|(&id, _)| id as usize == j) {
             for &(i, v) in side {
-                row_idx.push(i);
-                values.push(v);
-                momentum.push(0.0);
+                out.push(i, v, 0.0);
             }
         } else {
-            let r = w.col_ptr()[j]..w.col_ptr()[j + 1];
-            row_idx.extend_from_slice(&w.row_idx()[r.clone()]);
-            values.extend_from_slice(&w.values()[r.clone()]);
-            momentum.extend_from_slice(&layer.momentum[r]);
+            out.copy(layer, layer.w.col_ptr()[j]..layer.w.col_ptr()[j + 1]);
         }
-        col_ptr.push(row_idx.len());
+        out.end_column();
     }
-    let m = SparseMatrix::from_parts_unchecked(w.n_in(), w.n_out(), col_ptr, row_idx, values);
-    layer.replace_weights(m, momentum);
+    out.install(layer, layer.w.n_in());
 }
 
 /// Replaces whole rows of `layer`: `fresh[t]` (columns with values) becomes
@@ -339,13 +325,7 @@ fn replace_rows(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
         .collect();
     new.sort_unstable_by_key(|&(j, i, _)| (j, i));
     let nnz = w.nnz() - ids.iter().map(|&i| w.fan_out_of(i as usize)).sum::<usize>() + new.len();
-    let mut col_ptr = Vec::with_capacity(w.n_out() + 1);
-    col_ptr.push(0usize);
-    let (mut row_idx, mut values, mut momentum) = (
-        Vec::with_capacity(nnz),
-        Vec::with_capacity(nnz),
-        Vec::with_capacity(nnz),
-    );
+    let mut out = ColumnBuilder::with_capacity(w.n_out(), nnz);
     let mut incoming = new.into_iter().peekable();
     for j in 0..w.n_out() {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
@@ -354,24 +334,16 @@ fn replace_rows(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
                 continue;
             }
             while let Some((_, r, v)) = incoming.next_if(|&(c, r, _)| c as usize == j && r < i) {
-                row_idx.push(r);
-                values.push(v);
-                momentum.push(0.0);
+                out.push(r, v, 0.0);
             }
-            row_idx.push(i);
-            values.push(w.values()[k]);
-            momentum.push(layer.momentum[k]);
+            out.push(i, w.values()[k], layer.momentum[k]);
         }
         while let Some((_, r, v)) = incoming.next_if(|&(c, _, _)| c as usize == j) {
-            row_idx.push(r);
-            values.push(v);
-            momentum.push(0.0);
+            out.push(r, v, 0.0);
         }
-        col_ptr.push(row_idx.len());
+        out.end_column();
     }
-    debug_assert_eq!(row_idx.len(), nnz);
-    let m = SparseMatrix::from_parts_unchecked(w.n_in(), w.n_out(), col_ptr, row_idx, values);
-    layer.replace_weights(m, momentum);
+    out.install(layer, w.n_in());
 }
 
 /// One weight moving from its old to its new value, a fixed `delta` per step.

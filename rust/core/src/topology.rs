@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use crate::csr::SparseMatrix;
 use crate::error::{invalid, Result};
 use crate::init::{PositionSet, WeightInit};
-use crate::layer::Layer;
+use crate::layer::{ColumnBuilder, Layer};
 use crate::rng::Rng;
 
 /// Counts of one SET step on one layer.
@@ -257,25 +257,16 @@ fn keep_mask(n: usize, ids: &[u32]) -> Result<Vec<bool>> {
 /// `compact`, the dropped columns disappear and the layer has fewer outputs;
 /// otherwise they stay as empty columns.
 fn drop_columns(layer: &mut Layer, keep: &[bool], compact: bool) {
-    let w = &layer.w;
-    let mut col_ptr = vec![0usize];
-    let mut row_idx = Vec::with_capacity(w.nnz());
-    let mut values = Vec::with_capacity(w.nnz());
-    let mut momentum = Vec::with_capacity(w.nnz());
+    let mut out = ColumnBuilder::with_capacity(keep.len(), layer.nnz());
     for (j, &kept) in keep.iter().enumerate() {
         if kept {
-            let r = w.col_ptr()[j]..w.col_ptr()[j + 1];
-            row_idx.extend_from_slice(&w.row_idx()[r.clone()]);
-            values.extend_from_slice(&w.values()[r.clone()]);
-            momentum.extend_from_slice(&layer.momentum[r]);
+            out.copy(layer, layer.w.col_ptr()[j]..layer.w.col_ptr()[j + 1]);
         }
         if kept || !compact {
-            col_ptr.push(row_idx.len());
+            out.end_column();
         }
     }
-    let n_out = col_ptr.len() - 1;
-    let m = SparseMatrix::from_parts_unchecked(w.n_in(), n_out, col_ptr, row_idx, values);
-    layer.replace_weights(m, momentum);
+    out.install(layer, layer.w.n_in());
 }
 
 /// Drops the connections of the input neurons (rows) not kept. With
@@ -290,29 +281,22 @@ fn drop_rows(layer: &mut Layer, keep: &[bool], compact: bool) {
         }
     }
     let w = &layer.w;
-    let mut col_ptr = Vec::with_capacity(w.n_out() + 1);
-    col_ptr.push(0usize);
-    let mut row_idx = Vec::with_capacity(w.nnz());
-    let mut values = Vec::with_capacity(w.nnz());
-    let mut momentum = Vec::with_capacity(w.nnz());
+    let mut out = ColumnBuilder::with_capacity(w.n_out(), w.nnz());
     for j in 0..w.n_out() {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
             let r = new_index[w.row_idx()[k] as usize];
             if r != u32::MAX {
-                row_idx.push(r);
-                values.push(w.values()[k]);
-                momentum.push(layer.momentum[k]);
+                out.push(r, w.values()[k], layer.momentum[k]);
             }
         }
-        col_ptr.push(row_idx.len());
+        out.end_column();
     }
     let n_in = if compact {
         next_id as usize
     } else {
         keep.len()
     };
-    let m = SparseMatrix::from_parts_unchecked(n_in, w.n_out(), col_ptr, row_idx, values);
-    layer.replace_weights(m, momentum);
+    out.install(layer, n_in);
 }
 
 fn check_chain(into: &Layer, next: &Layer) -> Result<usize> {
