@@ -8,7 +8,6 @@ import math
 import os
 import secrets
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from . import _core
 from ._validation import as_features, as_labels, number, positive_int
 from .activations import ActivationLike, AllReLU, resolve
+from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences
 from .errors import CheckpointError, DivergenceError, InvalidInputError, SparseMLPError
 from .recycling import start_runs
 from .topology import SET, ImportancePruning
@@ -284,6 +284,9 @@ class SparseMLP:
         verbose: int = 1,
         callbacks: Sequence[Callback] = (),
         recycling: Any = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> list[dict[str, Any]]:
         """Trains with momentum SGD for ``epochs`` epochs.
 
@@ -308,32 +311,89 @@ class SparseMLP:
         (also in the last record) holds the run's recycle-count and
         magnitude histograms.
 
+        ``checkpoint``: a file the full training state is written to
+        (atomically) every ``checkpoint_every`` epochs and at the end: weights,
+        topology, momentum, random state, epoch and history, with this call's
+        options and a fingerprint of ``X`` and ``y``. With ``resume=True`` and
+        an existing checkpoint file, the model takes over the saved state and
+        trains the epochs still missing; the options and data must be the
+        ones of the saved run (an error names what differs). The result is
+        bit-identical to a run that was never stopped, and the returned
+        history covers the whole run. Not yet with ``recycling``.
+
+        ``verbose``: 0 silent; 1 a progress bar on a terminal (tqdm), else a
+        line per epoch at most once a second; 2 a line per epoch.
+
         Ctrl-C stops between two mini-batches; the model stays usable and
         ``KeyboardInterrupt`` propagates. A NaN/inf loss raises
-        :class:`DivergenceError` naming the epoch and batch.
+        :class:`DivergenceError` naming the epoch and batch; the checkpoint
+        file keeps the last completed epoch.
+
+        >>> import os, tempfile
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 8)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.npz")
+        >>> a = SparseMLP([8, 16, 2], epsilon=4, seed=0)
+        >>> _ = a.fit(X, y, epochs=3, verbose=0, checkpoint=path, checkpoint_every=2)
+        >>> b = SparseMLP([8, 16, 2], epsilon=4, seed=0)   # e.g. a new process
+        >>> _ = b.fit(X, y, epochs=3, verbose=0, checkpoint=path, resume=True)
+        >>> b.epochs_trained
+        3
         """
         epochs = positive_int("epochs", epochs)
         batch_size = positive_int("batch_size", batch_size)
         check_training(learning_rate, momentum, weight_decay, topology, pruning)
         if callable(callbacks):
             callbacks = [callbacks]
+        if not isinstance(shuffle, (bool, np.bool_)) or not isinstance(nesterov, (bool, np.bool_)):
+            raise InvalidInputError("shuffle and nesterov must be True or False")
+        checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+        if resume and checkpoint is None:
+            raise InvalidInputError("resume=True needs the checkpoint path to resume from")
         X, y, val = self._training_data(X, y, validation_data)
+        plan: dict[str, Any] = {
+            "epochs": epochs, "batch_size": batch_size, "learning_rate": float(learning_rate),
+            "momentum": float(momentum), "weight_decay": float(weight_decay),
+            "nesterov": bool(nesterov), "shuffle": bool(shuffle),
+        }
+        state: dict[str, Any] = {"done": 0, "first": len(self.history)}
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+            if recycling is not None:
+                raise InvalidInputError(
+                    "checkpoints do not yet hold the state of a recycling strategy; "
+                    "train with recycling without checkpoint=")
+            plan.update(topology=encode_strategy(topology, "topology"),
+                        pruning=encode_strategy(pruning, "pruning"))
+            state.update(plan=plan, data=fingerprint(X, y), every=checkpoint_every)
+            if resume and os.path.exists(checkpoint):
+                state = self._resume_from(checkpoint, state)
         strategies = [s for s in (pruning, topology) if s is not None]
         runs = start_runs(recycling, self, X, y)
-        progress = _Progress(verbose, epochs)
-        run: list[dict[str, Any]] = []
+        progress = _Progress(verbose, epochs, state["done"])
+        run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(state["done"] + 1, epochs + 1):
+                if state.get("finished"):
+                    break
                 record = self._fit_epoch(X, y, val, batch_size, sgd, shuffle, runs, strategies,
                                          epoch, epochs)
                 run.append(record)
                 self.history.append(record)
                 progress.report(epoch, record)
-                if any(cb(self, record) for cb in callbacks):
+                stop = any(cb(self, record) for cb in callbacks)
+                if stop:
                     log.info("a callback stopped training after epoch %d", epoch)
-                    break
+                state.update(done=epoch, finished=stop or epoch == epochs)
+                if checkpoint is not None and (epoch % checkpoint_every == 0 or state["finished"]):
+                    self._config["fit"] = state
+                    try:
+                        self.save(checkpoint)
+                    finally:
+                        del self._config["fit"]
         finally:
+            progress.close()
             for r in runs:
                 r.close(self)
         recyclers = [r for r in runs if hasattr(r, "summary")]
@@ -342,6 +402,27 @@ class SparseMLP:
             if run:
                 run[-1]["recycling_summary"] = self.recycling_summary
         return run
+
+    def _resume_from(self, path: str, wanted: dict[str, Any]) -> dict[str, Any]:
+        """Adopts the training state saved in checkpoint ``path`` after checking
+        that it is a run with the same options and data; returns its progress."""
+        saved = SparseMLP.load(path)
+        state = saved._config.get("fit")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} is a model file but not a checkpoint of fit()")
+        diff = plan_differences(state.get("plan", {}), wanted["plan"])
+        if diff:
+            raise InvalidInputError(f"{path} holds a run with other options; resume it with the "
+                                    f"same ones ({'; '.join(diff)})")
+        if state.get("data") != wanted["data"]:
+            raise InvalidInputError(f"{path} holds a run on other training data; resume it "
+                                    "with the same X and y")
+        config = {k: v for k, v in saved._config.items() if k != "fit"}
+        self._adopt(saved._net, config, saved.history, saved.epochs_trained)
+        log.info("resuming the run saved in %s after epoch %d of %d", path, state["done"],
+                 state["plan"]["epochs"])
+        return {**wanted, "done": int(state["done"]), "first": int(state["first"]),
+                "finished": bool(state.get("finished"))}
 
     def _fit_epoch(self, X: np.ndarray, y: np.ndarray, val: Any, batch_size: int,
                    sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
@@ -492,7 +573,7 @@ class SparseMLP:
         text = json.dumps(meta, default=_json_scalar)
         arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
         arrays["rng_state"] = np.array(rng_state, dtype=np.uint64)
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SparseMLP:
@@ -582,58 +663,66 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a model file")
 
 
-def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Writes through a temporary file in the same directory, fsyncs it and
-    renames it over ``path``: readers see the old file or the new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sparse_mlp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # directories cannot be fsynced everywhere; the rename is done
-
-
 class _Progress:
-    """One line per epoch to stdout: every epoch at verbose >= 2; at verbose 1
-    the first, the last, and at most one per second in between."""
+    """Progress of ``fit``. verbose 1: a tqdm bar over the epochs with the
+    latest loss, accuracy and nnz when stdout is a terminal, otherwise the
+    first, the last and at most one line per second in between; verbose 2: a
+    line per epoch; 0: nothing."""
 
-    def __init__(self, verbose: int, epochs: int) -> None:
+    def __init__(self, verbose: int, epochs: int, done: int = 0) -> None:
         self.verbose = int(verbose)
         self.epochs = epochs
         self.last = -math.inf
+        self.bar = None
+        if self.verbose == 1 and done < epochs and _is_terminal(sys.stdout):
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=epochs, initial=done, unit="epoch", file=sys.stdout,
+                            dynamic_ncols=True, leave=True)
 
     def report(self, epoch: int, r: dict[str, Any]) -> None:
         if self.verbose <= 0:
+            return
+        if self.bar is not None:
+            fields = {"loss": f"{r['loss']:.4f}", "acc": f"{r['accuracy']:.4f}"}
+            if "val_accuracy" in r:
+                fields["val_acc"] = f"{r['val_accuracy']:.4f}"
+            fields["nnz"] = str(r["n_connections"])
+            self.bar.set_postfix(fields, refresh=False)
+            self.bar.update(1)
             return
         now = time.monotonic()
         if self.verbose == 1 and 1 < epoch < self.epochs and now - self.last < 1.0:
             return
         self.last = now
-        width = len(str(self.epochs))
-        parts = [f"epoch {epoch:>{width}}/{self.epochs}", f"loss {r['loss']:.4f}",
-                 f"acc {r['accuracy']:.4f}"]
-        if "val_loss" in r:
-            parts += [f"val_loss {r['val_loss']:.4f}", f"val_acc {r['val_accuracy']:.4f}"]
-        parts += [f"nnz {r['n_connections']}", f"{r['seconds']:.2f}s"]
-        if r.get("pruned_neurons"):
-            parts.append(f"pruned {r['pruned_neurons']}")
-        print("  ".join(parts), file=sys.stdout, flush=True)
+        print(format_record(r, epoch, self.epochs), file=sys.stdout, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def format_record(r: dict[str, Any], epoch: int | None = None, epochs: int | None = None) -> str:
+    """One line of an epoch's record: loss, accuracy, nnz, time."""
+    epoch = r["epoch"] if epoch is None else epoch
+    width = len(str(epochs or epoch))
+    parts = [f"epoch {epoch:>{width}}" + (f"/{epochs}" if epochs else ""),
+             f"loss {r['loss']:.4f}", f"acc {r['accuracy']:.4f}"]
+    if "val_loss" in r:
+        parts += [f"val_loss {r['val_loss']:.4f}", f"val_acc {r['val_accuracy']:.4f}"]
+    parts += [f"nnz {r['n_connections']}", f"{r['seconds']:.2f}s"]
+    if r.get("pruned_neurons"):
+        parts.append(f"pruned {r['pruned_neurons']}")
+    return "  ".join(parts)
 
 
 __all__ = ["SparseMLP", "Layer", "connection_counts", "SparseMLPError"]

@@ -1,0 +1,194 @@
+"""Checkpoints of fit(): a resumed run is bit-identical to one never stopped."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import sparse_mlp as sm
+from conftest import blobs
+
+OPTIONS = dict(epochs=6, batch_size=16, learning_rate=0.05, nesterov=True,
+               topology=sm.SET(0.3), pruning=sm.ImportancePruning(2, 2, 20.0, shrink=False), verbose=0)
+
+
+def _build():
+    return sm.SparseMLP([10, 40, 30, 3], epsilon=4, dropout=0.3, seed=11)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupt_after(epoch):
+    def callback(model, record):
+        if record["epoch"] == epoch:
+            raise _Stop
+    return callback
+
+
+def _state(model):
+    out = []
+    for i in range(len(model.layers)):
+        st = model._net.layer_state(i)
+        out.append({k: st[k].copy() for k in ("col_ptr", "row_idx", "values", "momentum", "bias")})
+    return out, model._net.run_state
+
+
+def _assert_same(a, b):
+    (la, ra), (lb, rb) = _state(a), _state(b)
+    assert ra == rb
+    for x, y in zip(la, lb):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3, 5])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, stop_after):
+    X, y = blobs(200, 10, 3, seed=1)
+    val = (X[:40], y[:40])
+    whole = _build()
+    expected = whole.fit(X, y, validation_data=val, **OPTIONS)
+
+    path = tmp_path / "run.npz"
+    first = _build()
+    with pytest.raises(_Stop):
+        first.fit(X, y, validation_data=val, checkpoint=path,
+                  callbacks=[_interrupt_after(stop_after + 1)], **OPTIONS)
+    # A new process: a fresh model object, the same call with resume=True.
+    resumed = _build()
+    history = resumed.fit(X, y, validation_data=val, checkpoint=path, resume=True, **OPTIONS)
+    _assert_same(whole, resumed)
+    assert resumed.epochs_trained == 6 and resumed.sizes == whole.sizes
+    assert [r["epoch"] for r in history] == list(range(1, 7))
+    for key in ("loss", "accuracy", "val_loss", "n_connections", "n_neurons"):
+        assert [r[key] for r in history] == [r[key] for r in expected], key
+
+
+def test_checkpoint_every_and_the_final_checkpoint(tmp_path):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    seen = []
+
+    def watch(model, record):
+        seen.append(sm.SparseMLP.load(path)._config["fit"]["done"] if path.exists() else None)
+
+    _build().fit(X, y, checkpoint=path, checkpoint_every=2, callbacks=[watch], **OPTIONS)
+    # A callback sees the checkpoint of the previous checkpointed epoch.
+    assert seen == [None, None, 2, 2, 4, 4]
+    state = sm.SparseMLP.load(path)._config["fit"]
+    assert state["done"] == 6 and state["finished"] and state["plan"]["epochs"] == 6
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    a = _build()
+    a.fit(X, y, checkpoint=path, **OPTIONS)
+    b = _build()
+    history = b.fit(X, y, checkpoint=path, resume=True, **OPTIONS)
+    _assert_same(a, b)
+    assert len(history) == 6
+
+
+def test_resume_without_a_file_starts_a_new_run(tmp_path):
+    X, y = blobs(100, 10, 3)
+    a, b = _build(), _build()
+    a.fit(X, y, **OPTIONS)
+    b.fit(X, y, checkpoint=tmp_path / "new.npz", resume=True, **OPTIONS)
+    _assert_same(a, b)
+
+
+def test_a_callback_stop_is_final(tmp_path):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    _build().fit(X, y, checkpoint=path, callbacks=[lambda m, r: r["epoch"] == 2], **OPTIONS)
+    model = _build()
+    assert len(model.fit(X, y, checkpoint=path, resume=True, **OPTIONS)) == 2
+    assert model.epochs_trained == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=7), "epochs: saved 6, given 7"),
+    (dict(learning_rate=0.1), "learning_rate"),
+    (dict(topology=sm.SET(0.2)), "topology"),
+    (dict(pruning=None), "pruning"),
+    (dict(shuffle=False), "shuffle"),
+])
+def test_resume_with_other_options_is_refused(tmp_path, change, message):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(2)], **OPTIONS)
+    before = path.read_bytes()
+    model = _build()
+    with pytest.raises(sm.InvalidInputError, match=message):
+        model.fit(X, y, checkpoint=path, resume=True, **{**OPTIONS, **change})
+    assert model.epochs_trained == 0 and path.read_bytes() == before
+
+
+def test_resume_on_other_data_is_refused(tmp_path):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(2)], **OPTIONS)
+    X2 = X.copy()
+    X2[5, 3] += 1
+    with pytest.raises(sm.InvalidInputError, match="other training data"):
+        _build().fit(X2, y, checkpoint=path, resume=True, **OPTIONS)
+
+
+def test_checkpoint_argument_errors(tmp_path):
+    X, y = blobs(60, 10, 3)
+    model = _build()
+    with pytest.raises(sm.InvalidInputError, match="resume=True needs"):
+        model.fit(X, y, resume=True, **OPTIONS)
+    with pytest.raises(sm.InvalidInputError, match="checkpoint_every"):
+        model.fit(X, y, checkpoint=tmp_path / "a.npz", checkpoint_every=0, **OPTIONS)
+
+    class Custom:
+        def on_epoch_end(self, model, epoch, epochs):
+            return {}
+
+    with pytest.raises(sm.InvalidInputError, match="cannot be saved in a checkpoint"):
+        model.fit(X, y, checkpoint=tmp_path / "a.npz", **{**OPTIONS, "topology": Custom()})
+    plain = tmp_path / "plain.npz"
+    model.save(plain)
+    with pytest.raises(sm.CheckpointError, match="not a checkpoint of fit"):
+        _build().fit(X, y, checkpoint=plain, resume=True, **OPTIONS)
+    assert model.epochs_trained == 0 and not (tmp_path / "a.npz").exists()
+
+
+def test_divergence_leaves_the_last_good_checkpoint(tmp_path):
+    X, y = blobs(200, 10, 3, seed=0)
+    path = tmp_path / "run.npz"
+    model = sm.SparseMLP([10, 32, 3], epsilon=4, seed=0, activation="relu")
+    with pytest.raises(sm.DivergenceError, match="epoch 5, batch 9"):
+        model.fit(X * 10, y, epochs=8, batch_size=16, learning_rate=0.5, momentum=0.95,
+                  verbose=0, checkpoint=path)
+    saved = sm.SparseMLP.load(path)
+    assert saved._config["fit"]["done"] == 4 and saved.epochs_trained == 4
+    assert all(np.isfinite(layer.to_scipy().data).all() for layer in saved.layers)
+
+
+def test_a_tampered_checkpoint_is_refused(tmp_path):
+    X, y = blobs(60, 10, 3)
+    path = tmp_path / "run.npz"
+    _build().fit(X, y, checkpoint=path, **OPTIONS)
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(np.load(path)["meta"].tobytes())
+    meta["version"] = 99
+    bad = tmp_path / "future.npz"
+    arrays = dict(np.load(path))
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(bad, **arrays)
+    with pytest.raises(sm.CheckpointError, match="format version 99"):
+        _build().fit(X, y, checkpoint=bad, resume=True, **OPTIONS)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
+    with pytest.raises(sm.CheckpointError):
+        _build().fit(X, y, checkpoint=cut, resume=True, **OPTIONS)
+    assert members  # the original archive was readable
