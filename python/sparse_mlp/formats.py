@@ -1,0 +1,263 @@
+"""Readers of the file formats data sets come in: IDX (MNIST, Fashion-MNIST),
+the CIFAR python batches, CSV (plain or gzipped), .npy/.npz and svmlight.
+
+Every reader checks sizes against the bytes actually there and raises
+:class:`InvalidInputError` naming the file and the problem; none executes code
+from a file (the CIFAR pickles go through an unpickler that only rebuilds
+numpy arrays, bytes, lists and dicts).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import pickle
+import zipfile
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_maybe_gzip(path: str) -> IO[bytes]:
+    """``path`` opened for binary reading, decompressed when it is gzip data
+    (told by its first bytes, not its name)."""
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"file not found: {path}")
+    f = open(path, "rb")
+    if f.read(2) == _GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def _read_all(path: str) -> bytes:
+    with open_maybe_gzip(path) as f:
+        try:
+            return f.read()
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise InvalidInputError(f"{path}: corrupted gzip data ({e})") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a numpy array of its
+    native dtype and shape."""
+    path = os.fspath(path)
+    data = _read_all(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise InvalidInputError(f"{path} is not an IDX file (bad magic number)")
+    code, ndim = data[2], data[3]
+    if code not in _IDX_TYPES:
+        raise InvalidInputError(f"{path}: unknown IDX element type 0x{code:02x}")
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise InvalidInputError(f"{path}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_TYPES[code])
+    expected = header + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidInputError(
+            f"{path}: the header promises shape {shape} ({expected} bytes) but the file has "
+            f"{len(data)} bytes (truncated or not an IDX file)"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# ---------------------------------------------------------------- pickles
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    import codecs
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        if hasattr(numeric, "_frombuffer"):
+            allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and plain containers; refuses every other class,
+    so a crafted file cannot run code."""
+
+    allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
+
+
+def read_safe_pickle(path: str) -> Any:
+    """A pickle that holds only numpy arrays, numbers, bytes, strings, lists
+    and dicts (such as a CIFAR batch), read without executing code."""
+    data = _read_all(path)
+    try:
+        return _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError) as e:
+        raise InvalidInputError(f"{path} is not a readable data pickle: {e}") from None
+
+
+def read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10/100 python batch: (uint8 images (n, 3072), int64 labels)."""
+    batch = read_safe_pickle(path)
+    if not isinstance(batch, dict):
+        raise InvalidInputError(f"{path} is not a CIFAR batch (a dict was expected)")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    labels = batch.get("labels", batch.get("fine_labels"))
+    data = batch.get("data")
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise InvalidInputError(f"{path} is not a CIFAR batch (no 'data' array and 'labels')")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{path}: the CIFAR labels are not integers") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or labels.shape != (data.shape[0],):
+        raise InvalidInputError(
+            f"{path}: CIFAR data must be uint8 (n, 3072) with n labels; got {data.dtype} "
+            f"{data.shape} and {labels.shape[0]} labels"
+        )
+    return data, labels
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _label_index(header: list[str] | None, label: int | str, n_columns: int, path: str) -> int:
+    if isinstance(label, str):
+        if header is None or label not in header:
+            raise InvalidInputError(f"{path} has no column named {label!r}"
+                                    + (f" (columns: {header[:10]}...)" if header else " (no header row)"))
+        return header.index(label)
+    index = label + n_columns if label < 0 else label
+    if not 0 <= index < n_columns:
+        raise InvalidInputError(f"{path} has {n_columns} columns; label column {label} does not exist")
+    return index
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: str | os.PathLike, label: int | str = -1, delimiter: str | None = None,
+             header: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV table (gzipped or not): features as float32 and the raw label
+    column (numbers or strings). ``label`` is the label column's index or
+    name; ``delimiter`` and ``header`` are guessed from the first line unless
+    given."""
+    path = os.fspath(path)
+    with open_maybe_gzip(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            first = text.readline()
+            if not first.strip():
+                raise InvalidInputError(f"{path} is empty")
+            if delimiter is None:
+                delimiter = max([",", ";", "\t", " "], key=first.count)
+            fields = next(csv.reader([first.strip("\r\n")], delimiter=delimiter, skipinitialspace=True))
+            if header is None:
+                # A first line of numbers (labels may be words) is data.
+                skip = label % len(fields) if isinstance(label, int) else None
+                header = isinstance(label, str) or not all(
+                    _is_number(v) for i, v in enumerate(fields) if i != skip)
+            names = [f.strip() for f in fields] if header else None
+            column = _label_index(names, label, len(fields), path)
+            rows = [] if header else [fields]
+            rows.extend(csv.reader(text, delimiter=delimiter, skipinitialspace=True))
+        except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
+            raise InvalidInputError(f"{path} is not a readable text table: {e}") from None
+    rows = [r for r in rows if r and any(v.strip() for v in r)]
+    if not rows:
+        raise InvalidInputError(f"{path} has no data rows")
+    width = len(fields)
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise InvalidInputError(f"{path}: data row {i + 1} has {len(r)} fields, the first has {width}")
+    labels = [r[column].strip() for r in rows]
+    features = [[v for j, v in enumerate(r) if j != column] for r in rows]
+    try:
+        X = np.array(features, dtype=np.float64)
+    except ValueError as e:
+        raise InvalidInputError(f"{path}: a feature is not a number ({e})") from None
+    return X.astype(np.float32), np.array(labels)
+
+
+def read_svmlight(path: str | os.PathLike, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An svmlight/libsvm file (``label index:value ...``, 1-based indices,
+    gzipped or not) as dense float32 features and the raw labels."""
+    path = os.fspath(path)
+    labels: list[str] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    with open_maybe_gzip(path) as raw:
+        try:
+            for lineno, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                parts = line.split()
+                labels.append(parts[0])
+                for item in parts[1:]:
+                    if item.startswith("qid:"):
+                        continue
+                    key, sep, value = item.partition(":")
+                    try:
+                        index, v = int(key), float(value)
+                    except ValueError:
+                        raise InvalidInputError(
+                            f"{path}, line {lineno}: {item!r} is not index:value") from None
+                    if not sep or index < 1:
+                        raise InvalidInputError(f"{path}, line {lineno}: feature index {key} must be >= 1")
+                    rows.append(len(labels) - 1)
+                    cols.append(index - 1)
+                    vals.append(v)
+        except (UnicodeDecodeError, OSError, EOFError) as e:
+            raise InvalidInputError(f"{path} is not a readable svmlight file: {e}") from None
+    if not labels:
+        raise InvalidInputError(f"{path} has no samples")
+    width = max(cols, default=-1) + 1
+    if n_features is not None:
+        if width > n_features:
+            raise InvalidInputError(f"{path} uses feature {width} but n_features is {n_features}")
+        width = n_features
+    X = np.zeros((len(labels), max(width, 1)), dtype=np.float32)
+    X[rows, cols] = vals
+    return X, np.array(labels)
+
+
+def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a .npy (as ``"X"``) or .npz file, without pickled objects."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"file not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"X": loaded}
+        with loaded as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InvalidInputError(f"{path} is not a readable .npy/.npz file without objects: {e}") from None
