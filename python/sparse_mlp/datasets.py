@@ -337,26 +337,31 @@ def load_higgs(path: str | os.PathLike, n_train: int = 105_000, n_test: int = 50
     return _finish(table[:n_train, 1:], y[:n_train], table[n_train:, 1:], y[n_train:], standardized)
 
 
-def read_table(path: str | os.PathLike, label: int | str = -1) -> tuple[np.ndarray, np.ndarray]:
+def read_table(path: str | os.PathLike, label: int | str | None = -1
+               ) -> tuple[np.ndarray, np.ndarray | None]:
     """Features and raw labels of one file, by its extension: ``.csv``,
     ``.tsv``, ``.txt`` (optionally ``.gz``): a table with a label column
     (``label``: index or header name); ``.svm``/``.svmlight``/``.libsvm``;
     ``.npy``: a 2-D array whose column ``label`` holds the labels; ``.npz``:
-    arrays ``X`` and ``y``."""
+    arrays ``X`` and ``y``. With ``label=None`` every column is a feature
+    (for prediction) and the labels returned are None."""
     path = os.fspath(path)
     name = path[:-3] if path.endswith(".gz") else path
     ext = os.path.splitext(name)[1].lower()
     if ext in (".csv", ".tsv", ".txt", ".data"):
         return formats.read_csv(path, label=label)
     if ext in (".svm", ".svmlight", ".libsvm"):
-        return formats.read_svmlight(path)
+        X, y = formats.read_svmlight(path)
+        return X, None if label is None else y
     if ext in (".npy", ".npz"):
         arrays = formats.read_arrays(path)
         if ext == ".npz":
-            if "X" not in arrays or "y" not in arrays:
+            if "X" not in arrays or ("y" not in arrays and label is not None):
                 raise InvalidInputError(f"{path} must hold arrays named X and y, has {sorted(arrays)}")
-            return arrays["X"], arrays["y"]
+            return arrays["X"], arrays.get("y") if label is not None else None
         table = arrays["X"]
+        if label is None:
+            return table, None
         if table.ndim != 2 or table.shape[1] < 2 or not isinstance(label, int):
             raise InvalidInputError(f"{path}: a .npy table must be 2-D with an integer label column; "
                                     f"got shape {table.shape}")
@@ -387,11 +392,9 @@ def load_table(train: str | os.PathLike, test: str | os.PathLike | None = None,
         if {"X_train", "y_train", "X_test", "y_test"} <= set(arrays):
             return _finish(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                            standardized)
-    X, y = read_table(train, label)
-    _check_table(X, y, os.fspath(train))
+    X, y = _labelled(train, label)
     if test is not None:
-        Xte, yte = read_table(test, label)
-        _check_table(Xte, yte, os.fspath(test))
+        Xte, yte = _labelled(test, label)
         return _finish(X, y, Xte, yte, standardized)
     fraction = number("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     rng = np.random.default_rng(seed)
@@ -404,6 +407,14 @@ def load_table(train: str | os.PathLike, test: str | os.PathLike | None = None,
     if is_test.all() or not is_test.any():
         raise InvalidInputError(f"test_fraction {fraction} leaves an empty split of {y.shape[0]} samples")
     return _finish(X[~is_test], y[~is_test], X[is_test], y[is_test], standardized)
+
+
+def _labelled(path: str | os.PathLike, label: int | str) -> tuple[np.ndarray, np.ndarray]:
+    X, y = read_table(path, label)
+    if y is None:
+        raise InvalidInputError(f"{path}: a training table needs a label column")
+    _check_table(X, y, os.fspath(path))
+    return X, y
 
 
 def _check_table(X: np.ndarray, y: np.ndarray, path: str) -> None:

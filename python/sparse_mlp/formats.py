@@ -161,12 +161,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(path: str | os.PathLike, label: int | str = -1, delimiter: str | None = None,
-             header: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_csv(path: str | os.PathLike, label: int | str | None = -1, delimiter: str | None = None,
+             header: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A CSV table (gzipped or not): features as float32 and the raw label
     column (numbers or strings). ``label`` is the label column's index or
-    name; ``delimiter`` and ``header`` are guessed from the first line unless
-    given."""
+    name, or None when there is none; ``delimiter`` and ``header`` are
+    guessed from the first line unless given."""
     path = os.fspath(path)
     with open_maybe_gzip(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -183,7 +183,7 @@ def read_csv(path: str | os.PathLike, label: int | str = -1, delimiter: str | No
                 header = isinstance(label, str) or not all(
                     _is_number(v) for i, v in enumerate(fields) if i != skip)
             names = [f.strip() for f in fields] if header else None
-            column = _label_index(names, label, len(fields), path)
+            column = None if label is None else _label_index(names, label, len(fields), path)
             rows = [] if header else [fields]
             rows.extend(csv.reader(text, delimiter=delimiter, skipinitialspace=True))
         except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
@@ -195,13 +195,13 @@ def read_csv(path: str | os.PathLike, label: int | str = -1, delimiter: str | No
     for i, r in enumerate(rows):
         if len(r) != width:
             raise InvalidInputError(f"{path}: data row {i + 1} has {len(r)} fields, the first has {width}")
-    labels = [r[column].strip() for r in rows]
+    labels = None if column is None else np.array([r[column].strip() for r in rows])
     features = [[v for j, v in enumerate(r) if j != column] for r in rows]
     try:
         X = np.array(features, dtype=np.float64)
     except ValueError as e:
         raise InvalidInputError(f"{path}: a feature is not a number ({e})") from None
-    return X.astype(np.float32), np.array(labels)
+    return X.astype(np.float32), labels
 
 
 def read_svmlight(path: str | os.PathLike, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:

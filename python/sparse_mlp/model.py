@@ -456,6 +456,7 @@ class SparseMLP:
         if val is not None:
             record["val_loss"], record["val_accuracy"] = self._net.evaluate(*val)
         record["n_connections"] = self.n_connections
+        record["layer_connections"] = [int(n) for n in self._net.layer_nnz]
         record["n_neurons"] = int(sum(self.sizes[1:-1]))
         t2 = time.perf_counter()
         for strategy in strategies:
