@@ -10,7 +10,9 @@ Pruning, with a multithreaded Rust core.
 True
 """
 
-from . import parallel, recycling
+from typing import Any
+
+from . import datasets, parallel, plots, recycling
 from ._core import __version__, get_num_threads, set_num_threads
 from .activations import Activation, AllReLU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import (
@@ -20,6 +22,7 @@ from .errors import (
     ParallelError,
     SparseMLPError,
 )
+from .metrics import MetricsLogger, read_metrics
 from .model import Layer, SparseMLP, connection_counts
 from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
 from .topology import SET, ImportancePruning
@@ -43,11 +46,30 @@ __all__ = [
     "SET",
     "Sigmoid",
     "SparseMLP",
+    "SparseMLPClassifier",
     "SparseMLPError",
     "Tanh",
+    "MetricsLogger",
     "connection_counts",
+    "datasets",
     "get_num_threads",
     "parallel",
+    "plots",
+    "read_metrics",
     "recycling",
     "set_num_threads",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The scikit-learn estimator imports scikit-learn, an optional dependency.
+    if name == "SparseMLPClassifier":
+        try:
+            from .estimator import SparseMLPClassifier
+        except ImportError as e:
+            raise ImportError(
+                "sparse_mlp.SparseMLPClassifier needs scikit-learn: pip install 'sparse_mlp[sklearn]' "
+                f"({e})"
+            ) from None
+        return SparseMLPClassifier
+    raise AttributeError(f"module 'sparse_mlp' has no attribute {name!r}")

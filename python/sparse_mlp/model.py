@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -547,7 +548,9 @@ class SparseMLP:
         """Writes the model and its training state (momentum, random state,
         history) to ``path`` as a numpy ``.npz`` archive without pickled
         objects. The file is replaced atomically: it is never half-written."""
-        path = os.fspath(path)
+        atomic_write(os.fspath(path), self._write_archive)
+
+    def _write_archive(self, f: Any) -> None:
         arrays: dict[str, np.ndarray] = {}
         for i in range(len(self.sizes) - 1):
             st = self._net.layer_state(i)
@@ -574,7 +577,7 @@ class SparseMLP:
         text = json.dumps(meta, default=_json_scalar)
         arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
         arrays["rng_state"] = np.array(rng_state, dtype=np.uint64)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SparseMLP:
@@ -583,8 +586,12 @@ class SparseMLP:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise CheckpointError(f"no model file at {path}")
+        return cls._read_archive(path, path)
+
+    @classmethod
+    def _read_archive(cls, source: Any, path: str) -> SparseMLP:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(source, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                     raise CheckpointError(f"{path} is not a sparse_mlp model file")
@@ -622,6 +629,95 @@ class SparseMLP:
             raise CheckpointError(f"{path} holds an invalid model: {e}") from None
         return cls._from_net(net, meta.get("config", {}), meta.get("history", []),
                              int(meta.get("epochs_trained", 0)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (for ``copy.deepcopy``, joblib, scikit-learn) goes through
+        the same archive as :meth:`save`; nothing but arrays is stored."""
+        buffer = io.BytesIO()
+        self._write_archive(buffer)
+        return {"archive": buffer.getvalue(), "recycling_summary": self.recycling_summary}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        other = type(self)._read_archive(io.BytesIO(state["archive"]), "<pickled model>")
+        self.__dict__.update(other.__dict__)
+        self.recycling_summary = state.get("recycling_summary")
+
+    # ------------------------------------------------------------ interop
+
+    def to_scipy(self) -> list[Any]:
+        """Every layer's weights as a ``scipy.sparse.csr_matrix`` (n_in, n_out)."""
+        return [layer.to_scipy() for layer in self.layers]
+
+    @classmethod
+    def from_scipy(
+        cls,
+        weights: Sequence[Any],
+        biases: Sequence[Any] | None = None,
+        activation: ActivationLike | Sequence[ActivationLike] = DEFAULT_ACTIVATION,
+        init: str = "he_uniform",
+        dropout: float = 0.3,
+        loss: str = "cross_entropy",
+        output_activation: str | None = None,
+        seed: int | None = None,
+    ) -> SparseMLP:
+        """A model whose layer ``l`` has the connections and values of the
+        scipy sparse matrix ``weights[l]`` (shape (n_in, n_out); every stored
+        entry, explicit zeros included, is a connection) and the bias
+        ``biases[l]`` (default zeros). Momentum starts at zero. ``init`` is
+        what SET regrowth draws new weights from; the rest as in the constructor.
+
+        >>> import scipy.sparse as sp
+        >>> w1 = sp.random(6, 4, density=0.5, format="csr", random_state=0, dtype=np.float32)
+        >>> w2 = sp.random(4, 3, density=0.5, format="csr", random_state=1, dtype=np.float32)
+        >>> model = SparseMLP.from_scipy([w1, w2], seed=0)
+        >>> model.sizes, model.n_connections == w1.nnz + w2.nnz
+        ([6, 4, 3], True)
+        >>> bool((model.to_scipy()[0] != w1).nnz == 0)
+        True
+        """
+        from scipy import sparse
+
+        weights = list(weights)
+        if not weights:
+            raise InvalidInputError("from_scipy needs at least one weight matrix")
+        layers = []
+        for i, w in enumerate(weights):
+            if not sparse.issparse(w):
+                raise InvalidInputError(f"weights[{i}] must be a scipy sparse matrix, got {type(w).__name__}")
+            if i and w.shape[0] != weights[i - 1].shape[1]:
+                raise InvalidInputError(f"weights[{i}] has {w.shape[0]} rows but weights[{i - 1}] has "
+                                        f"{weights[i - 1].shape[1]} columns")
+            csc = sparse.csc_matrix(w, dtype=np.float32, copy=True)
+            csc.sum_duplicates()
+            csc.sort_indices()
+            if not np.isfinite(csc.data).all():
+                raise InvalidInputError(f"weights[{i}] contains NaN or infinite values")
+            bias = np.zeros(w.shape[1], dtype=np.float32) if biases is None else \
+                np.ascontiguousarray(biases[i], dtype=np.float32)
+            if bias.shape != (w.shape[1],) or not np.isfinite(bias).all():
+                raise InvalidInputError(f"biases[{i}] must be {w.shape[1]} finite numbers")
+            layers.append({"n_in": w.shape[0], "n_out": w.shape[1],
+                           "col_ptr": csc.indptr.astype(np.int64), "row_idx": csc.indices.astype(np.int64),
+                           "values": csc.data, "momentum": np.zeros_like(csc.data), "bias": bias,
+                           "bias_momentum": np.zeros_like(bias)})
+        if biases is not None and len(biases) != len(weights):
+            raise InvalidInputError(f"{len(weights)} weight matrices but {len(biases)} biases")
+        sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
+        # A model of the same sizes checks the other arguments and gives the
+        # activation specs; its weights are then replaced.
+        if loss == "cross_entropy" and sizes[-1] < 2:
+            raise InvalidInputError(f"cross_entropy needs at least 2 output classes, got {sizes[-1]}")
+        template = cls([1] * (len(sizes) - 1) + [2], activation=activation, epsilon=1.0, init=init,
+                       dropout=dropout, loss=loss, output_activation=output_activation, seed=seed)
+        net_loss, output = template._net.loss
+        try:
+            net = _core.Network.from_state(
+                layers, [(str(k), float(v)) for k, v in template._net.activations], net_loss, output,
+                float(template._net.dropout), template._net.init, template.seed, [1, 2, 3, 4], 0, 0)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"cannot build a model from these matrices: {e}") from None
+        net.reseed(template.seed)
+        return cls._from_net(net, dict(template._config, epsilon=None, imported=True), [], 0)
 
     @classmethod
     def _from_net(cls, net: _core.Network, config: dict, history: list,
