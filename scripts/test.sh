@@ -19,3 +19,5 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test -p sparse-mlp-core --quiet
 ruff check python tests benches
 python -m pytest -q tests
+# The stubs of the compiled module must match it.
+python -m mypy.stubtest sparse_mlp._core

@@ -1,10 +1,22 @@
 """Type stubs of the compiled module sparse_mlp._core (the Rust core)."""
 
-from typing import Callable
+from typing import Callable, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
+__all__ = [
+    "Network",
+    "set_num_threads",
+    "get_num_threads",
+    "er_nnz",
+    "simd_level",
+    "bench_layer",
+    "remap_values",
+    "union_average",
+    "__version__",
+]
 __version__: str
 
 def set_num_threads(n: int) -> None: ...
@@ -32,9 +44,10 @@ def union_average(
     tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]], int
 ]: ...
 
+@final
 class Network:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         sizes: list[int],
         nnz: list[int],
         activations: list[tuple[str, float]],
@@ -43,7 +56,7 @@ class Network:
         dropout: float,
         init: str,
         seed: int,
-    ) -> None: ...
+    ) -> Self: ...
     @staticmethod
     def from_state(
         layers: list[dict],
