@@ -283,3 +283,14 @@ def test_data_helpers_reject_bad_arguments():
     for kwargs in (dict(density=0.1, distribution="cubic"), dict(density=0.0), dict(epsilon=-2)):
         with pytest.raises(sm.InvalidInputError):
             sm.connection_counts([10, 5, 2], **kwargs)
+
+
+def test_progress_bar_on_a_terminal(capsys, monkeypatch):
+    import sparse_mlp.model as model_module
+
+    monkeypatch.setattr(model_module, "_is_terminal", lambda stream: True)
+    X, y = _valid()
+    model = sm.SparseMLP([6, 12, 3], epsilon=3, seed=0)
+    model.fit(X, y, epochs=3, verbose=1, validation_data=(X, y))
+    out = capsys.readouterr().out
+    assert "3/3" in out and "nnz=" in out and "val_acc=" in out and "epoch 1/3" not in out

@@ -192,3 +192,14 @@ def test_a_tampered_checkpoint_is_refused(tmp_path):
     with pytest.raises(sm.CheckpointError):
         _build().fit(X, y, checkpoint=cut, resume=True, **OPTIONS)
     assert members  # the original archive was readable
+
+
+def test_a_loaded_checkpoint_trained_on_is_a_new_run(tmp_path):
+    X, y = blobs(60, 10, 3)
+    path = tmp_path / "run.npz"
+    _build().fit(X, y, checkpoint=path, **OPTIONS)
+    model = sm.SparseMLP.load(path)
+    assert model._config["fit"]["finished"]
+    model.fit(X, y, epochs=1, verbose=0)
+    model.save(tmp_path / "later.npz")
+    assert "fit" not in sm.SparseMLP.load(tmp_path / "later.npz")._config

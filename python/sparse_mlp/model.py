@@ -357,6 +357,7 @@ class SparseMLP:
             "momentum": float(momentum), "weight_decay": float(weight_decay),
             "nesterov": bool(nesterov), "shuffle": bool(shuffle),
         }
+        self._config.pop("fit", None)  # a loaded checkpoint's progress is not this run's
         state: dict[str, Any] = {"done": 0, "first": len(self.history)}
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
