@@ -29,8 +29,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                       batch_size=128, learning_rate=0.05, epochs=20),
     "madelon": dict(hidden=[400, 100, 400], epsilon=10.0, init="normal", alpha=0.5,
                     batch_size=32, learning_rate=0.01, epochs=500),
-    "mnist": dict(hidden=[1000, 1000, 1000], epsilon=20.0, init="he_uniform", alpha=0.6,
-                  batch_size=128, learning_rate=0.01, epochs=500),
     "fashion_mnist": dict(hidden=[1000, 1000, 1000], epsilon=20.0, init="he_uniform", alpha=0.6,
                           batch_size=128, learning_rate=0.01, epochs=500),
     "cifar10": dict(hidden=[4000, 1000, 4000], epsilon=20.0, init="he_uniform", alpha=0.75,
@@ -46,6 +44,7 @@ DEFAULTS: dict[str, Any] = dict(
     prune=False, prune_start=200, prune_every=20, prune_percentile=10.0, prune_keep_width=False,
     recycling="none", seed=0, phase2_fraction=0.3, checkpoint_every=1, resume=False, quiet=False,
 )
+PRESETS["mnist"] = PRESETS["fashion_mnist"]  # same shape; the paper ran Fashion-MNIST
 IMAGE_SHAPES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (3, 32, 32)}
 
 
@@ -264,9 +263,7 @@ def load_data(s: dict[str, Any]) -> datasets.Split:
 
 
 def _scaling(X: np.ndarray) -> dict[str, list[float]]:
-    mean = X.mean(axis=0, dtype=np.float64)
-    std = X.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
+    mean, std = datasets.feature_scaling(X)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 

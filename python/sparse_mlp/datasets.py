@@ -155,10 +155,17 @@ def standardize(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     >>> a.tolist(), b.tolist()
     ([[-1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0]])
     """
+    mean, std = feature_scaling(X_train)
+    return [((a - mean) / std).astype(np.float32) for a in (X_train, *others)]
+
+
+def feature_scaling(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float64) of the training data; constant
+    features get std 1."""
     mean = X_train.mean(axis=0, dtype=np.float64)
     std = X_train.std(axis=0, dtype=np.float64)
     std[std == 0] = 1.0
-    return [((a - mean) / std).astype(np.float32) for a in (X_train, *others)]
+    return mean, std
 
 
 def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple | None]:

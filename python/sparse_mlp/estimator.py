@@ -26,6 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import AllReLU
+from .datasets import feature_scaling
 from .model import SparseMLP
 from .topology import SET, ImportancePruning
 
@@ -102,9 +103,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1)) \
             if not isinstance(self.random_state, (int, np.integer)) else int(self.random_state)
         if self.standardize:
-            self.mean_ = X.mean(axis=0)
-            self.scale_ = X.std(axis=0)
-            self.scale_[self.scale_ == 0] = 1.0
+            self.mean_, self.scale_ = feature_scaling(X)
         activation = AllReLU(self.alpha) if self.activation == "all_relu" else self.activation
         self.model_ = SparseMLP([X.shape[1], *self.hidden_layer_sizes, self.classes_.size],
                                 activation=activation, epsilon=self.epsilon, init=self.init,
