@@ -203,3 +203,92 @@ def test_a_loaded_checkpoint_trained_on_is_a_new_run(tmp_path):
     model.fit(X, y, epochs=1, verbose=0)
     model.save(tmp_path / "later.npz")
     assert "fit" not in sm.SparseMLP.load(tmp_path / "later.npz")._config
+
+
+RECYCLING = {
+    # immunity, an interpolation longer than an epoch (13 steps), the midpoint
+    # loss and SET: every book and the pending blends cross the checkpoint
+    "magnitude": [sm.NeuronRecycling(fraction=0.1, every_steps=7, immunity=2,
+                                     interpolate_steps=20), sm.MidpointLoss(weight=0.01)],
+    "redo": sm.ReDo(tau=0.5, every_steps=9, interpolate_steps=5),
+    # ages and fractional replacement debts, with layers shrunk by pruning
+    "cbp": sm.ContinualBackprop(replacement_rate=0.01, maturity=5, every_steps=3),
+}
+
+
+def _recycling_options(name):
+    pruning = sm.ImportancePruning(2, 2, 20.0, shrink=True) if name == "cbp" else None
+    return {**OPTIONS, "recycling": RECYCLING[name], "pruning": pruning}
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])
+@pytest.mark.parametrize("name", sorted(RECYCLING))
+def test_resume_with_recycling_is_bit_identical(tmp_path, name, stop_after):
+    X, y = blobs(200, 10, 3, seed=2)
+    options = _recycling_options(name)
+    whole = _build()
+    expected = whole.fit(X, y, **options)
+
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(stop_after + 1)],
+                     **options)
+    saved = np.load(path)
+    assert saved["recycling.0.counts.0"].sum() > 0, "nothing recycled before the checkpoint"
+    if name == "magnitude":
+        assert saved["recycling.core.blend_steps"].size > 0, "no interpolation in flight"
+    resumed = _build()
+    history = resumed.fit(X, y, checkpoint=path, resume=True, **options)
+    _assert_same(whole, resumed)
+    for key in ("loss", "accuracy", "recycled", "recycle_events", "n_neurons"):
+        assert [r[key] for r in history] == [r[key] for r in expected], key
+    assert resumed.recycling_summary == whole.recycling_summary
+    a, b = whole._net.recycling_state(), resumed._net.recycling_state()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_resume_with_another_recycling_strategy_is_refused(tmp_path):
+    X, y = blobs(100, 10, 3)
+    path = tmp_path / "run.npz"
+    options = _recycling_options("redo")
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(2)], **options)
+    other = {**options, "recycling": sm.ReDo(tau=0.4, every_steps=9, interpolate_steps=5)}
+    with pytest.raises(sm.InvalidInputError, match="recycling: saved"):
+        _build().fit(X, y, checkpoint=path, resume=True, **other)
+    with pytest.raises(sm.InvalidInputError, match="recycling"):
+        _build().fit(X, y, checkpoint=path, resume=True, **OPTIONS)
+
+
+@pytest.mark.parametrize("name, key, value, message", [
+    ("magnitude", "recycling.core.weight_col", lambda a: a + 10_000, "outside layer"),
+    ("magnitude", "recycling.core.weight_delta", lambda a: np.full_like(a, np.nan), "weight change"),
+    ("magnitude", "recycling.core.blend_weights", lambda a: a + 1, "counts add up"),
+    ("magnitude", "recycling.core.protected_ids", lambda a: np.append(a, [-1]), "not a valid index"),
+    ("magnitude", "recycling.core.activity_sum_abs", lambda a: np.append(a, [1.0]), "activity is off"),
+    ("magnitude", "recycling.0.counts.1", lambda a: a.astype(np.float64), "counts.1"),
+    ("magnitude", "recycling.0.immune_until.0", lambda a: a[:-1], "immune_until.0"),
+    ("magnitude", "recycling.core.blend_steps", None, "'blend_steps' is missing"),
+    ("cbp", "recycling.core.activity_utility", lambda a: a[:-1], "counts add up"),
+    ("cbp", "recycling.core.activity_decay", lambda a: a + 1, "decay must be in"),
+    ("cbp", "recycling.0.age.0", lambda a: a[:-1], "age.0"),
+])
+def test_tampered_recycling_books_are_refused(tmp_path, name, key, value, message):
+    X, y = blobs(200, 10, 3, seed=2)
+    options = _recycling_options(name)
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(2)], **options)
+    arrays = dict(np.load(path))
+    if value is None:
+        del arrays[key]
+    else:
+        arrays[key] = value(arrays[key])
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    model = _build()
+    with pytest.raises(sm.CheckpointError, match=message):
+        model.fit(X, y, checkpoint=bad, resume=True, **options)
+    assert model.epochs_trained == 0 and not model.history
+    _assert_same(model, _build())  # the refused checkpoint left the model as it was

@@ -136,7 +136,10 @@ def test_file_data_train_predict_evaluate(tmp_path):
 
 
 def test_checkpoint_and_resume_from_the_command_line(tmp_path):
-    args = ["train", "--epochs", "4", "--hidden", "64", "--zeta", "0.2", "--quiet"]
+    # recycling with interpolations that outlast an epoch (79 steps)
+    args = ["train", "--epochs", "4", "--hidden", "64", "--zeta", "0.2", "--quiet",
+            "--recycling", "magnitude", "--recycle-every", "30", "--recycle-interpolate", "100",
+            "--recycle-immunity", "1"]
     whole = tmp_path / "whole.npz"
     assert run(*args, "--save", whole).returncode == 0
     ck = tmp_path / "ck.npz"
@@ -154,6 +157,8 @@ def test_checkpoint_and_resume_from_the_command_line(tmp_path):
     a, b = sm.SparseMLP.load(whole), sm.SparseMLP.load(resumed)
     for la, lb in zip(a.layers, b.layers):
         np.testing.assert_array_equal(la.to_scipy().toarray(), lb.to_scipy().toarray())
+    assert [r["recycled"] for r in a.history] == [r["recycled"] for r in b.history] == [[2], [3], [2], [3]]
+    assert a.history[-1]["recycling_summary"] == b.history[-1]["recycling_summary"]
     assert [r["epoch"] for r in read_metrics(tmp_path / "out")] == [3, 4]
 
 

@@ -21,7 +21,7 @@ from ._validation import as_features, as_labels, number, positive_int
 from .activations import ActivationLike, AllReLU, resolve
 from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences
 from .errors import CheckpointError, DivergenceError, InvalidInputError, SparseMLPError
-from .recycling import start_runs
+from .recycling import restore_runs, save_runs, start_runs
 from .topology import SET, ImportancePruning
 
 log = logging.getLogger("sparse_mlp")
@@ -320,7 +320,8 @@ class SparseMLP:
         trains the epochs still missing; the options and data must be the
         ones of the saved run (an error names what differs). The result is
         bit-identical to a run that was never stopped, and the returned
-        history covers the whole run. Not yet with ``recycling``.
+        history covers the whole run; with ``recycling``, the checkpoint also
+        holds the strategy's books and pending interpolations.
 
         ``verbose``: 0 silent; 1 a progress bar on a terminal (tqdm), else a
         line per epoch at most once a second; 2 a line per epoch.
@@ -359,19 +360,18 @@ class SparseMLP:
         }
         self._config.pop("fit", None)  # a loaded checkpoint's progress is not this run's
         state: dict[str, Any] = {"done": 0, "first": len(self.history)}
+        runs: list[Any] | None = None
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
-            if recycling is not None:
-                raise InvalidInputError(
-                    "checkpoints do not yet hold the state of a recycling strategy; "
-                    "train with recycling without checkpoint=")
             plan.update(topology=encode_strategy(topology, "topology"),
-                        pruning=encode_strategy(pruning, "pruning"))
+                        pruning=encode_strategy(pruning, "pruning"),
+                        recycling=encode_strategy(recycling, "recycling"))
             state.update(plan=plan, data=fingerprint(X, y), every=checkpoint_every)
             if resume and os.path.exists(checkpoint):
-                state = self._resume_from(checkpoint, state)
+                state, runs = self._resume_from(checkpoint, state, recycling, X, y)
         strategies = [s for s in (pruning, topology) if s is not None]
-        runs = start_runs(recycling, self, X, y)
+        if runs is None:
+            runs = start_runs(recycling, self, X, y)
         progress = _Progress(verbose, epochs, state["done"])
         run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
@@ -389,11 +389,7 @@ class SparseMLP:
                     log.info("a callback stopped training after epoch %d", epoch)
                 state.update(done=epoch, finished=stop or epoch == epochs)
                 if checkpoint is not None and (epoch % checkpoint_every == 0 or state["finished"]):
-                    self._config["fit"] = state
-                    try:
-                        self.save(checkpoint)
-                    finally:
-                        del self._config["fit"]
+                    self._save_checkpoint(checkpoint, state, runs)
         finally:
             progress.close()
             for r in runs:
@@ -405,10 +401,23 @@ class SparseMLP:
                 run[-1]["recycling_summary"] = self.recycling_summary
         return run
 
-    def _resume_from(self, path: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    def _save_checkpoint(self, path: str, state: dict[str, Any], runs: list[Any]) -> None:
+        """Writes the model with the run's progress and the recycling books."""
+        books, arrays = save_runs(runs, self)
+        self._config["fit"] = dict(state, recycling=books) if runs else state
+        try:
+            atomic_write(path, lambda f: self._write_archive(f, arrays))
+        finally:
+            del self._config["fit"]
+
+    def _resume_from(self, path: str, wanted: dict[str, Any], recycling: Any, X: np.ndarray,
+                     y: np.ndarray) -> tuple[dict[str, Any], list[Any]]:
         """Adopts the training state saved in checkpoint ``path`` after checking
-        that it is a run with the same options and data; returns its progress."""
-        saved = SparseMLP.load(path)
+        that it is a run with the same options and data, and that its
+        recycling books are sound (the model is untouched until then).
+        Returns the run's progress and its recycling runs, restored."""
+        books: dict[str, np.ndarray] = {}
+        saved = SparseMLP._read_archive(path, path, books)
         state = saved._config.get("fit")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path} is a model file but not a checkpoint of fit()")
@@ -419,12 +428,16 @@ class SparseMLP:
         if state.get("data") != wanted["data"]:
             raise InvalidInputError(f"{path} holds a run on other training data; resume it "
                                     "with the same X and y")
+        runs = start_runs(recycling, saved, X, y)
+        if runs:
+            restore_runs(runs, saved, state.get("recycling"), books)
         config = {k: v for k, v in saved._config.items() if k != "fit"}
         self._adopt(saved._net, config, saved.history, saved.epochs_trained)
         log.info("resuming the run saved in %s after epoch %d of %d", path, state["done"],
                  state["plan"]["epochs"])
-        return {**wanted, "done": int(state["done"]), "first": int(state["first"]),
-                "finished": bool(state.get("finished"))}
+        progress = {**wanted, "done": int(state["done"]), "first": int(state["first"]),
+                    "finished": bool(state.get("finished"))}
+        return progress, runs
 
     def _fit_epoch(self, X: np.ndarray, y: np.ndarray, val: Any, batch_size: int,
                    sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
@@ -551,8 +564,8 @@ class SparseMLP:
         objects. The file is replaced atomically: it is never half-written."""
         atomic_write(os.fspath(path), self._write_archive)
 
-    def _write_archive(self, f: Any) -> None:
-        arrays: dict[str, np.ndarray] = {}
+    def _write_archive(self, f: Any, extra: dict[str, np.ndarray] | None = None) -> None:
+        arrays: dict[str, np.ndarray] = dict(extra or {})
         for i in range(len(self.sizes) - 1):
             st = self._net.layer_state(i)
             for k in _LAYER_ARRAYS:
@@ -590,7 +603,10 @@ class SparseMLP:
         return cls._read_archive(path, path)
 
     @classmethod
-    def _read_archive(cls, source: Any, path: str) -> SparseMLP:
+    def _read_archive(cls, source: Any, path: str,
+                      books: dict[str, np.ndarray] | None = None) -> SparseMLP:
+        """The model in archive ``source``; with ``books``, also collects the
+        recycling arrays a checkpoint holds into it."""
         try:
             with np.load(source, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
@@ -614,6 +630,8 @@ class SparseMLP:
                         st[k] = a
                     layers.append(st)
                 rng_state = [int(v) for v in z["rng_state"]]
+                if books is not None:
+                    books.update({k: z[k] for k in z.files if k.startswith("recycling.")})
         except CheckpointError:
             raise
         except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile,

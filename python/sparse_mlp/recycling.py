@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._validation import choice, nonnegative_int, number, positive_int
-from .errors import InvalidInputError
+from .errors import CheckpointError, InvalidInputError
 
 if TYPE_CHECKING:
     from .model import SparseMLP
@@ -243,6 +243,12 @@ class _Midpoint:
     def train_options(self) -> dict[str, Any]:
         return {"midpoint": self.option}
 
+    def books(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {}
+
+    def restore(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        pass
+
     def close(self, model: SparseMLP) -> None:
         pass
 
@@ -374,6 +380,28 @@ class _Run:
     def recycled_hook(self, h: int, ids: np.ndarray) -> None:
         pass
 
+    def books(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The run's state for a checkpoint: JSON data and per-neuron arrays."""
+        data = {"round": self.round, "events": self.events}
+        arrays: dict[str, np.ndarray] = {}
+        for h in self.layers:
+            arrays[f"counts.{h}"] = self.counts[h]
+            arrays[f"immune_until.{h}"] = self.immune_until[h]
+            if self.previous[h] is not None:
+                arrays[f"previous.{h}"] = self.previous[h]
+        return data, arrays
+
+    def restore(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Takes back :meth:`books` of the same strategy on the same model."""
+        self.round = _int(data, "round")
+        self.events = data.get("events")
+        if not isinstance(self.events, list):
+            raise CheckpointError("the recycling books have no event list")
+        for h in self.layers:
+            self.counts[h] = _ints(arrays, f"counts.{h}")
+            self.immune_until[h] = _ints(arrays, f"immune_until.{h}", self.counts[h].size)
+            self.previous[h] = _ints(arrays, f"previous.{h}") if f"previous.{h}" in arrays else None
+
     def summary(self) -> dict[str, Any]:
         """Per hidden layer: each neuron's recycle count and current
         connection count (fan-in + fan-out), the recycle-count histogram
@@ -485,10 +513,77 @@ class _Utility(_Run):
     def recycled_hook(self, h: int, ids: np.ndarray) -> None:
         self.age[h][ids] = 0
 
+    def books(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        data, arrays = super().books()
+        data.update(owed={str(h): v for h, v in self.owed.items()}, last_step=self.last_step,
+                    elapsed=self.elapsed)
+        arrays.update({f"age.{h}": self.age[h] for h in self.layers})
+        return data, arrays
+
+    def restore(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        super().restore(data, arrays)
+        owed = data.get("owed")
+        if not isinstance(owed, dict) or not all(
+                isinstance(owed.get(str(h)), float) and math.isfinite(owed[str(h)])
+                for h in self.layers):
+            raise CheckpointError("the Continual Backprop books have no valid replacement debts")
+        self.owed = {h: owed[str(h)] for h in self.layers}
+        self.last_step, self.elapsed = _int(data, "last_step"), _int(data, "elapsed")
+        self.age = {h: _ints(arrays, f"age.{h}", self.counts[h].size) for h in self.layers}
+
     def protected(self, h: int) -> np.ndarray:
         young = self.age[h] <= self.s.maturity
         young &= self.counts[h] > 0
         return np.union1d(np.flatnonzero(young), super().protected(h))
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CheckpointError(f"the recycling books have no valid {key}")
+    return value
+
+
+def _ints(arrays: dict[str, np.ndarray], key: str, size: int | None = None) -> np.ndarray:
+    a = arrays.get(key)
+    if a is None or a.dtype != np.int64 or a.ndim != 1 or (size is not None and a.size != size):
+        raise CheckpointError(f"the recycling books' array {key} is missing or malformed")
+    return a.copy()
+
+
+def save_runs(runs: list[Any], model: SparseMLP) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The state of ``fit``'s recycling runs for a checkpoint: each run's
+    books (JSON data, and arrays named ``recycling.<run>.<name>``) and the
+    compiled core's part (``recycling.core.<name>``)."""
+    data, arrays = [], {}
+    for i, r in enumerate(runs):
+        d, a = r.books()
+        data.append(d)
+        arrays.update({f"recycling.{i}.{k}": v for k, v in a.items()})
+    if runs:
+        state = model._net.recycling_state()
+        arrays.update({f"recycling.core.{k}": v for k, v in state.items()})
+    return data, arrays
+
+
+def restore_runs(runs: list[Any], model: SparseMLP, data: Any,
+                 arrays: dict[str, np.ndarray]) -> None:
+    """Takes back what :func:`save_runs` saved into runs just started with the
+    same strategies on the same model; malformed books raise
+    :class:`CheckpointError`."""
+    if not isinstance(data, list) or len(data) != len(runs) or \
+            not all(isinstance(d, dict) for d in data):
+        raise CheckpointError("the checkpoint's recycling books do not match its strategies")
+    for i, (r, d) in enumerate(zip(runs, data)):
+        prefix = f"recycling.{i}."
+        r.restore(d, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+    if runs:
+        prefix = "recycling.core."
+        core = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        try:
+            model._net.set_recycling_state(core)
+        except (InvalidInputError, TypeError) as e:
+            raise CheckpointError(f"the checkpoint's recycling state is invalid: {e}") from None
 
 
 def start_runs(recycling: Any, model: SparseMLP, X: np.ndarray, y: np.ndarray) -> list[Any]:

@@ -11,7 +11,10 @@ use crate::kernels;
 use crate::layer::Layer;
 use crate::loss::{BatchLoss, Loss};
 use crate::optim::Sgd;
-use crate::recycle::{self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, Selection};
+use crate::recycle::{
+    self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
+    Selection,
+};
 use crate::rng::Rng;
 use crate::simd::multiversion;
 use crate::topology::{self, SetStep};
@@ -832,6 +835,88 @@ impl Network {
         self.blends.len()
     }
 
+    /// The recycling state held between training steps (see
+    /// [`RecyclingState`]), for checkpoints.
+    pub fn recycling_state(&self) -> RecyclingState {
+        let hidden = self.layers.len() - 1;
+        let protected = (0..hidden)
+            .map(|h| match self.protected.get(h) {
+                Some(mask) => (0..mask.len() as u32)
+                    .filter(|&j| mask[j as usize])
+                    .collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        RecyclingState {
+            protected,
+            blends: self.blends.iter().map(Blend::saved).collect(),
+            activity: self.activity.clone(),
+        }
+    }
+
+    /// Restores a state from [`Self::recycling_state`] of this network (a
+    /// checkpoint). Everything is checked before anything changes: unknown
+    /// layers, neurons or connections, repeated ids, non-finite numbers and
+    /// statistics of the wrong width are refused.
+    pub fn set_recycling_state(&mut self, state: RecyclingState) -> Result<()> {
+        let sizes = self.sizes();
+        let hidden = &sizes[1..sizes.len() - 1];
+        if state.protected.len() != hidden.len() {
+            invalid!(
+                "protected neurons are given for {} hidden layers; the network has {}",
+                state.protected.len(),
+                hidden.len()
+            );
+        }
+        let mut masks = Vec::with_capacity(hidden.len());
+        for (h, ids) in state.protected.iter().enumerate() {
+            let mask = recycle::flags(hidden[h], ids)?;
+            masks.push(if ids.is_empty() { Vec::new() } else { mask });
+        }
+        for (i, b) in state.blends.iter().enumerate() {
+            self.check_saved_blend(b)
+                .map_err(|e| CoreError::InvalidInput(format!("interpolation {i}: {e}")))?;
+        }
+        if let Some(act) = &state.activity {
+            act.check(hidden)?;
+        }
+        self.protected = masks;
+        self.blends = state.blends.iter().map(Blend::from_saved).collect();
+        self.activity = state.activity;
+        Ok(())
+    }
+
+    fn check_saved_blend(&self, b: &SavedBlend) -> Result<()> {
+        if b.steps_left == 0 {
+            invalid!("no steps left");
+        }
+        for &(l, row, col, delta) in &b.weights {
+            let Some(layer) = self.layers.get(l) else {
+                invalid!("layer {l} does not exist");
+            };
+            let w = &layer.w;
+            if row as usize >= w.n_in() || col as usize >= w.n_out() {
+                invalid!(
+                    "connection ({row}, {col}) is outside layer {l} ({} x {})",
+                    w.n_in(),
+                    w.n_out()
+                );
+            }
+            if !delta.is_finite() {
+                invalid!("a weight change is {delta}");
+            }
+        }
+        for &(h, j, delta) in &b.biases {
+            if h + 1 >= self.layers.len() || j as usize >= self.layers[h].w.n_out() {
+                invalid!("bias of neuron {j} of hidden layer {h} does not exist");
+            }
+            if !delta.is_finite() {
+                invalid!("a bias change is {delta}");
+            }
+        }
+        Ok(())
+    }
+
     fn advance_blends(&mut self) {
         if self.blends.is_empty() {
             return;
@@ -1289,5 +1374,104 @@ mod tests {
         assert_eq!(net.run_state().topology_version, v0 + 1);
         assert!(net.recycle_neurons(0, &[2, 2], plain).is_err());
         assert!(net.recycle_neurons(2, &[0], plain).is_err());
+    }
+
+    /// A network rebuilt from its layers, run state and recycling state, as
+    /// a checkpoint does.
+    fn rebuilt(net: &Network) -> Network {
+        let mut copy = Network::from_layers(
+            net.layers.clone(),
+            net.hidden.clone(),
+            net.loss,
+            net.dropout,
+            net.init,
+            net.run_state(),
+        )
+        .unwrap();
+        copy.set_recycling_state(net.recycling_state()).unwrap();
+        copy
+    }
+
+    #[test]
+    fn a_restored_recycling_state_continues_bit_identically() {
+        let (x, y) = data(96, 12, 3, 5);
+        let mut net = Network::new(spec(6, 0.2)).unwrap();
+        net.track_activity(true, Some(0.9)).unwrap();
+        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        let o = RecycleOptions {
+            reinit: recycle::Reinit::Initial,
+            outgoing: recycle::Outgoing::Reinit,
+            interpolate_steps: 9,
+        };
+        net.recycle_neurons(0, &[1, 7], o).unwrap();
+        net.recycle_neurons(1, &[3], o).unwrap();
+        net.protect_neurons(0, &[1, 7]).unwrap();
+        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap(); // 6 of 9 steps
+        net.evolve_set(0.3).unwrap(); // the blends' storage indices go stale
+        assert_eq!(net.pending_blends(), 2);
+        let mut copy = rebuilt(&net);
+        assert_eq!(copy.recycling_state(), net.recycling_state());
+        for _ in 0..2 {
+            for n in [&mut net, &mut copy] {
+                n.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+                n.evolve_set(0.3).unwrap();
+            }
+        }
+        assert_eq!(net.pending_blends(), 0);
+        assert_eq!(copy.layers, net.layers);
+        assert_eq!(copy.run_state(), net.run_state());
+        assert_eq!(copy.recycling_state(), net.recycling_state());
+        // without the recycling state, the same layers train differently
+        let mut bare = Network::new(spec(6, 0.2)).unwrap();
+        let mut with = bare.clone();
+        with.recycle_neurons(0, &[2], o).unwrap();
+        bare.layers = with.layers.clone();
+        for n in [&mut bare, &mut with] {
+            n.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        }
+        assert_ne!(bare.layers, with.layers);
+    }
+
+    #[test]
+    fn a_bad_recycling_state_is_refused_and_changes_nothing() {
+        let mut net = Network::new(spec(2, 0.0)).unwrap();
+        net.track_activity(true, None).unwrap();
+        net.protect_neurons(1, &[4]).unwrap();
+        let good = net.recycling_state();
+        let blend = SavedBlend {
+            steps_left: 3,
+            weights: vec![(0, 1, 2, 0.5)],
+            biases: vec![(0, 2, 0.1)],
+        };
+        let mut cases: Vec<RecyclingState> = Vec::new();
+        let with = |f: &dyn Fn(&mut RecyclingState)| {
+            let mut s = RecyclingState {
+                blends: vec![blend.clone()],
+                ..good.clone()
+            };
+            f(&mut s);
+            s
+        };
+        cases.push(with(&|s| s.protected.pop().map(drop).unwrap()));
+        cases.push(with(&|s| s.protected[0] = vec![20]));
+        cases.push(with(&|s| s.protected[0] = vec![3, 3]));
+        cases.push(with(&|s| s.blends[0].steps_left = 0));
+        cases.push(with(&|s| s.blends[0].weights[0].0 = 3));
+        cases.push(with(&|s| s.blends[0].weights[0].1 = 12));
+        cases.push(with(&|s| s.blends[0].weights[0].2 = 20));
+        cases.push(with(&|s| s.blends[0].weights[0].3 = f32::NAN));
+        cases.push(with(&|s| s.blends[0].biases[0].0 = 2));
+        cases.push(with(&|s| s.blends[0].biases[0].1 = 20));
+        cases.push(with(&|s| s.blends[0].biases[0].2 = f32::INFINITY));
+        cases.push(with(&|s| s.activity.as_mut().unwrap().sum_abs[1].push(0.0)));
+        cases.push(with(&|s| s.activity.as_mut().unwrap().utility[0][0] = -1.0));
+        cases.push(with(&|s| s.activity.as_mut().unwrap().decay = Some(1.0)));
+        for (i, bad) in cases.into_iter().enumerate() {
+            assert!(net.set_recycling_state(bad).is_err(), "case {i} accepted");
+            assert_eq!(net.recycling_state(), good, "case {i} changed the state");
+        }
+        let fine = with(&|_| {});
+        net.set_recycling_state(fine.clone()).unwrap();
+        assert_eq!(net.recycling_state(), fine);
     }
 }

@@ -415,6 +415,66 @@ impl Blend {
     }
 }
 
+/// A pending interpolation as a checkpoint holds it: connections named by
+/// position in the matrix rather than by storage index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedBlend {
+    pub steps_left: u32,
+    /// (layer, row, column, change per step) of the weights.
+    pub weights: Vec<(usize, u32, u32, f32)>,
+    /// (hidden layer, neuron, change per step) of the biases.
+    pub biases: Vec<(usize, u32, f32)>,
+}
+
+impl Blend {
+    pub fn saved(&self) -> SavedBlend {
+        SavedBlend {
+            steps_left: self.steps_left,
+            weights: self
+                .weights
+                .iter()
+                .map(|e| (e.layer, e.row, e.col, e.delta))
+                .collect(),
+            biases: self.biases.clone(),
+        }
+    }
+
+    /// The blend of a checkpoint, whose entries were checked against the
+    /// layers; the storage indices are found at the first use.
+    pub fn from_saved(s: &SavedBlend) -> Blend {
+        Blend {
+            steps_left: s.steps_left,
+            version: STALE,
+            weights: s
+                .weights
+                .iter()
+                .map(|&(layer, row, col, delta)| BlendEntry {
+                    layer,
+                    row,
+                    col,
+                    k: 0,
+                    delta,
+                })
+                .collect(),
+            biases: s.biases.clone(),
+        }
+    }
+}
+
+/// A topology version no network reaches: a blend marked with it relocates.
+const STALE: u64 = u64::MAX;
+
+/// What neuron recycling keeps inside a network between training steps, so
+/// that a checkpoint can hold it: the neurons SET must spare, the pending
+/// interpolations and the activity statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecyclingState {
+    /// Per hidden layer, the protected neurons (sorted).
+    pub protected: Vec<Vec<u32>>,
+    pub blends: Vec<SavedBlend>,
+    pub activity: Option<Activity>,
+}
+
 /// Flags of `ids` among `n` neurons; rejects unknown or repeated ids.
 pub(crate) fn flags(n: usize, ids: &[u32]) -> Result<Vec<bool>> {
     let mut f = vec![false; n];
@@ -572,7 +632,7 @@ fn blend_in_place(
 /// seen since the last reset, and (when a decay is set) Continual Backprop's
 /// contribution utility, a running average of `mean_batch |a_j| · Σ|outgoing_j|`.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Activity {
+pub struct Activity {
     pub samples: u64,
     pub sum_abs: Vec<Vec<f64>>,
     pub decay: Option<f64>,
@@ -613,6 +673,29 @@ impl Activity {
     pub fn mean_abs(&self, h: usize) -> Vec<f64> {
         let n = self.samples.max(1) as f64;
         self.sum_abs[h].iter().map(|s| s / n).collect()
+    }
+
+    /// Checks statistics read from a checkpoint against the hidden layers'
+    /// widths: one finite, non-negative entry per neuron and a valid decay.
+    pub fn check(&self, widths: &[usize]) -> Result<()> {
+        if let Some(d) = self.decay {
+            if !(0.0..1.0).contains(&d) {
+                invalid!("utility decay must be in [0, 1), got {d}");
+            }
+        }
+        for (name, v) in [
+            ("mean activation sums", &self.sum_abs),
+            ("utilities", &self.utility),
+        ] {
+            let got: Vec<usize> = v.iter().map(Vec::len).collect();
+            if got != widths {
+                invalid!("{name} have layer widths {got:?}; the hidden layers have {widths:?}");
+            }
+            if v.iter().flatten().any(|x| !x.is_finite() || *x < 0.0) {
+                invalid!("{name} must be finite and non-negative");
+            }
+        }
+        Ok(())
     }
 
     /// Forgets the history of the given neurons of layer `h` (they are new).

@@ -18,7 +18,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 use rayon::ThreadPool;
 use sparse_mlp_core as core;
-use sparse_mlp_core::recycle::{Midpoint, Outgoing, RecycleOptions, Reinit, Selection};
+use sparse_mlp_core::recycle::{
+    Activity, Midpoint, Outgoing, RecycleOptions, RecyclingState, Reinit, SavedBlend, Selection,
+};
 use sparse_mlp_core::{
     Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, Sgd, SparseMatrix,
     TrainConfig, WeightInit,
@@ -200,6 +202,58 @@ fn compute_interruptible<R: Send>(
 }
 
 // ---------------------------------------------------------------- arrays
+
+fn invalid_state(what: &str) -> PyErr {
+    to_py(CoreError::InvalidInput(format!("recycling state: {what}")))
+}
+
+/// The arrays of a saved recycling state, read by name.
+struct SavedState<'a, 'py>(&'a Bound<'py, PyDict>);
+
+impl SavedState<'_, '_> {
+    fn array(&self, key: &str) -> PyResult<Bound<'_, PyAny>> {
+        self.0
+            .get_item(key)?
+            .ok_or_else(|| invalid_state(&format!("'{key}' is missing")))
+    }
+
+    /// Non-negative int64 entries of `key` converted to `T`.
+    fn indices<T: TryFrom<i64>>(&self, key: &str) -> PyResult<Vec<T>> {
+        let a: PyReadonlyArray1<'_, i64> = self
+            .array(key)?
+            .extract()
+            .map_err(|_| invalid_state(&format!("'{key}' must be a 1-d int64 array")))?;
+        indices(&a, key)
+    }
+
+    fn floats<T: numpy::Element + Copy>(&self, key: &str) -> PyResult<Vec<T>> {
+        let a: PyReadonlyArray1<'_, T> = self.array(key)?.extract().map_err(|_| {
+            invalid_state(&format!(
+                "'{key}' must be a 1-d array of {}",
+                std::any::type_name::<T>()
+            ))
+        })?;
+        Ok(vector(&a, key)?.to_vec())
+    }
+}
+
+/// `values` cut into consecutive groups of `counts` entries.
+fn split<T>(values: Vec<T>, counts: &[i64], what: &str) -> PyResult<Vec<Vec<T>>> {
+    let total = counts.iter().try_fold(0usize, |acc, &c| {
+        usize::try_from(c).ok().and_then(|c| acc.checked_add(c))
+    });
+    if total != Some(values.len()) {
+        return Err(invalid_state(&format!(
+            "{what} holds {} entries but its counts add up to {total:?}",
+            values.len()
+        )));
+    }
+    let mut it = values.into_iter();
+    Ok(counts
+        .iter()
+        .map(|&c| it.by_ref().take(c as usize).collect())
+        .collect())
+}
 
 /// The rows of a C-contiguous float32 matrix, checked against the features.
 fn matrix<'a>(
@@ -769,6 +823,178 @@ impl PyNetwork {
     /// Clears the mean activations (utilities keep running).
     fn reset_activity(&mut self) {
         self.net.reset_activity();
+    }
+
+    /// What neuron recycling keeps inside the network between steps (SET
+    /// protection, pending interpolations, activity statistics) as a dict of
+    /// 1-d arrays, for checkpoints; `set_recycling_state` takes it back.
+    fn recycling_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.net.recycling_state();
+        let d = PyDict::new(py);
+        let ints = |v: Vec<i64>| PyArray1::from_vec(py, v);
+        let counts = |v: Vec<usize>| ints(v.into_iter().map(|n| n as i64).collect());
+        d.set_item(
+            "protected_counts",
+            counts(s.protected.iter().map(Vec::len).collect()),
+        )?;
+        d.set_item(
+            "protected_ids",
+            ints(s.protected.iter().flatten().map(|&j| j as i64).collect()),
+        )?;
+        let blends = &s.blends;
+        d.set_item(
+            "blend_steps",
+            counts(blends.iter().map(|b| b.steps_left as usize).collect()),
+        )?;
+        d.set_item(
+            "blend_weights",
+            counts(blends.iter().map(|b| b.weights.len()).collect()),
+        )?;
+        d.set_item(
+            "blend_biases",
+            counts(blends.iter().map(|b| b.biases.len()).collect()),
+        )?;
+        let weights: Vec<_> = blends
+            .iter()
+            .flat_map(|b| b.weights.iter().copied())
+            .collect();
+        d.set_item(
+            "weight_layer",
+            counts(weights.iter().map(|e| e.0).collect()),
+        )?;
+        d.set_item(
+            "weight_row",
+            counts(weights.iter().map(|e| e.1 as usize).collect()),
+        )?;
+        d.set_item(
+            "weight_col",
+            counts(weights.iter().map(|e| e.2 as usize).collect()),
+        )?;
+        d.set_item(
+            "weight_delta",
+            PyArray1::from_iter(py, weights.iter().map(|e| e.3)),
+        )?;
+        let biases: Vec<_> = blends
+            .iter()
+            .flat_map(|b| b.biases.iter().copied())
+            .collect();
+        d.set_item("bias_layer", counts(biases.iter().map(|e| e.0).collect()))?;
+        d.set_item(
+            "bias_neuron",
+            counts(biases.iter().map(|e| e.1 as usize).collect()),
+        )?;
+        d.set_item(
+            "bias_delta",
+            PyArray1::from_iter(py, biases.iter().map(|e| e.2)),
+        )?;
+        let act = s.activity.as_ref();
+        d.set_item(
+            "activity_samples",
+            ints(act.map(|a| a.samples as i64).into_iter().collect()),
+        )?;
+        d.set_item(
+            "activity_decay",
+            PyArray1::from_iter(py, act.and_then(|a| a.decay)),
+        )?;
+        let concat = |v: fn(&Activity) -> &Vec<Vec<f64>>| {
+            PyArray1::from_vec(py, act.map_or(Vec::new(), |a| v(a).concat()))
+        };
+        d.set_item("activity_sum_abs", concat(|a| &a.sum_abs))?;
+        d.set_item("activity_utility", concat(|a| &a.utility))?;
+        Ok(d)
+    }
+
+    /// Restores a dict from `recycling_state` (of a network of the same
+    /// shape); a malformed one is refused and nothing changes.
+    fn set_recycling_state(&mut self, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let saved = SavedState(state);
+        let widths: Vec<usize> = {
+            let sizes = self.net.sizes();
+            sizes[1..sizes.len() - 1].to_vec()
+        };
+        let protected = split(
+            saved.indices("protected_ids")?,
+            &saved.indices("protected_counts")?,
+            "protected_ids",
+        )?;
+        let steps: Vec<u32> = saved.indices("blend_steps")?;
+        let (layers, rows, cols) = (
+            saved.indices::<usize>("weight_layer")?,
+            saved.indices::<u32>("weight_row")?,
+            saved.indices::<u32>("weight_col")?,
+        );
+        let deltas = saved.floats::<f32>("weight_delta")?;
+        if [rows.len(), cols.len(), deltas.len()] != [layers.len(); 3] {
+            return Err(invalid_state("the weight_* arrays differ in length"));
+        }
+        let weights: Vec<_> = (0..layers.len())
+            .map(|i| (layers[i], rows[i], cols[i], deltas[i]))
+            .collect();
+        let (layers, neurons) = (
+            saved.indices::<usize>("bias_layer")?,
+            saved.indices::<u32>("bias_neuron")?,
+        );
+        let deltas = saved.floats::<f32>("bias_delta")?;
+        if [neurons.len(), deltas.len()] != [layers.len(); 2] {
+            return Err(invalid_state("the bias_* arrays differ in length"));
+        }
+        let biases: Vec<_> = (0..layers.len())
+            .map(|i| (layers[i], neurons[i], deltas[i]))
+            .collect();
+        let weights = split(weights, &saved.indices("blend_weights")?, "weight_*")?;
+        let biases = split(biases, &saved.indices("blend_biases")?, "bias_*")?;
+        if weights.len() != steps.len() || biases.len() != steps.len() {
+            return Err(invalid_state(
+                "blend_steps, blend_weights and blend_biases differ in length",
+            ));
+        }
+        let blends = steps
+            .into_iter()
+            .zip(weights.into_iter().zip(biases))
+            .map(|(steps_left, (weights, biases))| SavedBlend {
+                steps_left,
+                weights,
+                biases,
+            })
+            .collect();
+        let samples: Vec<u64> = saved.indices("activity_samples")?;
+        let decay = saved.floats::<f64>("activity_decay")?;
+        let activity = match (samples.as_slice(), decay.as_slice()) {
+            ([], []) => {
+                for key in ["activity_sum_abs", "activity_utility"] {
+                    if !saved.floats::<f64>(key)?.is_empty() {
+                        return Err(invalid_state(&format!(
+                            "'{key}' has values but activity is off"
+                        )));
+                    }
+                }
+                None
+            }
+            ([n], d) if d.len() <= 1 => {
+                let per_layer: Vec<i64> = widths.iter().map(|&w| w as i64).collect();
+                let widths_of = |key: &str| -> PyResult<Vec<Vec<f64>>> {
+                    let v = saved.floats::<f64>(key)?;
+                    split(v, &per_layer, key)
+                };
+                Some(Activity {
+                    samples: *n,
+                    sum_abs: widths_of("activity_sum_abs")?,
+                    decay: d.first().copied(),
+                    utility: widths_of("activity_utility")?,
+                })
+            }
+            _ => {
+                return Err(invalid_state(
+                    "activity_samples and activity_decay hold more than one value",
+                ))
+            }
+        };
+        let state = RecyclingState {
+            protected,
+            blends,
+            activity,
+        };
+        self.net.set_recycling_state(state).map_err(to_py)
     }
 
     /// Interpolations of recycled neurons still in progress.
