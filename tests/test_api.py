@@ -293,4 +293,19 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
     model = sm.SparseMLP([6, 12, 3], epsilon=3, seed=0)
     model.fit(X, y, epochs=3, verbose=1, validation_data=(X, y))
     out = capsys.readouterr().out
-    assert "3/3" in out and "nnz=" in out and "val_acc=" in out and "epoch 1/3" not in out
+    n_batches = -(-len(y) // 32)
+    # one bar over all mini-batches, at its end; no per-epoch lines
+    assert f"{3 * n_batches}/{3 * n_batches}" in out and "epoch 3/3" in out
+    assert "nnz=" in out and "val_acc=" in out and "loss " not in out
+
+    # During an epoch the core reports the batches done since the stretch began.
+    progress = model_module._Progress(1, 4, done=1, n_batches=10)
+    assert progress.bar.n == 10
+    progress.batches(2)(3)
+    assert progress.bar.n == 13
+    progress.batches(3, offset=4)(5)  # a stretch after a recycling event
+    assert progress.bar.n == 29
+    progress.report(3, {"loss": 0.5, "accuracy": 0.8, "n_connections": 7})
+    assert progress.bar.n == 30 and progress.bar.desc.startswith("epoch 4/4")
+    progress.close()
+    assert model_module._Progress(2, 4, n_batches=10).batches(1) is None

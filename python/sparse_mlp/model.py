@@ -372,7 +372,7 @@ class SparseMLP:
         strategies = [s for s in (pruning, topology) if s is not None]
         if runs is None:
             runs = start_runs(recycling, self, X, y)
-        progress = _Progress(verbose, epochs, state["done"])
+        progress = _Progress(verbose, epochs, state["done"], -(-X.shape[0] // batch_size))
         run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
         try:
@@ -380,7 +380,7 @@ class SparseMLP:
                 if state.get("finished"):
                     break
                 record = self._fit_epoch(X, y, val, batch_size, sgd, shuffle, runs, strategies,
-                                         epoch, epochs)
+                                         epoch, epochs, progress)
                 run.append(record)
                 self.history.append(record)
                 progress.report(epoch, record)
@@ -441,16 +441,19 @@ class SparseMLP:
 
     def _fit_epoch(self, X: np.ndarray, y: np.ndarray, val: Any, batch_size: int,
                    sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
-                   strategies: list[Any], epoch: int, epochs: int) -> dict[str, Any]:
+                   strategies: list[Any], epoch: int, epochs: int,
+                   progress: _Progress) -> dict[str, Any]:
         """One epoch of ``fit``: training (split at recycling events), then
         evaluation and the topology strategies. Returns the epoch's record."""
         t0 = time.perf_counter()
         events: list[dict[str, Any]] = []
         try:
             if runs:
-                stats = self._train_with_events(X, y, batch_size, sgd, shuffle, runs, epoch, events)
+                stats = self._train_with_events(X, y, batch_size, sgd, shuffle, runs, epoch, events,
+                                                progress)
             else:
-                stats = self._net.train_epoch(X, y, batch_size, *sgd, shuffle)
+                stats = self._net.train_epoch(X, y, batch_size, *sgd, shuffle,
+                                              progress=progress.batches(epoch))
         except DivergenceError as err:
                 raise DivergenceError(
                     f"training diverged at epoch {epoch}, batch {err.batch}: the loss became "
@@ -491,7 +494,8 @@ class SparseMLP:
 
     def _train_with_events(self, X: np.ndarray, y: np.ndarray, batch_size: int,
                            sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
-                           epoch: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+                           epoch: int, events: list[dict[str, Any]],
+                           progress: _Progress) -> dict[str, Any]:
         """One epoch in stretches of mini-batches between recycling events;
         the same sample order and updates as one ``train_epoch`` call."""
         order = self._net.epoch_order(X.shape[0], shuffle)
@@ -506,7 +510,8 @@ class SparseMLP:
             stretch = n_batches - done if not due else min(n_batches - done, min(due) - step)
             part = order[done * batch_size:(done + stretch) * batch_size]
             try:
-                stats = self._net.train_epoch(X, y, batch_size, *sgd, order=part, **options)
+                stats = self._net.train_epoch(X, y, batch_size, *sgd, order=part, **options,
+                                              progress=progress.batches(epoch, done))
             except DivergenceError as err:
                 err.batch = (err.batch or 0) + done
                 raise
@@ -780,14 +785,16 @@ def _json_scalar(value: Any) -> Any:
 
 
 class _Progress:
-    """Progress of ``fit``. verbose 1: a tqdm bar over the epochs with the
-    latest loss, accuracy and nnz when stdout is a terminal, otherwise the
-    first, the last and at most one line per second in between; verbose 2: a
-    line per epoch; 0: nothing."""
+    """Progress of ``fit``. verbose 1: when stdout is a terminal, a tqdm bar
+    over the run's mini-batches (moving during an epoch; the last epoch's
+    loss, accuracy and nnz beside it), otherwise the first, the last and at
+    most one line per second in between; verbose 2: a line per epoch; 0:
+    nothing."""
 
-    def __init__(self, verbose: int, epochs: int, done: int = 0) -> None:
+    def __init__(self, verbose: int, epochs: int, done: int = 0, n_batches: int = 1) -> None:
         self.verbose = int(verbose)
         self.epochs = epochs
+        self.n_batches = n_batches
         self.last = -math.inf
         self.bar = None
         if self.verbose == 1 and done < epochs and _is_terminal(sys.stdout):
@@ -795,8 +802,25 @@ class _Progress:
                 from tqdm.auto import tqdm
             except ImportError:  # pragma: no cover - tqdm is a dependency
                 return
-            self.bar = tqdm(total=epochs, initial=done, unit="epoch", file=sys.stdout,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=epochs * n_batches, initial=done * n_batches, unit="batch",
+                            desc=self._epoch(done + 1), file=sys.stdout, dynamic_ncols=True,
+                            leave=True)
+
+    def _epoch(self, epoch: int) -> str:
+        return f"epoch {min(epoch, self.epochs)}/{self.epochs}"
+
+    def batches(self, epoch: int, offset: int = 0) -> Callable[[int], None] | None:
+        """The callback the compiled core calls during an epoch (about every
+        50 ms) with the mini-batches it has done since ``offset``; None when
+        there is no bar to move."""
+        bar = self.bar
+        if bar is None:
+            return None
+        base = (epoch - 1) * self.n_batches + offset
+
+        def moved(done: int) -> None:
+            bar.update(base + done - bar.n)
+        return moved
 
     def report(self, epoch: int, r: dict[str, Any]) -> None:
         if self.verbose <= 0:
@@ -807,7 +831,8 @@ class _Progress:
                 fields["val_acc"] = f"{r['val_accuracy']:.4f}"
             fields["nnz"] = str(r["n_connections"])
             self.bar.set_postfix(fields, refresh=False)
-            self.bar.update(1)
+            self.bar.set_description(self._epoch(epoch + 1), refresh=False)
+            self.bar.update(epoch * self.n_batches - self.bar.n)
             return
         now = time.monotonic()
         if self.verbose == 1 and 1 < epoch < self.epochs and now - self.last < 1.0:

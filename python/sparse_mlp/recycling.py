@@ -387,16 +387,18 @@ class _Run:
         for h in self.layers:
             arrays[f"counts.{h}"] = self.counts[h]
             arrays[f"immune_until.{h}"] = self.immune_until[h]
-            if self.previous[h] is not None:
-                arrays[f"previous.{h}"] = self.previous[h]
+            previous = self.previous[h]
+            if previous is not None:
+                arrays[f"previous.{h}"] = previous
         return data, arrays
 
     def restore(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Takes back :meth:`books` of the same strategy on the same model."""
         self.round = _int(data, "round")
-        self.events = data.get("events")
-        if not isinstance(self.events, list):
+        events = data.get("events")
+        if not isinstance(events, list):
             raise CheckpointError("the recycling books have no event list")
+        self.events = events
         for h in self.layers:
             self.counts[h] = _ints(arrays, f"counts.{h}")
             self.immune_until[h] = _ints(arrays, f"immune_until.{h}", self.counts[h].size)
