@@ -48,7 +48,7 @@ def target_nnz():
 
 
 def test_async_run_trains_and_every_rank_ends_with_the_averaged_model(tmp_path):
-    rc, res, output, _ = run_job(tmp_path, "--epochs", "6")
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--metrics", tmp_path / "metrics")
     assert rc == 0, output
     assert sorted(res) == [0, 1, 2]
     assert len({r["sha"] for r in res.values()}) == 1, "all ranks hold the same final model"
@@ -68,6 +68,11 @@ def test_async_run_trains_and_every_rank_ends_with_the_averaged_model(tmp_path):
         "gradients computed before a SET step reach the server after it"
     assert all(u >= t for u, t in zip(h[-1]["union_connections"], target_nnz()))
     assert h[-1]["val_accuracy"] == pytest.approx(r0["accuracy"])
+    # The server's callbacks saw each record as it was made, not at the end.
+    assert r0["seen"] == list(range(1, len(h) + 1))
+    assert res[1]["seen"] == [] == res[2]["seen"]
+    logged = sm.read_metrics(tmp_path / "metrics")
+    assert [(r["epoch"], r["phase"]) for r in logged] == [(r["epoch"], r["phase"]) for r in h]
 
 
 def test_sync_run_is_deterministic_and_chunking_changes_nothing(tmp_path):
@@ -112,6 +117,16 @@ def test_a_failing_worker_stops_every_rank_with_the_reason(tmp_path):
     for r in res.values():
         assert r["error"].startswith("ParallelError"), r
         assert "diverged" in r["error"] or "DivergenceError" in r["error"], r
+
+
+@pytest.mark.parametrize("epoch", [2, 5])  # phase 1, phase 2
+def test_a_failing_callback_stops_every_rank(tmp_path, epoch):
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", "6", "--callback-fails", str(epoch),
+                                       timeout=120)
+    assert rc != 0 and seconds < 60
+    assert sorted(res) == [0, 1, 2], output
+    for r in res.values():
+        assert r["error"].startswith("ParallelError") and "the callback broke" in r["error"], r
 
 
 def test_ranks_with_different_data_are_refused_on_every_rank(tmp_path):
@@ -234,11 +249,14 @@ def test_command_line_trains_in_parallel(tmp_path):
     out = tmp_path / "model.npz"
     proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "sparse_mlp", "train",
                            "--parallel", "wassp", "--epochs", "3", "--hidden", "64,64",
-                           "--save", str(out)], capture_output=True, text=True, timeout=180)
+                           "--save", str(out), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("final test accuracy") == 1, "only the server reports"
     model = sm.SparseMLP.load(out)
     assert model.epochs_trained == 3 and model.history[-1]["phase"] == "average"
+    logged = sm.read_metrics(tmp_path / "run")
+    assert [r["phase"] for r in logged] == [r["phase"] for r in model.history]
 
 
 def test_packed_parameter_calls_refuse_bad_buffers_and_change_nothing():

@@ -30,6 +30,8 @@ p.add_argument("--kill-rank", type=int, help="this rank kills itself (SIGKILL) a
 p.add_argument("--kill-after", type=float, default=1.0)
 p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
 p.add_argument("--pruning", action="store_true")
+p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
+p.add_argument("--callback-fails", type=int, help="a callback raises at this epoch's record")
 args = p.parse_args()
 
 from mpi4py import MPI  # noqa: E402  (after argument errors, which need no MPI)
@@ -46,14 +48,24 @@ if rank == args.other_data_rank:
 model = sm.SparseMLP([f, 48, 48, c], epsilon=4, seed=3 + rank)  # the server's model is the one used
 if rank == args.kill_rank:
     threading.Timer(args.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
-result = {"rank": rank}
+result = {"rank": rank, "seen": []}
+
+
+def watch(model, record):
+    """Notes how long the history was when each record arrived."""
+    result["seen"].append(len(model.history))
+    if record["epoch"] == args.callback_fails:
+        raise RuntimeError("the callback broke")
+
+
+callbacks = [watch] + ([sm.MetricsLogger(args.metrics)] if args.metrics else [])
 try:
     history = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, chunk_mb=args.chunk_mb,
                                 timeout=60).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=args.lr,
         validation_data=(Xv, yv),
         pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=10) if args.pruning else None,
-        checkpoint=args.checkpoint, resume=args.resume, verbose=0)
+        checkpoint=args.checkpoint, resume=args.resume, verbose=0, callbacks=callbacks)
 except sm.SparseMLPError as e:
     result["error"] = f"{type(e).__name__}: {e}"
     print(f"rank {rank}: {result['error']}", file=sys.stderr, flush=True)

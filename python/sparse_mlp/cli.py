@@ -369,9 +369,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         trainer = parallel.WASAP(phase2_fraction=s["phase2_fraction"], sync=s["parallel"] == "wassp",
                                  threads=s.get("threads"))
         history = trainer.fit(model, X_train, split.y_train, checkpoint=s.get("checkpoint"),
-                              resume=s["resume"], nesterov=s["nesterov"], **options)
-        for record in history if callbacks else ():
-            callbacks[0](model, record)
+                              resume=s["resume"], nesterov=s["nesterov"], callbacks=callbacks,
+                              **options)
     else:
         if s["resume"] and not s.get("checkpoint"):
             raise InvalidInputError("--resume needs --checkpoint FILE")

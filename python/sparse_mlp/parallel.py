@@ -47,6 +47,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ import numpy as np
 from . import _core
 from ._validation import number, positive_int
 from .errors import DivergenceError, InvalidInputError, ParallelError, SparseMLPError
-from .model import DEFAULT_TOPOLOGY, SparseMLP, _Progress, check_training
+from .model import DEFAULT_TOPOLOGY, Callback, SparseMLP, _Progress, check_training
 from .topology import SET, ImportancePruning
 
 log = logging.getLogger("sparse_mlp.parallel")
@@ -341,6 +342,7 @@ class WASAP:
         verbose: int = 1,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
+        callbacks: Sequence[Callback] = (),
     ) -> list[dict[str, Any]]:
         """Trains ``model`` on every rank of the communicator; call it on all of them.
 
@@ -354,6 +356,12 @@ class WASAP:
         ``checkpoint``: a path the server writes the model to (atomically)
         after every server epoch of phase 1 and at the end. With ``resume``,
         the server continues the run saved there instead of starting afresh.
+
+        ``callbacks``: called on the server as ``cb(model, record)`` with each
+        record as soon as it exists (e.g. ``sm.MetricsLogger``, for live
+        metrics files). A distributed run cannot be stopped by a callback, so
+        their return values are ignored; a callback that raises stops every
+        rank with a :class:`ParallelError`.
 
         Returns the history (one record per server epoch and a last one for
         the average), the same on every rank; ``model`` becomes the averaged
@@ -372,6 +380,8 @@ class WASAP:
         _core.set_num_threads(self.threads or _default_threads(comm))
         run = _RunConfig.check(epochs, batch_size, learning_rate, momentum, weight_decay, nesterov,
                                topology, pruning, verbose)
+        if callable(callbacks):
+            callbacks = [callbacks]
         # Everyone validates its own inputs; then all agree or all raise.
         problem, data, state = None, None, None
         try:
@@ -395,7 +405,8 @@ class WASAP:
         replica = link.bcast_model(model if rank == SERVER else None, momentum=False)
         if rank == SERVER:
             history = _Server(self, link, model, data, run, state,
-                              None if checkpoint is None else os.fspath(checkpoint)).run()
+                              None if checkpoint is None else os.fspath(checkpoint),
+                              list(callbacks)).run()
         else:
             _Worker(self, link, replica, data, run, state).run()
             history = None
@@ -496,9 +507,10 @@ def _resume(model: SparseMLP, path: str) -> None:
 
 class _Server:
     def __init__(self, trainer: WASAP, link: _Link, model: SparseMLP, data: _Data,
-                 run: _RunConfig, state: dict, checkpoint: str | None) -> None:
+                 run: _RunConfig, state: dict, checkpoint: str | None,
+                 callbacks: list[Callback]) -> None:
         self.t, self.link, self.model, self.data, self.run_cfg = trainer, link, model, data, run
-        self.state, self.checkpoint = state, checkpoint
+        self.state, self.checkpoint, self.callbacks = state, checkpoint, callbacks
         self.K = link.comm.Get_size() - 1
         self.workers = list(range(1, self.K + 1))
         self.version = 0  # parameter version: updates applied
@@ -514,6 +526,20 @@ class _Server:
 
     def _topo(self) -> int:
         return self.model._net.run_state[3]
+
+    def _publish(self, record: dict[str, Any]) -> None:
+        """Adds a record to the histories and hands it to the callbacks."""
+        self.history.append(record)
+        self.model.history.append(record)
+        for cb in self.callbacks:
+            try:
+                stop = cb(self.model, record)
+            except Exception as e:
+                raise ParallelError(f"the server's callback {cb!r} failed: "
+                                    f"{type(e).__name__}: {e}") from e
+            if stop:
+                log.warning("a callback asked to stop; a WASAP run cannot stop early, "
+                            "so training goes on")
 
     def run(self) -> list[dict[str, Any]]:
         try:
@@ -564,8 +590,7 @@ class _Server:
                       server_wait_seconds=self.link.wait_seconds - wait0,
                       seconds=time.perf_counter() - t0)
         record["samples_per_second"] = acc["samples"] / record["seconds"]
-        self.history.append(record)
-        self.model.history.append(record)
+        self._publish(record)
         self.progress.report(epoch, record)
         self._save()
 
@@ -709,8 +734,7 @@ class _Server:
                   "loss": loss / max(samples, 1), "accuracy": correct / max(samples, 1),
                   "n_connections": self.model.n_connections, "seconds": now - self.last_report}
         self.last_report = now
-        self.history.append(record)
-        self.model.history.append(record)
+        self._publish(record)
         self.progress.report(self.state["phase1"] + local_epoch, record)
 
     def _average(self, replicas: list[SparseMLP], comm_share: list[float], seconds: float) -> None:
@@ -739,8 +763,7 @@ class _Server:
                                   "worker_comm_share_phase1": float(np.mean(comm_share))}
         if self.data.val is not None:
             record["val_loss"], record["val_accuracy"] = averaged.evaluate(*self.data.val)
-        self.history.append(record)
-        self.model.history.append(record)
+        self._publish(record)
         if self.run_cfg.verbose > 0:
             val = f", val_acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
             print(f"averaged {self.K} replicas over {sum(union)} connections, pruned to "
