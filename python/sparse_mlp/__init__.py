@@ -18,6 +18,7 @@ from .activations import Activation, AllReLU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import (
     CheckpointError,
     DivergenceError,
+    InsufficientMemoryError,
     InvalidInputError,
     ParallelError,
     SparseMLPError,
@@ -35,6 +36,7 @@ __all__ = [
     "ContinualBackprop",
     "DivergenceError",
     "ImportancePruning",
+    "InsufficientMemoryError",
     "InvalidInputError",
     "Layer",
     "LeakyReLU",

@@ -33,11 +33,18 @@ def as_features(X: Any, n_features: int | None = None, name: str = "X") -> np.nd
         )
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
         out = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(out)
-    if not finite.all():
-        r, c = np.argwhere(~finite)[0]
-        what = "NaN" if np.isnan(out[r, c]) else "an infinite value (or one too large for float32)"
-        raise InvalidInputError(f"{name} contains {what} at sample {r}, feature {c}")
+    # In blocks of about 16 MB: a memory-mapped X larger than memory is read
+    # once, and no temporary of X's size is made. A float32 C-contiguous X
+    # (memory-mapped or not) is used as it is, without a copy.
+    step = max(1, (1 << 24) // max(1, out.strides[0]))
+    for start in range(0, out.shape[0], step):
+        block = out[start:start + step]
+        finite = np.isfinite(block)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            what = ("NaN" if np.isnan(block[r, c])
+                    else "an infinite value (or one too large for float32)")
+            raise InvalidInputError(f"{name} contains {what} at sample {start + r}, feature {c}")
     return out
 
 

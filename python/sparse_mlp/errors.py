@@ -40,6 +40,12 @@ class DivergenceError(SparseMLPError, FloatingPointError):
         self.epoch = epoch
 
 
+class InsufficientMemoryError(SparseMLPError, MemoryError):
+    """Training would need more memory than the machine has available; raised
+    by ``fit`` before anything is allocated. The message gives the estimate
+    (:meth:`SparseMLP.memory_estimate`) and the largest batch size that fits."""
+
+
 class ParallelError(SparseMLPError):
     """A data-parallel (MPI) run stopped: a worker or the server failed, or a
     process went silent. Every rank raises it with the same reason."""

@@ -20,7 +20,14 @@ from . import _core
 from ._validation import as_features, as_labels, number, positive_int
 from .activations import ActivationLike, AllReLU, resolve
 from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences
-from .errors import CheckpointError, DivergenceError, InvalidInputError, SparseMLPError
+from .errors import (
+    CheckpointError,
+    DivergenceError,
+    InsufficientMemoryError,
+    InvalidInputError,
+    SparseMLPError,
+)
+from .memory import available_bytes, format_bytes
 from .recycling import restore_runs, save_runs, start_runs
 from .topology import SET, ImportancePruning
 
@@ -372,6 +379,7 @@ class SparseMLP:
         strategies = [s for s in (pruning, topology) if s is not None]
         if runs is None:
             runs = start_runs(recycling, self, X, y)
+        self._check_memory(batch_size)
         progress = _Progress(verbose, epochs, state["done"], -(-X.shape[0] // batch_size))
         run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
@@ -541,21 +549,87 @@ class SparseMLP:
 
     # ------------------------------------------------------------ inference
 
-    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes) (outputs for MSE)."""
-        X = as_features(X, self.n_features)
-        return self._net.predict_proba(X, positive_int("batch_size", batch_size))
+    def predict_proba(self, X: Any, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes) (outputs for MSE).
 
-    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        The samples go through in chunks of ``batch_size`` (default: up to
+        1024, as many as fit in 256 MB of buffers), each chunk's layers
+        computed on all threads; ``X`` may be memory-mapped."""
+        X = as_features(X, self.n_features)
+        return self._net.predict_proba(X, self._inference_batch(batch_size))
+
+    def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:
         """Predicted class indices, shape (n_samples,)."""
         return self.predict_proba(X, batch_size).argmax(axis=1)
 
-    def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and accuracy on (X, y), without dropout."""
+    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        """Mean loss and accuracy on (X, y), without dropout (chunks as in
+        :meth:`predict_proba`)."""
         X = as_features(X, self.n_features)
         y = as_labels(y, X.shape[0], self.n_classes)
-        loss, acc = self._net.evaluate(X, y, positive_int("batch_size", batch_size))
+        loss, acc = self._net.evaluate(X, y, self._inference_batch(batch_size))
         return {"loss": loss, "accuracy": acc}
+
+    def _inference_batch(self, batch_size: int | None) -> int:
+        if batch_size is None:
+            return self._net.inference_batch()
+        return positive_int("batch_size", batch_size)
+
+    def memory_estimate(self, batch_size: int = 32) -> dict[str, int]:
+        """Bytes that training this model with mini-batches of ``batch_size``
+        needs, computed without allocating anything:
+
+        - ``parameters``: every layer's connections (value, momentum,
+          gradient, row index and the transposed view's two indices: 24 bytes
+          each), biases and column/row pointers;
+        - ``training_buffers``: activations of every layer, derivative factors
+          of the hidden layers and two error blocks, for ``batch_size`` samples;
+        - ``inference_buffers``: evaluation in chunks (see :meth:`predict_proba`);
+        - ``topology_change``: SET rebuilds one layer at a time, the largest;
+        - ``total``: their sum. The training data are not included (a
+          memory-mapped ``X`` is read through the page cache).
+
+        ``fit`` compares this with the memory the machine has available and
+        refuses (:class:`InsufficientMemoryError`) before allocating.
+
+        >>> model = SparseMLP([784, 1000, 10], epsilon=20, seed=0)
+        >>> est = model.memory_estimate(batch_size=128)
+        >>> est["training_buffers"] == 4 * 128 * (784 + 1000 + 10 + 1000 + 2 * 1000 + 1)
+        True
+        """
+        batch_size = positive_int("batch_size", batch_size)
+        net = self._net
+        est = {
+            "parameters": sum(net.layer_bytes),
+            "training_buffers": net.training_bytes(batch_size),
+            "inference_buffers": net.inference_bytes(net.inference_batch()),
+            "topology_change": max(net.layer_bytes),
+        }
+        est["total"] = sum(est.values())
+        return est
+
+    def _check_memory(self, batch_size: int) -> None:
+        """Raises InsufficientMemoryError when training would not fit."""
+        available = available_bytes()
+        if available is None:
+            return
+        est = self.memory_estimate(batch_size)
+        allocated = self._net.memory_bytes  # parameters and any buffers already there
+        more = est["total"] - allocated
+        if more <= available:
+            return
+        per_sample = self._net.training_bytes(1)
+        fits = (available + allocated - (est["total"] - est["training_buffers"])) // per_sample
+        advice = (f"batch_size={fits} would fit" if fits >= 1 else
+                  "the model itself does not fit: use fewer neurons or connections")
+        raise InsufficientMemoryError(
+            f"training {'-'.join(map(str, self.sizes))} ({self.n_connections} connections) with "
+            f"batch_size={batch_size} needs {format_bytes(est['total'])}: "
+            f"{format_bytes(est['parameters'])} of parameters, "
+            f"{format_bytes(est['training_buffers'])} of training buffers, "
+            f"{format_bytes(est['inference_buffers'] + est['topology_change'])} for evaluation "
+            f"and SET; that is {format_bytes(more)} more than now, but only "
+            f"{format_bytes(available)} is available. {advice}.")
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy on (X, y)."""

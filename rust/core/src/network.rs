@@ -103,6 +103,9 @@ impl Workspace {
     }
 }
 
+/// Bytes of buffers inference may use by default (see [`Network::inference_batch`]).
+pub const INFERENCE_BUDGET: u64 = 256 << 20;
+
 #[derive(Clone, Debug)]
 pub struct Network {
     layers: Vec<Layer>,
@@ -304,7 +307,7 @@ impl Network {
             .chain(&ws.delta)
             .map(Vec::len)
             .sum::<usize>();
-        self.layers.iter().map(Layer::memory_bytes).sum::<usize>() + 4 * buffers
+        self.parameter_bytes() + 4 * (buffers + ws.labels.len())
     }
 
     /// Checks that `x` holds `labels.len()` rows of `n_features` floats and
@@ -555,13 +558,7 @@ impl Network {
             step: self.step,
             p,
         };
-        forward_all(
-            &self.layers,
-            &self.hidden,
-            &mut self.ws,
-            b,
-            Mode::Train(keys),
-        );
+        forward_all(&self.layers, &self.hidden, &mut self.ws, b, keys);
         let l_out = self.layers.len();
         let c = self.n_outputs();
         let ws = &mut self.ws;
@@ -599,15 +596,8 @@ impl Network {
         }
         let mut total = BatchLoss::default();
         let loss = self.loss;
-        let l_out = self.layers.len();
-        self.infer(x, n, batch, |ws, c, b, start| {
-            let r = loss.output(
-                &mut ws.acts[l_out][..c * b],
-                c,
-                b,
-                Some(&labels[start..start + b]),
-                None,
-            );
+        self.infer(x, n, batch, |block, c, b, start| {
+            let r = loss.output(block, c, b, Some(&labels[start..start + b]), None);
             total.loss_sum += r.loss_sum;
             total.correct += r.correct;
         })?;
@@ -621,9 +611,7 @@ impl Network {
         let c = self.n_outputs();
         let mut out = vec![0.0f32; n * c];
         let loss = self.loss;
-        let l_out = self.layers.len();
-        self.infer(x, n, batch, |ws, c, b, start| {
-            let block = &mut ws.acts[l_out][..c * b];
+        self.infer(x, n, batch, |block, c, b, start| {
             loss.output(block, c, b, None, None);
             for s in 0..b {
                 for k in 0..c {
@@ -635,29 +623,90 @@ impl Network {
     }
 
     /// Runs the inference forward pass chunk by chunk and hands each finished
-    /// output block to `sink(workspace, C, b, first_sample)`.
+    /// output block (class-major, `C × b`) to `sink(block, C, b, first_sample)`.
+    /// Inference keeps only the input block and two layer outputs, used in
+    /// turn ([`Self::inference_bytes`]), not the training workspace: its memory
+    /// does not grow with depth.
     fn infer(
         &mut self,
         x: &[f32],
         n: usize,
         batch: usize,
-        mut sink: impl FnMut(&mut Workspace, usize, usize, usize),
+        mut sink: impl FnMut(&mut [f32], usize, usize, usize),
     ) -> Result<()> {
         if batch == 0 {
             invalid!("batch size must be at least 1");
         }
         let bs = batch.min(n.max(1));
-        self.ws.fit(&self.sizes(), bs);
         let (f, c) = (self.n_features(), self.n_outputs());
+        let widest = self.sizes()[1..].iter().copied().max().unwrap_or(0);
+        let mut input = vec![0.0f32; f * bs];
+        let mut bufs = [vec![0.0f32; widest * bs], vec![0.0f32; widest * bs]];
+        let n_layers = self.layers.len();
         let mut start = 0;
         while start < n {
             let b = bs.min(n - start);
-            gather(x, f, &|s| start + s, b, &mut self.ws.acts[0]);
-            forward_all(&self.layers, &self.hidden, &mut self.ws, b, Mode::Infer);
-            sink(&mut self.ws, c, b, start);
+            gather(x, f, &|s| start + s, b, &mut input);
+            for (l, layer) in self.layers.iter().enumerate() {
+                let [even, odd] = &mut bufs;
+                let (src, dst): (&[f32], &mut [f32]) = match l {
+                    0 => (&input, even),
+                    _ if l % 2 == 1 => (even, odd),
+                    _ => (odd, even),
+                };
+                let src = &src[..layer.w.n_in() * b];
+                if l + 1 == n_layers {
+                    kernels::forward(&layer.w, &layer.bias, src, b, dst, None, |_, _, _| {});
+                } else {
+                    let act = self.hidden[l];
+                    kernels::forward(&layer.w, &layer.bias, src, b, dst, None, |_, z, _| {
+                        activate(act, z)
+                    });
+                }
+            }
+            sink(&mut bufs[(n_layers - 1) % 2][..c * b], c, b, start);
             start += b;
         }
         Ok(())
+    }
+
+    /// Bytes of the buffers training with mini-batches of `batch` samples
+    /// allocates (activations of every layer, derivative factors of the
+    /// hidden layers, two error blocks), whether or not they exist yet.
+    pub fn training_bytes(&self, batch: usize) -> u64 {
+        let sizes = self.sizes();
+        let all: u64 = sizes.iter().map(|&n| n as u64).sum();
+        let hidden: u64 = sizes[1..sizes.len() - 1].iter().map(|&n| n as u64).sum();
+        let widest = sizes.iter().copied().max().unwrap_or(0) as u64;
+        4 * batch as u64 * (all + hidden + 2 * widest + 1)
+    }
+
+    /// Bytes of the buffers inference with chunks of `batch` samples uses.
+    pub fn inference_bytes(&self, batch: usize) -> u64 {
+        let sizes = self.sizes();
+        let widest = sizes[1..].iter().copied().max().unwrap_or(0) as u64;
+        4 * batch as u64 * (sizes[0] as u64 + 2 * widest)
+    }
+
+    /// The default inference chunk: as many samples as fit in
+    /// [`INFERENCE_BUDGET`] bytes of buffers, between 1 and 1024. Small models
+    /// get 1024; the paper's 50-million-neuron model a few dozen.
+    pub fn inference_batch(&self) -> usize {
+        let per_sample = self.inference_bytes(1).max(1);
+        (INFERENCE_BUDGET / per_sample).clamp(1, 1024) as usize
+    }
+
+    /// Bytes of the connections, their momentum and gradients, both index
+    /// views and the biases: what the model itself occupies.
+    pub fn parameter_bytes(&self) -> usize {
+        self.layer_bytes().iter().sum()
+    }
+
+    /// [`Self::parameter_bytes`] per layer. A topology change (SET, neuron
+    /// removal, recycling) rebuilds one layer at a time, so it needs at most
+    /// the largest of these on top.
+    pub fn layer_bytes(&self) -> Vec<usize> {
+        self.layers.iter().map(Layer::memory_bytes).collect()
     }
 
     /// One SET step on every layer that is not dense. Returns per-layer counts.
@@ -1025,12 +1074,6 @@ struct DropoutKeys {
     p: f32,
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Train(DropoutKeys),
-    Infer,
-}
-
 /// Inverted dropout on one neuron's row: each unit is zeroed with probability
 /// `p` (16-bit resolution), survivors and their derivative factors are scaled
 /// by `1/(1-p)`. Unit `t` uses bits `16·(t mod 4)..` of the `t/4`-th draw.
@@ -1075,10 +1118,16 @@ multiversion! {
     }
 }
 
-/// Forward pass through every layer for the `b` samples in `ws.acts[0]`.
-/// Hidden layers apply their activation (and in training mode record the
-/// derivative factors and apply dropout); the output layer leaves logits.
-fn forward_all(layers: &[Layer], hidden: &[Activation], ws: &mut Workspace, b: usize, mode: Mode) {
+/// Training forward pass through every layer for the `b` samples in
+/// `ws.acts[0]`: hidden layers apply their activation, record the derivative
+/// factors and apply dropout; the output layer leaves logits.
+fn forward_all(
+    layers: &[Layer],
+    hidden: &[Activation],
+    ws: &mut Workspace,
+    b: usize,
+    keys: DropoutKeys,
+) {
     let n_layers = layers.len();
     for (l, layer) in layers.iter().enumerate() {
         let n_in = layer.w.n_in();
@@ -1091,21 +1140,14 @@ fn forward_all(layers: &[Layer], hidden: &[Activation], ws: &mut Workspace, b: u
             continue;
         }
         let act = hidden[l];
-        match mode {
-            Mode::Infer => {
-                kernels::forward(w, bias, input, b, out, None, |_, z, _| activate(act, z))
+        kernels::forward(w, bias, input, b, out, Some(&mut ws.dfac[l]), |j, z, d| {
+            let d = d.expect("training forward always has derivative rows");
+            activate_with_derivative(act, z, d);
+            if keys.p > 0.0 {
+                let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
+                dropout_row(z, d, &mut rng, keys.p);
             }
-            Mode::Train(keys) => {
-                kernels::forward(w, bias, input, b, out, Some(&mut ws.dfac[l]), |j, z, d| {
-                    let d = d.expect("training forward always has derivative rows");
-                    activate_with_derivative(act, z, d);
-                    if keys.p > 0.0 {
-                        let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
-                        dropout_row(z, d, &mut rng, keys.p);
-                    }
-                })
-            }
-        }
+        });
     }
 }
 
@@ -1374,6 +1416,24 @@ mod tests {
         assert_eq!(net.run_state().topology_version, v0 + 1);
         assert!(net.recycle_neurons(0, &[2, 2], plain).is_err());
         assert!(net.recycle_neurons(2, &[0], plain).is_err());
+    }
+
+    #[test]
+    fn the_training_buffer_estimate_is_what_training_allocates() {
+        let mut net = Network::new(spec(1, 0.3)).unwrap();
+        assert_eq!(net.memory_bytes(), net.parameter_bytes());
+        let (x, y) = data(40, 12, 3, 1);
+        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        let grown = net.memory_bytes() - net.parameter_bytes();
+        assert_eq!(grown as u64, net.training_bytes(16));
+        // 4 bytes x 16 samples x (12+20+16+3 activations, 20+16 factors, 2x20 errors, a label)
+        assert_eq!(net.training_bytes(16), 4 * 16 * (51 + 36 + 40 + 1));
+        assert_eq!(net.inference_bytes(16), 4 * 16 * (12 + 2 * 20));
+        net.evaluate(&x, &y, 1000).unwrap(); // inference leaves the training buffers alone
+        assert_eq!(
+            (net.memory_bytes() - net.parameter_bytes()) as u64,
+            net.training_bytes(16)
+        );
     }
 
     /// A network rebuilt from its layers, run state and recycling state, as

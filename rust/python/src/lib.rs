@@ -478,6 +478,28 @@ impl PyNetwork {
         let s = self.net.run_state();
         (s.seed, s.rng, s.step, s.topology_version)
     }
+    /// Bytes of each layer: connections, momentum, gradients, both index
+    /// views, biases.
+    #[getter]
+    fn layer_bytes(&self) -> Vec<usize> {
+        self.net.layer_bytes()
+    }
+
+    /// Bytes of the buffers training with mini-batches of `batch` samples uses.
+    fn training_bytes(&self, batch: usize) -> u64 {
+        self.net.training_bytes(batch)
+    }
+
+    /// Bytes of the buffers inference in chunks of `batch` samples uses.
+    fn inference_bytes(&self, batch: usize) -> u64 {
+        self.net.inference_bytes(batch)
+    }
+
+    /// The default inference chunk: up to 1024 samples, at most 256 MB of buffers.
+    fn inference_batch(&self) -> usize {
+        self.net.inference_batch()
+    }
+
     #[getter]
     fn memory_bytes(&self) -> usize {
         self.net.memory_bytes()
@@ -541,31 +563,35 @@ impl PyNetwork {
         Ok(d)
     }
 
-    /// (mean loss, accuracy) in inference mode.
-    #[pyo3(signature = (x, y, batch_size=1024))]
+    /// (mean loss, accuracy) in inference mode, in chunks of `batch_size`
+    /// samples (default: `inference_batch()`).
+    #[pyo3(signature = (x, y, batch_size=None))]
     fn evaluate(
         &mut self,
         py: Python<'_>,
         x: PyReadonlyArray2<'_, f32>,
         y: PyReadonlyArray1<'_, i64>,
-        batch_size: usize,
+        batch_size: Option<usize>,
     ) -> PyResult<(f64, f64)> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let ys = labels(&y, n, self.net.n_outputs())?;
+        let batch_size = batch_size.unwrap_or_else(|| self.net.inference_batch());
         let net = &mut self.net;
         compute(py, || net.evaluate(xs, &ys, batch_size))
     }
 
-    /// Output probabilities, shape (n_samples, n_outputs).
-    #[pyo3(signature = (x, batch_size=1024))]
+    /// Output probabilities, shape (n_samples, n_outputs), in chunks of
+    /// `batch_size` samples (default: `inference_batch()`).
+    #[pyo3(signature = (x, batch_size=None))]
     fn predict_proba<'py>(
         &mut self,
         py: Python<'py>,
         x: PyReadonlyArray2<'py, f32>,
-        batch_size: usize,
+        batch_size: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let c = self.net.n_outputs();
+        let batch_size = batch_size.unwrap_or_else(|| self.net.inference_batch());
         let net = &mut self.net;
         let out = compute(py, || net.predict_proba(xs, n, batch_size))?;
         PyArray1::from_vec(py, out).reshape([n, c])

@@ -1,0 +1,96 @@
+"""What large models rest on: inference whose memory does not grow with
+depth, the memory estimate and fit's refusal, training from memory-mapped data."""
+
+import numpy as np
+import pytest
+
+import sparse_mlp as sm
+import sparse_mlp.model as model_module
+from conftest import blobs, dense_layers
+
+
+def _dense_forward(model, X):
+    a = X.astype(np.float64)
+    layers = dense_layers(model)
+    for i, (W, b) in enumerate(layers):
+        z = a @ W + b
+        a = np.where(z >= 0, z, 0.5 * z) if i + 1 < len(layers) else z
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("hidden", [[], [24], [24, 40], [24, 40, 16]])
+def test_inference_matches_the_dense_reference_at_any_depth_and_chunk(hidden):
+    X, y = blobs(90, 10, 3)
+    model = sm.SparseMLP([10, *hidden, 3], epsilon=3, activation=sm.LeakyReLU(0.5), seed=4)
+    model.fit(X, y, epochs=2, verbose=0)
+    expected = _dense_forward(model, X)
+    for batch in (None, 1, 7, 90, 1000):
+        np.testing.assert_allclose(model.predict_proba(X, batch_size=batch), expected,
+                                   rtol=1e-4, atol=1e-6)
+    loss = -np.mean(np.log(expected[np.arange(90), y]))
+    assert model.evaluate(X, y, batch_size=7)["loss"] == pytest.approx(loss, rel=1e-4)
+
+
+def test_the_default_inference_chunk_keeps_buffers_within_256_mb():
+    X, y = blobs(40, 20, 3)
+    model = sm.SparseMLP([20, 70_000, 3], epsilon=1, seed=0)
+    per_sample = 4 * (20 + 2 * 70_000)
+    assert model._net.inference_bytes(1) == per_sample
+    assert model._net.inference_batch() == (256 << 20) // per_sample < 1024
+    assert sm.SparseMLP([20, 64, 3], seed=0)._net.inference_batch() == 1024
+    np.testing.assert_allclose(model.predict_proba(X), model.predict_proba(X, batch_size=1),
+                               rtol=1e-6)
+
+
+def test_the_memory_estimate_is_what_training_allocates():
+    X, y = blobs(100, 10, 3)
+    model = sm.SparseMLP([10, 50, 30, 3], epsilon=4, seed=0)
+    est = model.memory_estimate(batch_size=16)
+    assert est["parameters"] == model.memory_bytes  # nothing else allocated yet
+    assert est["total"] == sum(v for k, v in est.items() if k != "total")
+    # 24 bytes per connection, and per neuron its pointers and bias state
+    assert est["parameters"] >= 24 * model.n_connections
+    model.fit(X, y, epochs=1, batch_size=16, validation_data=(X, y), verbose=0)
+    assert model.memory_bytes == est["parameters"] + est["training_buffers"]
+    with pytest.raises(sm.InvalidInputError, match="batch_size"):
+        model.memory_estimate(0)
+
+
+def test_fit_refuses_before_allocating_when_memory_is_short(monkeypatch):
+    X, y = blobs(100, 10, 3)
+    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
+    before = model.memory_bytes
+    est = model.memory_estimate(batch_size=64)
+    # room for everything but a 64-sample batch: 40 samples fit
+    room = est["total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
+    monkeypatch.setattr(model_module, "available_bytes", lambda: room)
+    with pytest.raises(sm.InsufficientMemoryError, match=r"batch_size=40 would fit") as err:
+        model.fit(X, y, epochs=1, batch_size=64, verbose=0)
+    assert "batch_size=64 needs" in str(err.value) and isinstance(err.value, MemoryError)
+    assert model.memory_bytes == before and model.epochs_trained == 0
+    model.fit(X, y, epochs=1, batch_size=40, verbose=0)  # the advice is right
+    assert model.epochs_trained == 1
+    monkeypatch.setattr(model_module, "available_bytes", lambda: 1000)
+    with pytest.raises(sm.InsufficientMemoryError, match="the model itself does not fit"):
+        sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0).fit(X, y, epochs=1, verbose=0)
+
+
+def test_training_from_a_memory_mapped_file_reads_it_in_place(tmp_path):
+    X, y = blobs(300, 12, 3, seed=5)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    checked = model_module.as_features(mapped, 12)
+    assert np.shares_memory(checked, mapped), "a float32 memmap is used without a copy"
+    a, b = (sm.SparseMLP([12, 40, 3], epsilon=4, seed=1) for _ in range(2))
+    a.fit(X, y, epochs=3, verbose=0)
+    b.fit(mapped, y, epochs=3, verbose=0)
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.to_scipy().toarray(), lb.to_scipy().toarray())
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(mapped))
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float32,
+                                    shape=(300, 12))
+    bad[:] = X
+    bad[299, 11] = np.inf
+    with pytest.raises(sm.InvalidInputError, match="sample 299, feature 11"):
+        b.fit(bad, y, epochs=1, verbose=0)
