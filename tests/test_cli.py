@@ -214,6 +214,10 @@ def test_plot_bench_and_info_json(tmp_path):
     info = json.loads(run("info", out / "model.npz", "--json").stdout)
     assert info["sizes"] == [200, 64, 10] and info["epochs_trained"] == 2
     assert sum(layer["nnz"] for layer in info["layers"]) == info["connections"]
+    plan = json.loads(run("info", out / "model.npz", "--json", "--batch-size", "64").stdout)
+    expected = sm.SparseMLP.load(out / "model.npz").memory_estimate(64)
+    assert plan["training_memory"] == {"batch_size": 64, **expected,
+                                       "available": plan["training_memory"]["available"]}
 
 
 def test_errors_are_reported_without_a_traceback(tmp_path):

@@ -38,6 +38,13 @@ def test_the_default_inference_chunk_keeps_buffers_within_256_mb():
     per_sample = 4 * (20 + 2 * 70_000)
     assert model._net.inference_bytes(1) == per_sample
     assert model._net.inference_batch() == (256 << 20) // per_sample < 1024
+    assert model.memory_estimate(16)["inference_buffers"] == 479 * per_sample
+    small = sm.SparseMLP([20, 500, 3], epsilon=3, seed=0)
+    X2, y2 = blobs(1100, 20, 3)
+    small.fit(X2, y2, epochs=1, batch_size=1100, verbose=0)  # its buffers hold more: reused
+    assert small._net.inference_batch() == 1100
+    np.testing.assert_allclose(small.predict_proba(X2), small.predict_proba(X2, batch_size=7),
+                               rtol=1e-6)
     assert sm.SparseMLP([20, 64, 3], seed=0)._net.inference_batch() == 1024
     np.testing.assert_allclose(model.predict_proba(X), model.predict_proba(X, batch_size=1),
                                rtol=1e-6)
@@ -48,7 +55,7 @@ def test_the_memory_estimate_is_what_training_allocates():
     model = sm.SparseMLP([10, 50, 30, 3], epsilon=4, seed=0)
     est = model.memory_estimate(batch_size=16)
     assert est["parameters"] == model.memory_bytes  # nothing else allocated yet
-    assert est["total"] == sum(v for k, v in est.items() if k != "total")
+    assert est["total"] == est["parameters"] + est["training_buffers"] + est["topology_change"]
     # 24 bytes per connection, and per neuron its pointers and bias state
     assert est["parameters"] >= 24 * model.n_connections
     model.fit(X, y, epochs=1, batch_size=16, validation_data=(X, y), verbose=0)

@@ -20,6 +20,7 @@ import numpy as np
 from . import datasets
 from .activations import AllReLU
 from .errors import InvalidInputError, SparseMLPError
+from .memory import available_bytes, format_bytes
 from .metrics import MetricsLogger
 from .model import SparseMLP, format_record
 
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="summarize a saved model: layers, nnz, density, memory, training")
     i.add_argument("model")
+    i.add_argument("--batch-size", type=int,
+                   help="batch for the training memory estimate (default: the checkpoint's, else 32)")
     i.add_argument("--json", action="store_true")
 
     pl = sub.add_parser("plot", help="learning curves, connections, importance, input connectivity (PNG)")
@@ -493,6 +496,10 @@ def info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     checkpoint = model._config.get("fit")
     if checkpoint:
         result["checkpoint"] = {"done": checkpoint["done"], "epochs": checkpoint["plan"]["epochs"]}
+    batch = args.batch_size or (checkpoint or {}).get("plan", {}).get("batch_size", 32)
+    estimate = model.memory_estimate(batch)
+    result["training_memory"] = {"batch_size": batch, **estimate,
+                                 "available": available_bytes()}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -504,6 +511,11 @@ def info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"best validation accuracy {result['best_val_accuracy']:.4f}")
     if checkpoint:
         print(f"checkpoint of a run at epoch {checkpoint['done']} of {checkpoint['plan']['epochs']}")
+    available = result["training_memory"]["available"]
+    print(f"training at batch {batch} needs {format_bytes(estimate['total'])} "
+          f"({format_bytes(estimate['parameters'])} parameters, "
+          f"{format_bytes(estimate['training_buffers'])} buffers)"
+          + (f"; {format_bytes(available)} available" if available is not None else ""))
     return 0
 
 

@@ -552,9 +552,11 @@ class SparseMLP:
     def predict_proba(self, X: Any, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes) (outputs for MSE).
 
-        The samples go through in chunks of ``batch_size`` (default: up to
-        1024, as many as fit in 256 MB of buffers), each chunk's layers
-        computed on all threads; ``X`` may be memory-mapped."""
+        The samples go through in chunks of ``batch_size``, each chunk's
+        layers computed on all threads; ``X`` may be memory-mapped. The
+        default chunk is as many samples as fit in 256 MB of buffers (at
+        least 32, at most 1024), or the training batch when this model has
+        trained in this process, whose buffers inference then reuses."""
         X = as_features(X, self.n_features)
         return self._net.predict_proba(X, self._inference_batch(batch_size))
 
@@ -584,10 +586,12 @@ class SparseMLP:
           each), biases and column/row pointers;
         - ``training_buffers``: activations of every layer, derivative factors
           of the hidden layers and two error blocks, for ``batch_size`` samples;
-        - ``inference_buffers``: evaluation in chunks (see :meth:`predict_proba`);
         - ``topology_change``: SET rebuilds one layer at a time, the largest;
-        - ``total``: their sum. The training data are not included (a
-          memory-mapped ``X`` is read through the page cache).
+        - ``total``: the sum of these three. The training data are not
+          included (a memory-mapped ``X`` is read through the page cache);
+          evaluation during training runs in the training buffers;
+        - ``inference_buffers`` (not in the total): what :meth:`predict_proba`
+          allocates on a model that has not trained in this process.
 
         ``fit`` compares this with the memory the machine has available and
         refuses (:class:`InsufficientMemoryError`) before allocating.
@@ -602,10 +606,10 @@ class SparseMLP:
         est = {
             "parameters": sum(net.layer_bytes),
             "training_buffers": net.training_bytes(batch_size),
-            "inference_buffers": net.inference_bytes(net.inference_batch()),
             "topology_change": max(net.layer_bytes),
         }
         est["total"] = sum(est.values())
+        est["inference_buffers"] = net.inference_bytes(net.inference_batch())
         return est
 
     def _check_memory(self, batch_size: int) -> None:
@@ -627,9 +631,8 @@ class SparseMLP:
             f"batch_size={batch_size} needs {format_bytes(est['total'])}: "
             f"{format_bytes(est['parameters'])} of parameters, "
             f"{format_bytes(est['training_buffers'])} of training buffers, "
-            f"{format_bytes(est['inference_buffers'] + est['topology_change'])} for evaluation "
-            f"and SET; that is {format_bytes(more)} more than now, but only "
-            f"{format_bytes(available)} is available. {advice}.")
+            f"{format_bytes(est['topology_change'])} for SET; that is {format_bytes(more)} "
+            f"more than now, but only {format_bytes(available)} is available. {advice}.")
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy on (X, y)."""

@@ -625,8 +625,11 @@ impl Network {
     /// Runs the inference forward pass chunk by chunk and hands each finished
     /// output block (class-major, `C × b`) to `sink(block, C, b, first_sample)`.
     /// Inference keeps only the input block and two layer outputs, used in
-    /// turn ([`Self::inference_bytes`]), not the training workspace: its memory
-    /// does not grow with depth.
+    /// turn, not every layer's activations: its memory does not grow with
+    /// depth. When training buffers for at least `batch` samples exist, it
+    /// runs in them (their input block and error blocks, scratch between
+    /// steps) and needs no memory at all; otherwise it allocates
+    /// [`Self::inference_bytes`].
     fn infer(
         &mut self,
         x: &[f32],
@@ -639,18 +642,31 @@ impl Network {
         }
         let bs = batch.min(n.max(1));
         let (f, c) = (self.n_features(), self.n_outputs());
-        let widest = self.sizes()[1..].iter().copied().max().unwrap_or(0);
-        let mut input = vec![0.0f32; f * bs];
-        let mut bufs = [vec![0.0f32; widest * bs], vec![0.0f32; widest * bs]];
+        let sizes = self.sizes();
+        let widest = sizes[1..].iter().copied().max().unwrap_or(0);
+        let reuse = self.ws.sizes == sizes && self.ws.batch >= bs;
+        let (mut own_input, mut own_bufs) = if reuse {
+            (Vec::new(), [Vec::new(), Vec::new()])
+        } else {
+            (
+                vec![0.0f32; f * bs],
+                [vec![0.0f32; widest * bs], vec![0.0f32; widest * bs]],
+            )
+        };
+        let (input, bufs) = if reuse {
+            (&mut self.ws.acts[0], &mut self.ws.delta)
+        } else {
+            (&mut own_input, &mut own_bufs)
+        };
         let n_layers = self.layers.len();
         let mut start = 0;
         while start < n {
             let b = bs.min(n - start);
-            gather(x, f, &|s| start + s, b, &mut input);
+            gather(x, f, &|s| start + s, b, input);
             for (l, layer) in self.layers.iter().enumerate() {
-                let [even, odd] = &mut bufs;
+                let [even, odd] = &mut *bufs;
                 let (src, dst): (&[f32], &mut [f32]) = match l {
-                    0 => (&input, even),
+                    0 => (input, even),
                     _ if l % 2 == 1 => (even, odd),
                     _ => (odd, even),
                 };
@@ -689,11 +705,19 @@ impl Network {
     }
 
     /// The default inference chunk: as many samples as fit in
-    /// [`INFERENCE_BUDGET`] bytes of buffers, between 1 and 1024. Small models
-    /// get 1024; the paper's 50-million-neuron model a few dozen.
+    /// [`INFERENCE_BUDGET`] bytes of buffers, between 32 (fewer would waste
+    /// the vector units) and 1024; or the training buffers' batch when they
+    /// exist and hold at least that many, since inference then costs no
+    /// memory. Small models get 1024; the paper's extreme models train with
+    /// a few dozen samples per batch and infer in their buffers.
     pub fn inference_batch(&self) -> usize {
         let per_sample = self.inference_bytes(1).max(1);
-        (INFERENCE_BUDGET / per_sample).clamp(1, 1024) as usize
+        let budget = (INFERENCE_BUDGET / per_sample).clamp(32, 1024) as usize;
+        if self.ws.sizes == self.sizes() && self.ws.batch >= budget {
+            self.ws.batch
+        } else {
+            budget
+        }
     }
 
     /// Bytes of the connections, their momentum and gradients, both index
@@ -1429,10 +1453,46 @@ mod tests {
         // 4 bytes x 16 samples x (12+20+16+3 activations, 20+16 factors, 2x20 errors, a label)
         assert_eq!(net.training_bytes(16), 4 * 16 * (51 + 36 + 40 + 1));
         assert_eq!(net.inference_bytes(16), 4 * 16 * (12 + 2 * 20));
-        net.evaluate(&x, &y, 1000).unwrap(); // inference leaves the training buffers alone
+        // inference in its own buffers leaves the training buffers alone...
+        let own = net.evaluate(&x, &y, 1000).unwrap();
         assert_eq!(
             (net.memory_bytes() - net.parameter_bytes()) as u64,
             net.training_bytes(16)
+        );
+        // ...and inference in the training buffers gives the same numbers
+        let reused = net.evaluate(&x, &y, 16).unwrap();
+        assert_eq!(own.1, reused.1);
+        assert!(
+            (own.0 - reused.0).abs() < 1e-12,
+            "loss sums in other chunks: {own:?} {reused:?}"
+        );
+        assert_eq!(
+            net.predict_proba(&x, 40, 16).unwrap(),
+            net.predict_proba(&x, 40, 1000).unwrap()
+        );
+        assert_eq!(net.inference_batch(), 1024); // small model: more than training's 16
+        let (x2, y2) = data(1100, 12, 3, 2);
+        let big_batch = TrainConfig {
+            batch_size: 1100,
+            ..cfg()
+        };
+        net.train_epoch(&x2, &y2, &big_batch, &mut |_| false)
+            .unwrap();
+        assert_eq!(net.inference_batch(), 1100, "the training buffers are used");
+        let wide = Network::new(NetworkSpec {
+            sizes: vec![12, 1_100_000, 3],
+            nnz: vec![40, 40],
+            hidden: vec![Activation::Leaky {
+                negative_slope: 0.0,
+            }],
+            ..spec(1, 0.0)
+        })
+        .unwrap();
+        assert_eq!(wide.inference_bytes(1), 4 * (12 + 2 * 1_100_000));
+        assert_eq!(
+            wide.inference_batch(),
+            32,
+            "at least 32 samples, even past 256 MB"
         );
     }
 
