@@ -15,6 +15,8 @@ held before the model was built, per connection.
     python benches/w4.py                       # all four models, largest last
     python benches/w4.py --models w4a w4b      # some of them
     python benches/w4.py --batch 128           # the paper's batch (w4d does not fit it)
+    python benches/w4.py --models sweep        # w4a's architecture at epsilon 5, 10, 20, 40
+    python benches/w4.py --inference-only      # build each model, time predict_proba, save, load
 
 The batch size is the paper's 128 or, when the memory estimate says that does
 not fit, the largest that does (the script says so). Results go to
@@ -44,7 +46,13 @@ MODELS = {
     "w4b": ([2_500_000, 2_500_000], 5),
     "w4c": ([5_000_000, 5_000_000], 5),
     "w4d": ([5_000_000] * 10, 1),
+    # w4a's architecture with other densities: nnz varies at fixed neurons
+    "w4a-e5": ([500_000, 500_000], 5),
+    "w4a-e20": ([500_000, 500_000], 20),
+    "w4a-e40": ([500_000, 500_000], 40),
 }
+W4 = ["w4a", "w4b", "w4c", "w4d"]
+SWEEP = ["w4a-e5", "w4a", "w4a-e20", "w4a-e40"]
 
 
 def data(folder: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +116,27 @@ def batch_that_fits(model: sm.SparseMLP, wanted: int) -> int:
     return max(1, min(wanted, int((0.9 * available - fixed) // per_sample)))
 
 
+def save_and_load(model: sm.SparseMLP, folder: str) -> dict:
+    """Times ``save`` and ``load`` (the model is released before loading) and
+    records the file size and how much memory each added to the process."""
+    path = os.path.join(folder, "model.npz")
+    base, sampler = AnonymousPeak.now(), AnonymousPeak()
+    t = time.perf_counter()
+    model.save(path)
+    save_seconds, save_extra = time.perf_counter() - t, sampler.close() - base
+    size = os.path.getsize(path)
+    del model
+    base, sampler = AnonymousPeak.now(), AnonymousPeak()
+    t = time.perf_counter()
+    loaded = sm.SparseMLP.load(path)
+    load_seconds, load_peak = time.perf_counter() - t, sampler.close() - base
+    held = AnonymousPeak.now() - base
+    del loaded
+    os.remove(path)
+    return {"save_seconds": save_seconds, "save_extra_bytes": save_extra, "file_bytes": size,
+            "load_seconds": load_seconds, "load_peak_bytes": load_peak, "loaded_bytes": held}
+
+
 def one(name: str, args: argparse.Namespace) -> dict:
     """Builds, trains and measures one model (in this process)."""
     X, y = data(args.data)
@@ -129,6 +158,20 @@ def one(name: str, args: argparse.Namespace) -> dict:
           f"{init_seconds:.1f} s; training needs {format_bytes(est['total'])} at batch {batch}",
           flush=True)
     X_train, y_train, X_test, y_test = X[:TRAIN], y[:TRAIN], X[TRAIN:], y[TRAIN:]
+    if args.inference_only:
+        # a model that has not trained has no training buffers: inference
+        # uses its own chunk (as many samples as fit in 256 MB, at least 32)
+        chunk = model._net.inference_batch()
+        t = time.perf_counter()
+        model.predict_proba(X_test)
+        inference_seconds = time.perf_counter() - t
+        anon_peak = sampler.close()
+        return {"model": name, "sizes": sizes, "epsilon": epsilon, "neurons": sum(hidden),
+                "connections": nnz, "init_seconds": init_seconds, "inference_only": True,
+                "inference_chunk": chunk, "inference_seconds": inference_seconds,
+                "inference_samples": TEST, "estimate": est, "peak_anonymous": anon_peak,
+                "anonymous_before_model": anon0, "threads": sm.get_num_threads(),
+                **save_and_load(model, args.data)}
     history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=batch,
                         learning_rate=0.01, momentum=0.9, weight_decay=2e-4,
                         topology=sm.SET(0.3), validation_data=(X_test, y_test), verbose=2)
@@ -160,7 +203,10 @@ def one(name: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=W4, choices=[*MODELS, "sweep"],
+                   help="models to run; 'sweep' is w4a at epsilon 5, 10, 20 and 40")
+    p.add_argument("--inference-only", action="store_true",
+                   help="build each model and time predict_proba on the test samples, no training")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "sparse_mlp_w4"))
@@ -172,9 +218,12 @@ def main() -> None:
         return
     data(args.data)
     rows = []
-    for name in args.models:
+    names = [m for name in args.models for m in (SWEEP if name == "sweep" else [name])]
+    for name in names:
         cmd = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs),
                "--batch", str(args.batch), "--data", args.data]
+        if args.inference_only:
+            cmd.append("--inference-only")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         result = None
         assert proc.stdout is not None
@@ -188,6 +237,20 @@ def main() -> None:
         rows.append(result)
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
+    if args.inference_only:
+        print(f"\n{'model':<8} {'neurons':>11} {'connections':>12} {'chunk':>5} {'infer s':>8} "
+              f"{'ms/sample':>9} {'peak GB':>8} {'save s':>7} {'+GB':>5} {'file GB':>8} "
+              f"{'load s':>7} {'peak GB':>8} {'held GB':>8}")
+        for r in rows:
+            if "error" not in r:
+                print(f"{r['model']:<8} {r['neurons']:>11,} {r['connections']:>12,} "
+                      f"{r['inference_chunk']:>5} {r['inference_seconds']:>8.1f} "
+                      f"{r['inference_seconds'] / r['inference_samples'] * 1e3:>9.2f} "
+                      f"{r['peak_anonymous'] / 1e9:>8.2f} {r['save_seconds']:>7.1f} "
+                      f"{r['save_extra_bytes'] / 1e9:>5.2f} {r['file_bytes'] / 1e9:>8.2f} "
+                      f"{r['load_seconds']:>7.1f} {r['load_peak_bytes'] / 1e9:>8.2f} "
+                      f"{r['loaded_bytes'] / 1e9:>8.2f}")
+        return
     print(f"\n{'model':<6} {'neurons':>11} {'connections':>12} {'batch':>5} {'init s':>7} "
           f"{'epoch s':>8} {'train s':>8} {'SET s':>6} {'infer s':>8} {'peak GB':>8} "
           f"{'B/conn':>7} {'train s per 1M conn':>20}")

@@ -1,6 +1,9 @@
 """What large models rest on: inference whose memory does not grow with
 depth, the memory estimate and fit's refusal, training from memory-mapped data."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -83,6 +86,23 @@ def test_fit_refuses_before_allocating_when_memory_is_short(monkeypatch):
         sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0).fit(X, y, epochs=1, verbose=0)
 
 
+def test_the_memory_limit_variable_caps_what_counts_as_available(monkeypatch):
+    from sparse_mlp.memory import available_bytes
+    X, y = blobs(100, 10, 3)
+    monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", "2.5G")
+    assert available_bytes() <= 2_500_000_000
+    monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", "200k")
+    assert available_bytes() <= 200_000
+    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
+    with pytest.raises(sm.InsufficientMemoryError, match="available"):
+        model.fit(X, y, epochs=1, verbose=0)
+    for bad in ("lots", "-5G", "1e9", "12 GiB"):
+        monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", bad)
+        with pytest.raises(sm.InvalidInputError, match="SPARSE_MLP_MEMORY_LIMIT"):
+            model.fit(X, y, epochs=1, verbose=0)
+    assert model.epochs_trained == 0
+
+
 def test_training_from_a_memory_mapped_file_reads_it_in_place(tmp_path):
     X, y = blobs(300, 12, 3, seed=5)
     np.save(tmp_path / "X.npy", X)
@@ -101,3 +121,64 @@ def test_training_from_a_memory_mapped_file_reads_it_in_place(tmp_path):
     bad[299, 11] = np.inf
     with pytest.raises(sm.InvalidInputError, match="sample 299, feature 11"):
         b.fit(bad, y, epochs=1, verbose=0)
+
+
+class _CountingNet:
+    """Stands in for a model's core network and checks, each time a layer's
+    state is fetched, that no array of an earlier layer is still alive."""
+
+    def __init__(self, net):
+        self.net, self.alive, self.fetched = net, [], 0
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def layer_state(self, i):
+        gc.collect()
+        still = [r for r in self.alive if r() is not None]
+        assert not still, f"{len(still)} arrays of earlier layers alive when layer {i} is fetched"
+        st = self.net.layer_state(i)
+        self.alive = [weakref.ref(a) for a in st.values() if isinstance(a, np.ndarray)]
+        self.fetched += 1
+        return st
+
+
+def test_saving_holds_one_layer_at_a_time_and_stores_uint32_rows(tmp_path):
+    X, y = blobs(60, 12, 3)
+    model = sm.SparseMLP([12, 30, 30, 30, 3], epsilon=4, seed=1)
+    model.fit(X, y, epochs=1, verbose=0)
+    expected = model.predict_proba(X)
+    counting = _CountingNet(model._net)
+    model._net = counting
+    model.save(tmp_path / "m.npz")
+    assert counting.fetched == 4
+    model._net = counting.net
+    with np.load(tmp_path / "m.npz") as z:
+        assert all(z[f"layer{i}.row_idx"].dtype == np.uint32 for i in range(4))
+        assert z["layer1.row_idx"].size == model.layers[1].nnz
+    np.testing.assert_array_equal(sm.SparseMLP.load(tmp_path / "m.npz").predict_proba(X), expected)
+
+
+def test_files_with_int64_row_indices_still_load_and_bad_indices_are_refused(tmp_path):
+    X, y = blobs(60, 12, 3)
+    model = sm.SparseMLP([12, 30, 3], epsilon=4, seed=1)
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = dict(z)
+    old = dict(arrays, **{f"layer{i}.row_idx": arrays[f"layer{i}.row_idx"].astype(np.int64)
+                          for i in range(2)})
+    np.savez(tmp_path / "old.npz", **old)
+    np.testing.assert_array_equal(sm.SparseMLP.load(tmp_path / "old.npz").predict_proba(X),
+                                  model.predict_proba(X))
+    for key, value, dtype in [("layer0.row_idx", -1, np.int64), ("layer0.row_idx", 2**32, np.int64),
+                              ("layer0.col_ptr", -5, np.int64), ("layer0.row_idx", 12, np.uint32)]:
+        bad = dict(arrays)
+        bad[key] = arrays[key].astype(dtype)
+        bad[key][0] = value
+        np.savez(tmp_path / "bad.npz", **bad)
+        with pytest.raises(sm.CheckpointError, match="out of range|invalid"):
+            sm.SparseMLP.load(tmp_path / "bad.npz")
+    bad = dict(arrays, **{"layer0.row_idx": arrays["layer0.row_idx"].astype(np.int32)})
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(sm.CheckpointError, match="dtype int32"):
+        sm.SparseMLP.load(tmp_path / "bad.npz")

@@ -26,10 +26,10 @@ def mpiexec():
     return found
 
 
-def run_job(tmp_path, *options, n=3, timeout=180, name="run"):
+def run_job(tmp_path, *options, n=3, timeout=180, name="run", env=None):
     """Runs the job on ``n`` ranks; returns (exit code, per-rank results, output, seconds)."""
     out = str(tmp_path / name)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     t0 = time.monotonic()
     proc = subprocess.run([mpiexec(), "-n", str(n), sys.executable, JOB, out, *options],
                           capture_output=True, text=True, timeout=timeout, env=env)
@@ -134,6 +134,42 @@ def test_ranks_with_different_data_are_refused_on_every_rank(tmp_path):
     assert rc != 0
     assert sorted(res) == [0, 1, 2]
     assert all("different training data" in r["error"] for r in res.values())
+
+
+def test_a_run_that_does_not_fit_in_memory_is_refused_on_every_rank(tmp_path):
+    # 3 ranks on this host need about 0.9 MB together for this model; allow 0.5 MB
+    rc, res, output, _ = run_job(tmp_path, env={"SPARSE_MLP_MEMORY_LIMIT": "500K"})
+    assert rc != 0
+    assert sorted(res) == [0, 1, 2]
+    for r in res.values():
+        assert r["error"].startswith("InsufficientMemoryError: WASAP with 2 workers needs")
+        assert "ranks 0, 1, 2" in r["error"] and "500.0 kB is available" in r["error"]
+    rc, res, output, _ = run_job(tmp_path, env={"SPARSE_MLP_MEMORY_LIMIT": "50M"})
+    assert rc == 0, output
+
+
+def test_memory_needs_add_up_per_host():
+    from sparse_mlp.parallel import _Data, _memory_needs, _memory_problem
+    model = sm.SparseMLP([30, 48, 48, 4], epsilon=4, seed=0)
+    X = np.zeros((100, 30), np.float32)
+    data = _Data(X, np.zeros(100, np.int64), None, ())
+    server, worker = _memory_needs(model, 16, data, 2)
+    assert worker > model.memory_estimate(16)["total"] > 0 and server > 0
+    # each host holds what its ranks need, however they are spread (2 workers)
+    spread = [("a", server), ("b", 2 * worker), ("b", 2 * worker + 1)]
+    assert _memory_problem(model, 16, data, spread) is None
+    spread[1] = ("b", 2 * worker - 1)
+    assert "host b (ranks 1, 2;" in _memory_problem(model, 16, data, spread)
+    # the server's replicas grow with the workers: 3 workers on one host
+    server, worker = _memory_needs(model, 16, data, 3)
+    assert _memory_problem(model, 16, data, [("a", server + 3 * worker)] * 4) is None
+    problem = _memory_problem(model, 16, data, [("a", server + 3 * worker - 1)] * 4)
+    assert problem is not None and "host a (ranks 0, 1, 2, 3;" in problem
+    assert _memory_problem(model, 16, data, [("a", None)] * 4) is None  # unknown: no refusal
+    # the smallest figure a host's ranks report is the one that counts
+    mixed = [("a", server + 3 * worker), ("a", server + 3 * worker), ("a", 10), ("a", None)]
+    assert _memory_needs(model, 16, data, 3)[0] > _memory_needs(model, 16, data, 2)[0]
+    assert _memory_problem(model, 16, data, mixed) is not None
 
 
 def test_checkpoint_survives_a_killed_job_and_the_run_resumes(tmp_path):

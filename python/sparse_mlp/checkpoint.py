@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import numpy as np
@@ -101,3 +103,14 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
             os.close(dfd)
     except OSError:
         pass  # directories cannot be fsynced everywhere; the rename is done
+
+
+def write_npz(f: Any, arrays: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Writes ``(name, array)`` pairs as an uncompressed ``.npz`` archive
+    (what ``np.load`` reads), consuming ``arrays`` lazily: unlike
+    ``np.savez``, the arrays need not all exist at once. Nothing is pickled."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, a in arrays:
+            with zf.open(name + ".npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.ascontiguousarray(a), allow_pickle=False)
+            del a  # not held while the next array is made

@@ -1,7 +1,31 @@
 """How much memory the machine has left, for ``fit``'s check before it
-allocates (see :meth:`SparseMLP.memory_estimate`)."""
+allocates (see :meth:`SparseMLP.memory_estimate`).
+
+The environment variable ``SPARSE_MLP_MEMORY_LIMIT`` (bytes, or a number with
+a unit: ``500M``, ``12G``, ``1.5T``; powers of 1000) caps what sparse_mlp
+treats as available, e.g. to leave room for other jobs on a shared node."""
 
 from __future__ import annotations
+
+import os
+import re
+
+from .errors import InvalidInputError
+
+LIMIT_VARIABLE = "SPARSE_MLP_MEMORY_LIMIT"
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _env_limit() -> int | None:
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)B?", text, re.IGNORECASE)
+    if not m:
+        raise InvalidInputError(
+            f"{LIMIT_VARIABLE}={text!r} is not a size: give bytes or a number with K, M, G or T"
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
 def _read_int(path: str) -> int | None:
@@ -28,8 +52,9 @@ def available_bytes() -> int | None:
     """Bytes this process can still allocate without swapping: the kernel's
     ``MemAvailable`` (free memory plus reclaimable caches, which includes the
     pages of memory-mapped data), lowered by the cgroup's limit when the
-    process runs in a container. None where this cannot be known (not Linux)."""
-    found = [_meminfo_available()]
+    process runs in a container and by ``SPARSE_MLP_MEMORY_LIMIT`` when set.
+    None where this cannot be known (not Linux, no limit set)."""
+    found = [_meminfo_available(), _env_limit()]
     for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                          ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
                           "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
@@ -50,4 +75,4 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-__all__ = ["available_bytes", "format_bytes"]
+__all__ = ["LIMIT_VARIABLE", "available_bytes", "format_bytes"]

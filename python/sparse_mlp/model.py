@@ -11,7 +11,7 @@ import secrets
 import sys
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from . import _core
 from ._validation import as_features, as_labels, number, positive_int
 from .activations import ActivationLike, AllReLU, resolve
-from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences
+from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences, write_npz
 from .errors import (
     CheckpointError,
     DivergenceError,
@@ -36,6 +36,8 @@ log = logging.getLogger("sparse_mlp")
 FORMAT = "sparse_mlp.model"
 FORMAT_VERSION = 1
 _LAYER_ARRAYS = ("col_ptr", "row_idx", "values", "momentum", "bias", "bias_momentum")
+# dtypes a model file's index arrays may have (files before 0.1 stored int64 row indices)
+_ARCHIVE_DTYPES = {"col_ptr": (np.int64,), "row_idx": (np.uint32, np.int64)}
 _INITS = ("he_uniform", "xavier", "normal")
 _OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("identity", "sigmoid")}
 
@@ -647,11 +649,11 @@ class SparseMLP:
         atomic_write(os.fspath(path), self._write_archive)
 
     def _write_archive(self, f: Any, extra: dict[str, np.ndarray] | None = None) -> None:
-        arrays: dict[str, np.ndarray] = dict(extra or {})
-        for i in range(len(self.sizes) - 1):
-            st = self._net.layer_state(i)
-            for k in _LAYER_ARRAYS:
-                arrays[f"layer{i}.{k}"] = st[k]
+        """Writes the ``.npz`` archive one array at a time, fetching each layer
+        from the core only when it is written: saving holds one layer's copy
+        at a time, not the model's (a checkpoint of a 100M-connection model
+        taken while training's buffers are allocated must not double it).
+        Row indices are stored as uint32, as the core holds them."""
         seed, rng_state, step, topology_version = self._net.run_state
         loss, output = self._net.loss
         meta = {
@@ -671,9 +673,19 @@ class SparseMLP:
             "history": self.history,
         }
         text = json.dumps(meta, default=_json_scalar)
-        arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
-        arrays["rng_state"] = np.array(rng_state, dtype=np.uint64)
-        np.savez(f, **arrays)
+
+        def arrays() -> Iterator[tuple[str, np.ndarray]]:
+            yield from (extra or {}).items()
+            for i in range(len(self.sizes) - 1):
+                st = self._net.layer_state(i)
+                st["row_idx"] = st["row_idx"].astype(np.uint32)
+                for k in _LAYER_ARRAYS:
+                    yield f"layer{i}.{k}", st[k]
+                del st
+            yield "meta", np.frombuffer(text.encode(), dtype=np.uint8)
+            yield "rng_state", np.array(rng_state, dtype=np.uint64)
+
+        write_npz(f, arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SparseMLP:
@@ -705,8 +717,8 @@ class SparseMLP:
                     st: dict[str, Any] = {"n_in": meta["sizes"][i], "n_out": meta["sizes"][i + 1]}
                     for k in _LAYER_ARRAYS:
                         a = z[f"layer{i}.{k}"]
-                        want = np.int64 if k in ("col_ptr", "row_idx") else np.float32
-                        if a.dtype != want or a.ndim != 1:
+                        want = _ARCHIVE_DTYPES.get(k, (np.float32,))
+                        if a.dtype not in want or a.ndim != 1:
                             raise CheckpointError(f"{path}: layer {i} array {k} has dtype "
                                                   f"{a.dtype} and {a.ndim} dimensions")
                         st[k] = a

@@ -54,7 +54,14 @@ import numpy as np
 
 from . import _core
 from ._validation import number, positive_int
-from .errors import DivergenceError, InvalidInputError, ParallelError, SparseMLPError
+from .errors import (
+    DivergenceError,
+    InsufficientMemoryError,
+    InvalidInputError,
+    ParallelError,
+    SparseMLPError,
+)
+from .memory import available_bytes, format_bytes
 from .model import DEFAULT_TOPOLOGY, Callback, SparseMLP, _Progress, check_training
 from .topology import SET, ImportancePruning
 
@@ -173,14 +180,20 @@ class _Link:
             self.send(a, dest)
 
     def recv_model(self, source: int, hdr: np.ndarray) -> SparseMLP:
+        return _model_from_payload(*self.recv_payload(source, hdr))
+
+    def recv_payload(self, source: int, hdr: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        """A model message as sent: its metadata and its two flat arrays."""
         n_text, n_idx, n_vals = (int(v) for v in hdr[1:4])
         text = self.recv(np.empty(n_text, np.uint8), source)
         idx = self.recv(np.empty(n_idx, np.int64), source)
         vals = self.recv(np.empty(n_vals, np.float32), source)
-        return _model_from_payload(json.loads(bytes(text).decode()), idx, vals)
+        return json.loads(bytes(text).decode()), idx, vals
 
     def bcast_model(self, model: SparseMLP | None, momentum: bool) -> SparseMLP:
+        """The server's model on every rank; the server gets ``model`` itself."""
         if self.rank == SERVER:
+            assert model is not None
             meta, idx, vals = _model_payload(model, momentum)
             sizes = (idx.size, vals.size)
         else:
@@ -190,6 +203,9 @@ class _Link:
             idx, vals = np.empty(sizes[0], np.int64), np.empty(sizes[1], np.float32)
         self.bcast(idx)
         self.bcast(vals)
+        if self.rank == SERVER:
+            assert model is not None
+            return model
         return _model_from_payload(meta, idx, vals)
 
 
@@ -213,6 +229,17 @@ def _model_payload(model: SparseMLP, momentum: bool) -> tuple[dict, np.ndarray, 
 
 
 def _model_from_payload(meta: dict, idx: np.ndarray, vals: np.ndarray) -> SparseMLP:
+    layers = _payload_layers(meta, idx, vals)
+    net = _core.Network.from_state(
+        layers, [(str(a), float(s)) for a, s in meta["activations"]], meta["loss"],
+        meta["output_activation"], meta["dropout"], meta["init"], int(meta["seed"]),
+        [int(r) for r in meta["rng_state"]], int(meta["step"]), int(meta["topology_version"]),
+    )
+    return SparseMLP._from_net(net, meta["config"], [], int(meta["epochs_trained"]))
+
+
+def _payload_layers(meta: dict, idx: np.ndarray, vals: np.ndarray) -> list[dict[str, Any]]:
+    """Each layer's state as views into a model message's arrays."""
     layers = []
     i = v = 0
     sizes, nnz = meta["sizes"], meta["nnz"]
@@ -229,12 +256,10 @@ def _model_from_payload(meta: dict, idx: np.ndarray, vals: np.ndarray) -> Sparse
             st["momentum"] = np.zeros(k, np.float32)
             st["bias_momentum"] = np.zeros(n_out, np.float32)
         layers.append(st)
-    net = _core.Network.from_state(
-        layers, [(str(a), float(s)) for a, s in meta["activations"]], meta["loss"],
-        meta["output_activation"], meta["dropout"], meta["init"], int(meta["seed"]),
-        [int(r) for r in meta["rng_state"]], int(meta["step"]), int(meta["topology_version"]),
-    )
-    return SparseMLP._from_net(net, meta["config"], [], int(meta["epochs_trained"]))
+    if i != idx.size or v != vals.size:
+        raise ParallelError(f"a model message has {idx.size} indices and {vals.size} values; "
+                            f"its metadata describes {i} and {v}")
+    return layers
 
 
 # ---------------------------------------------------------------- topology bookkeeping
@@ -401,6 +426,11 @@ class WASAP:
                 "the ranks were given different training data (shape or content); every rank "
                 f"must pass the same X and y: {fingerprint}"
             )
+        hosts = comm.gather((MPI.Get_processor_name(), available_bytes()), root=SERVER)
+        short = _memory_problem(model, run.batch_size, data, hosts) if rank == SERVER else None
+        short = comm.bcast(short, root=SERVER)
+        if short:
+            raise InsufficientMemoryError(short)
         state = comm.bcast(state, root=SERVER)
         replica = link.bcast_model(model if rank == SERVER else None, momentum=False)
         if rank == SERVER:
@@ -462,6 +492,50 @@ def _prepare_data(model: SparseMLP, X: Any, y: Any, validation_data: Any) -> _Da
     probe = X[:: max(1, X.shape[0] // 64)]
     fingerprint = (X.shape, float(np.sum(probe, dtype=np.float64)), int(y.sum()))
     return _Data(X, y, val, fingerprint)
+
+
+def _memory_needs(model: SparseMLP, batch_size: int, data: _Data, n_workers: int) -> tuple[int, int]:
+    """Bytes the server and each worker will allocate (beyond the user's
+    model and data, which exist already): the worker's replica, training
+    buffers and data shard, the packed parameter and gradient arrays both
+    keep, a model message in flight, and the server's K replicas for the
+    average plus the union of the largest layer."""
+    est = model.memory_estimate(batch_size)
+    nnz, neurons = model.n_connections, sum(model.sizes)
+    message = 16 * nnz + 16 * neurons   # int64 indices and float32 values + momentum
+    packed = 2 * 4 * (nnz + neurons)    # parameters and one gradient, float32
+    replica = 12 * nnz + 12 * neurons   # int64 indices and float32 values, no momentum
+    union = 12 * n_workers * max(model._net.layer_nnz)
+    shard = (data.X.nbytes + data.y.nbytes) // n_workers
+    worker = est["total"] + message + packed + shard
+    server = message + packed + n_workers * replica + union
+    if data.val is not None:
+        server += est["inference_buffers"]
+    return server, worker
+
+
+def _memory_problem(model: SparseMLP, batch_size: int, data: _Data,
+                    hosts: list[tuple[str, int | None]]) -> str | None:
+    """Why the run would not fit in the memory of one of the hosts, or None.
+    Ranks on the same host share its memory, so their needs add up."""
+    server, worker = _memory_needs(model, batch_size, data, len(hosts) - 1)
+    needs: dict[str, list] = {}
+    for rank, (host, available) in enumerate(hosts):
+        entry = needs.setdefault(host, [0, available, []])
+        entry[0] += server if rank == SERVER else worker
+        entry[2].append(rank)
+        if available is not None and (entry[1] is None or available < entry[1]):
+            entry[1] = available
+    for host, (need, available, ranks) in needs.items():
+        if available is not None and need > available:
+            return (
+                f"WASAP with {len(hosts) - 1} workers needs {format_bytes(need)} on host {host} "
+                f"(ranks {', '.join(map(str, ranks))}; the server {format_bytes(server)}, each "
+                f"worker {format_bytes(worker)} at batch_size={batch_size}) but "
+                f"{format_bytes(available)} is available: run fewer ranks per host, a smaller "
+                "batch or a smaller model"
+            )
+    return None
 
 
 def _default_threads(comm) -> int:
@@ -708,7 +782,7 @@ class _Server:
         t0 = time.perf_counter()
         local_epochs = self.state["epochs"] - self.state["phase1"]
         reports: dict[int, list] = {}
-        replicas: dict[int, SparseMLP] = {}
+        replicas: dict[int, list[dict[str, Any]]] = {}
         comm_share: list[float] = []
         while len(replicas) < self.K:
             src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
@@ -721,7 +795,8 @@ class _Server:
                     self._local_record(int(hdr[1]), reports.pop(int(hdr[1])), local_epochs)
             elif kind == FINAL:
                 comm_share.append(float(hdr[5]))
-                replicas[src] = self.link.recv_model(src, hdr)
+                # kept as received (indices and values), not built into a network
+                replicas[src] = _payload_layers(*self.link.recv_payload(src, hdr))
             else:
                 raise ParallelError(f"worker {src} sent message kind {kind} during phase 2")
         self._average([replicas[w] for w in self.workers], comm_share, time.perf_counter() - t0)
@@ -737,12 +812,13 @@ class _Server:
         self._publish(record)
         self.progress.report(self.state["phase1"] + local_epoch, record)
 
-    def _average(self, replicas: list[SparseMLP], comm_share: list[float], seconds: float) -> None:
+    def _average(self, replicas: list[list[dict[str, Any]]], comm_share: list[float],
+                 seconds: float) -> None:
         """Union average per layer, pruned back to the server model's nnz (SPEC §6.5)."""
         net = self.model._net
         layers, union = [], []
         for i, target in enumerate(net.layer_nnz):
-            states = [r._net.layer_state(i) for r in replicas]
+            states = [r[i] for r in replicas]
             (ptr, rows, vals), n_union = _core.union_average(
                 [(s["col_ptr"], s["row_idx"], s["values"]) for s in states],
                 states[0]["n_in"], target)

@@ -281,6 +281,22 @@ fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> 
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
 }
 
+/// An index array of a saved layer (uint32, as files store row indices, or
+/// int64) as `T`, each value checked to fit, with no copy of another width.
+fn saved_indices<T: TryFrom<i64>>(a: &Bound<'_, PyAny>, l: usize, what: &str) -> PyResult<Vec<T>> {
+    let name = format!("layer {l}: {what}");
+    if let Ok(a) = a.extract::<PyReadonlyArray1<u32>>() {
+        return vector(&a, &name)?
+            .iter()
+            .map(|&v| {
+                T::try_from(i64::from(v))
+                    .map_err(|_| to_py(CoreError::InvalidInput(format!("{name} {v} out of range"))))
+            })
+            .collect();
+    }
+    indices(&a.extract::<PyReadonlyArray1<i64>>()?, &name)
+}
+
 fn vector_mut<'a>(a: &'a mut PyReadwriteArray1<'_, f32>, name: &str) -> PyResult<&'a mut [f32]> {
     a.as_slice_mut().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -388,24 +404,8 @@ impl PyNetwork {
             };
             let n_in: usize = get("n_in")?.extract()?;
             let n_out: usize = get("n_out")?.extract()?;
-            let col_ptr: Vec<i64> = get("col_ptr")?
-                .extract::<PyReadonlyArray1<i64>>()?
-                .as_array()
-                .to_vec();
-            if col_ptr.iter().any(|&p| p < 0) {
-                return Err(to_py(CoreError::InvalidInput(format!(
-                    "layer {l}: negative column pointer"
-                ))));
-            }
-            let row_idx: Vec<i64> = get("row_idx")?
-                .extract::<PyReadonlyArray1<i64>>()?
-                .as_array()
-                .to_vec();
-            if row_idx.iter().any(|&r| r < 0 || r > u32::MAX as i64) {
-                return Err(to_py(CoreError::InvalidInput(format!(
-                    "layer {l}: row index out of range"
-                ))));
-            }
+            let col_ptr = saved_indices::<usize>(&get("col_ptr")?, l, "column pointer")?;
+            let row_idx = saved_indices::<u32>(&get("row_idx")?, l, "row index")?;
             let f32s = |k: &str| -> PyResult<Vec<f32>> {
                 Ok(get(k)?
                     .extract::<PyReadonlyArray1<f32>>()?
@@ -418,8 +418,6 @@ impl PyNetwork {
                 f32s("momentum")?,
                 f32s("bias_momentum")?,
             );
-            let col_ptr = col_ptr.iter().map(|&p| p as usize).collect();
-            let row_idx = row_idx.iter().map(|&r| r as u32).collect();
             let w = SparseMatrix::from_csc(n_in, n_out, col_ptr, row_idx, values)
                 .and_then(|w| Layer::from_parts(w, bias, momentum, bias_momentum))
                 .map_err(|e| to_py(CoreError::InvalidInput(format!("layer {l}: {e}"))))?;
