@@ -1,4 +1,5 @@
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -32,9 +33,36 @@ def dense_layers(model):
     return out
 
 
+def training_state(model):
+    """Each layer's topology, weights, momentum and bias, and the run state."""
+    out = []
+    for i in range(len(model.layers)):
+        st = model._net.layer_state(i)
+        out.append({k: st[k].copy() for k in ("col_ptr", "row_idx", "values", "momentum", "bias")})
+    return out, model._net.run_state
+
+
+def assert_same_training_state(a, b):
+    (la, ra), (lb, rb) = training_state(a), training_state(b)
+    assert ra == rb
+    for x, y in zip(la, lb):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
 @pytest.fixture
 def threads():
     """Restores the thread count after a test changes it."""
     before = sm.get_num_threads()
     yield
     sm.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Reports how many calls the fuzz suite made, and how many were refused."""
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.CASES:
+        calls = sum(fuzz.CASES.values())
+        refused = sum(v for (_, outcome), v in fuzz.CASES.items() if outcome == "refused")
+        terminalreporter.write_line(f"fuzz cases: {calls} calls, {calls - refused} worked, "
+                                    f"{refused} refused with a documented exception")

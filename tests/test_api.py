@@ -81,7 +81,7 @@ def test_save_load_round_trip_and_resume_is_exact(tmp_path, trained):
     for a, b in zip(model.layers, loaded.layers):
         np.testing.assert_array_equal(a._state()["values"], b._state()["values"])
         np.testing.assert_array_equal(a._state()["row_idx"], b._state()["row_idx"])
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".sparse_mlp-")]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
 def test_loading_bad_files_raises_checkpoint_error(tmp_path, trained):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sparse_mlp as sm
-from conftest import blobs
+from conftest import assert_same_training_state, blobs
 
 OPTIONS = dict(epochs=6, batch_size=16, learning_rate=0.05, nesterov=True,
                topology=sm.SET(0.3), pruning=sm.ImportancePruning(2, 2, 20.0, shrink=False), verbose=0)
@@ -29,20 +29,6 @@ def _interrupt_after(epoch):
     return callback
 
 
-def _state(model):
-    out = []
-    for i in range(len(model.layers)):
-        st = model._net.layer_state(i)
-        out.append({k: st[k].copy() for k in ("col_ptr", "row_idx", "values", "momentum", "bias")})
-    return out, model._net.run_state
-
-
-def _assert_same(a, b):
-    (la, ra), (lb, rb) = _state(a), _state(b)
-    assert ra == rb
-    for x, y in zip(la, lb):
-        for k in x:
-            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
 @pytest.mark.parametrize("stop_after", [1, 2, 3, 5])
@@ -60,7 +46,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, stop_after):
     # A new process: a fresh model object, the same call with resume=True.
     resumed = _build()
     history = resumed.fit(X, y, validation_data=val, checkpoint=path, resume=True, **OPTIONS)
-    _assert_same(whole, resumed)
+    assert_same_training_state(whole, resumed)
     assert resumed.epochs_trained == 6 and resumed.sizes == whole.sizes
     assert [r["epoch"] for r in history] == list(range(1, 7))
     for key in ("loss", "accuracy", "val_loss", "n_connections", "n_neurons"):
@@ -89,7 +75,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     a.fit(X, y, checkpoint=path, **OPTIONS)
     b = _build()
     history = b.fit(X, y, checkpoint=path, resume=True, **OPTIONS)
-    _assert_same(a, b)
+    assert_same_training_state(a, b)
     assert len(history) == 6
 
 
@@ -98,7 +84,7 @@ def test_resume_without_a_file_starts_a_new_run(tmp_path):
     a, b = _build(), _build()
     a.fit(X, y, **OPTIONS)
     b.fit(X, y, checkpoint=tmp_path / "new.npz", resume=True, **OPTIONS)
-    _assert_same(a, b)
+    assert_same_training_state(a, b)
 
 
 def test_a_callback_stop_is_final(tmp_path):
@@ -239,7 +225,7 @@ def test_resume_with_recycling_is_bit_identical(tmp_path, name, stop_after):
         assert saved["recycling.core.blend_steps"].size > 0, "no interpolation in flight"
     resumed = _build()
     history = resumed.fit(X, y, checkpoint=path, resume=True, **options)
-    _assert_same(whole, resumed)
+    assert_same_training_state(whole, resumed)
     for key in ("loss", "accuracy", "recycled", "recycle_events", "n_neurons"):
         assert [r[key] for r in history] == [r[key] for r in expected], key
     assert resumed.recycling_summary == whole.recycling_summary
@@ -291,4 +277,4 @@ def test_tampered_recycling_books_are_refused(tmp_path, name, key, value, messag
     with pytest.raises(sm.CheckpointError, match=message):
         model.fit(X, y, checkpoint=bad, resume=True, **options)
     assert model.epochs_trained == 0 and not model.history
-    _assert_same(model, _build())  # the refused checkpoint left the model as it was
+    assert_same_training_state(model, _build())  # the refused checkpoint left the model as it was

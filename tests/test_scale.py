@@ -86,16 +86,38 @@ def test_fit_refuses_before_allocating_when_memory_is_short(monkeypatch):
         sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0).fit(X, y, epochs=1, verbose=0)
 
 
-def test_the_memory_limit_variable_caps_what_counts_as_available(monkeypatch):
+def test_a_batch_larger_than_the_data_is_the_data(monkeypatch):
+    X, y = blobs(50, 10, 3)
+    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
+    est = model.memory_estimate(batch_size=50)
+    monkeypatch.setattr(model_module, "available_bytes", lambda: est["total"])
+    model.fit(X, y, epochs=1, batch_size=10**12, verbose=0)  # trains with one batch of 50
+    assert model.memory_bytes - est["parameters"] == model._net.training_bytes(50)
+    assert model.predict_proba(X, batch_size=2**70).shape == (50, 3)
+    assert model.memory_estimate(2**70)["training_buffers"] == model._net.training_bytes(2**32 - 1)
+
+
+def test_the_memory_limit_variable_caps_what_counts_as_available(monkeypatch, tmp_path):
     from sparse_mlp.memory import available_bytes
     X, y = blobs(100, 10, 3)
+    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
     monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", "2.5G")
     assert available_bytes() <= 2_500_000_000
     monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", "200k")
     assert available_bytes() <= 200_000
-    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
     with pytest.raises(sm.InsufficientMemoryError, match="available"):
         model.fit(X, y, epochs=1, verbose=0)
+    # building or loading a model the limit cannot hold is refused before allocating
+    with pytest.raises(sm.InsufficientMemoryError, match=r"building the model .* needs 1\.1 MB"):
+        sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
+    monkeypatch.delenv("SPARSE_MLP_MEMORY_LIMIT")
+    model.save(tmp_path / "m.npz")
+    monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", "200k")
+    with pytest.raises(sm.InsufficientMemoryError, match="loading"):
+        sm.SparseMLP.load(tmp_path / "m.npz")
+    with pytest.raises(sm.InsufficientMemoryError, match="building the network"):
+        sm._core.Network([10, 5000, 3], [50000, 15000], [("relu", 0.0)], "cross_entropy",
+                         "softmax", 0.0, "he_uniform", 0)
     for bad in ("lots", "-5G", "1e9", "12 GiB"):
         monkeypatch.setenv("SPARSE_MLP_MEMORY_LIMIT", bad)
         with pytest.raises(sm.InvalidInputError, match="SPARSE_MLP_MEMORY_LIMIT"):

@@ -102,12 +102,48 @@ def test_importance_pruning_on_the_server_reaches_the_workers(tmp_path):
     assert r0["accuracy"] > 0.85
 
 
-def test_a_killed_worker_ends_the_job_with_an_error_in_bounded_time(tmp_path):
-    rc, res, output, seconds = run_job(tmp_path, "--epochs", "400", "--kill-rank", "2",
-                                       "--kill-after", "1.5", timeout=120)
+@pytest.mark.parametrize("rank, when", [
+    (2, "GRAD:30"),       # a worker, in phase 1 (its 30th gradient)
+    (2, "PROGRESS:3"),    # a worker, in phase 2 (after its 2nd local epoch)
+    (0, "PARAMS:40"),     # the server, in phase 1
+    (0, None),            # the server, at a random moment
+])
+def test_a_killed_rank_ends_the_job_with_an_error_in_bounded_time(tmp_path, rank, when):
+    how = ["--kill-on", when] if when else ["--kill-after", "1.5"]
+    epochs = "30" if when else "400"  # long enough to be running after 1.5 s
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", epochs, "--phase2", "0.5",
+                                       "--kill-rank", str(rank), *how, timeout=120)
     assert rc != 0
     assert seconds < 60
-    assert "sha" not in res.get(0, {}), "the server did not finish a run with a dead worker"
+    assert not any("sha" in r for r in res.values()), "no rank may finish a run with a dead rank"
+    # the launcher names the rank that died and how
+    assert "KILLED BY SIGNAL: 9" in output or "signal 9" in output.lower(), output[-3000:]
+
+
+def test_a_slow_worker_does_not_confuse_the_local_phase(tmp_path):
+    """Worker 2 sleeps before its last phase-1 gradient (the one the server
+    answers with the local phase), so worker 1 reports its local epochs and
+    sends its replica first: the server takes the messages as they come."""
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--phase2", "0.5", "--samples", "600",
+                                 "--kill-rank", "2", "--kill-on", "GRAD:37", "--pause", "4")
+    assert rc == 0, output
+    assert len({r["sha"] for r in res.values()}) == 1
+    phases = [r["phase"] for r in res[0]["history"]]
+    assert phases == [1, 1, 1, 2, 2, 2, "average"]
+
+
+@pytest.mark.parametrize("rank, when", [(2, "GRAD:30"), (2, "PROGRESS:3"), (0, "PARAMS:40")])
+def test_a_hung_rank_ends_the_job_after_the_timeout(tmp_path, rank, when):
+    """A rank that stops answering without dying (SIGSTOP: a hung node, a
+    deadlock) is not noticed by the launcher; the ranks waiting on it give up
+    after WASAP's timeout, say why and abort the job."""
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", "30", "--phase2", "0.5",
+                                       "--kill-rank", str(rank), "--kill-on", when, "--hang",
+                                       "--timeout", "3", timeout=120)
+    assert rc != 0 and seconds < 60
+    assert not any("sha" in r for r in res.values())
+    assert "heard nothing for 3 s while waiting for" in output, (rc, seconds, output[-3000:])
+    assert "Aborting the MPI job" in output
 
 
 def test_a_failing_worker_stops_every_rank_with_the_reason(tmp_path):

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -28,6 +29,11 @@ p.add_argument("--checkpoint")
 p.add_argument("--resume", action="store_true")
 p.add_argument("--kill-rank", type=int, help="this rank kills itself (SIGKILL) after --kill-after s")
 p.add_argument("--kill-after", type=float, default=1.0)
+p.add_argument("--timeout", type=float, default=60.0, help="WASAP's silence timeout")
+p.add_argument("--hang", action="store_true", help="--kill-on stops the rank (SIGSTOP) instead")
+p.add_argument("--pause", type=float, help="--kill-on makes the rank sleep this long instead")
+p.add_argument("--kill-on", help="KIND:N: --kill-rank kills itself (SIGKILL) as it is about to "
+               "send its Nth message of KIND (GRAD: phase 1, PROGRESS: phase 2, PARAMS: server)")
 p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
 p.add_argument("--pruning", action="store_true")
 p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
@@ -46,7 +52,22 @@ Xt, yt, Xv, yv = X[:args.samples], y[:args.samples], X[args.samples:], y[args.sa
 if rank == args.other_data_rank:
     Xt = Xt + 1.0
 model = sm.SparseMLP([f, 48, 48, c], epsilon=4, seed=3 + rank)  # the server's model is the one used
-if rank == args.kill_rank:
+if rank == args.kill_rank and args.kill_on:
+    kind, count = args.kill_on.split(":")
+    code, sent, send_header = getattr(sm.parallel, kind), [0], sm.parallel._Link.send_header
+
+    def counting_send_header(link, dest, tag, k, *fields):
+        """Dies at a known point of the protocol, as a crash would."""
+        if int(k) == code and tag in (sm.parallel.TAG_HEADER, sm.parallel.TAG_REPLY):
+            sent[0] += 1
+            if sent[0] == int(count) and args.pause:
+                time.sleep(args.pause)
+            elif sent[0] == int(count):
+                os.kill(os.getpid(), signal.SIGSTOP if args.hang else signal.SIGKILL)
+        send_header(link, dest, tag, k, *fields)
+
+    sm.parallel._Link.send_header = counting_send_header
+elif rank == args.kill_rank:
     threading.Timer(args.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
 result = {"rank": rank, "seen": []}
 
@@ -61,7 +82,7 @@ def watch(model, record):
 callbacks = [watch] + ([sm.MetricsLogger(args.metrics)] if args.metrics else [])
 try:
     history = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, chunk_mb=args.chunk_mb,
-                                timeout=60).fit(
+                                timeout=args.timeout).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=args.lr,
         validation_data=(Xv, yv),
         pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=10) if args.pruning else None,

@@ -84,6 +84,13 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def verbosity(value: Any) -> int:
+    """``verbose``: an integer (0 silent, 1 progress, 2 a line per epoch)."""
+    if not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"verbose must be an integer (0, 1 or 2), got {value!r}")
+    return int(value)
+
+
 def number(name: str, value: Any, low: float, high: float, *, high_open: bool = False,
            low_open: bool = False) -> float:
     """A finite float in the given range."""

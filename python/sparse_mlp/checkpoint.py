@@ -80,9 +80,18 @@ def plan_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
 
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Writes through a temporary file in the same directory, fsyncs it and
-    renames it over ``path``: readers see the old file or the new one."""
+    renames it over ``path``: readers see the old file or the new one. A
+    temporary file of ``path`` left by a writer that was killed is removed
+    first (one writer per path)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sparse_mlp-", suffix=".tmp")
+    prefix = f".{os.path.basename(path)}.sparse_mlp-"
+    for name in os.listdir(directory):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import InvalidInputError
+from .errors import InsufficientMemoryError, InvalidInputError
 
 LIMIT_VARIABLE = "SPARSE_MLP_MEMORY_LIMIT"
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -48,13 +48,31 @@ def _meminfo_available() -> int | None:
     return None
 
 
+def _address_space_left() -> int | None:
+    """What an address-space limit (``ulimit -v``) leaves, if one is set."""
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return max(0, soft - size)
+
+
 def available_bytes() -> int | None:
     """Bytes this process can still allocate without swapping: the kernel's
     ``MemAvailable`` (free memory plus reclaimable caches, which includes the
     pages of memory-mapped data), lowered by the cgroup's limit when the
-    process runs in a container and by ``SPARSE_MLP_MEMORY_LIMIT`` when set.
-    None where this cannot be known (not Linux, no limit set)."""
-    found = [_meminfo_available(), _env_limit()]
+    process runs in a container, by what an address-space limit (``ulimit
+    -v``) leaves and by ``SPARSE_MLP_MEMORY_LIMIT`` when set. None where this
+    cannot be known (not Linux, no limit set)."""
+    found = [_meminfo_available(), _env_limit(), _address_space_left()]
     for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                          ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
                           "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
@@ -66,6 +84,16 @@ def available_bytes() -> int | None:
     return min(known) if known else None
 
 
+def require(needed: int, what: str) -> None:
+    """Raises :class:`InsufficientMemoryError` when ``needed`` bytes are more
+    than are available, before anything is allocated: ``what`` names the work."""
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise InsufficientMemoryError(
+            f"{what} needs {format_bytes(needed)} but {format_bytes(available)} is available"
+        )
+
+
 def format_bytes(n: float) -> str:
     """``n`` bytes for people: 512 B, 3.4 MB, 17.2 GB."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
@@ -75,4 +103,4 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-__all__ = ["LIMIT_VARIABLE", "available_bytes", "format_bytes"]
+__all__ = ["LIMIT_VARIABLE", "available_bytes", "format_bytes", "require"]

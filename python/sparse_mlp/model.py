@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, number, positive_int
+from ._validation import as_features, as_labels, number, positive_int, verbosity
 from .activations import ActivationLike, AllReLU, resolve
 from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences, write_npz
 from .errors import (
@@ -27,7 +27,7 @@ from .errors import (
     InvalidInputError,
     SparseMLPError,
 )
-from .memory import available_bytes, format_bytes
+from .memory import available_bytes, format_bytes, require
 from .recycling import restore_runs, save_runs, start_runs
 from .topology import SET, ImportancePruning
 
@@ -48,6 +48,36 @@ DEFAULT_ACTIVATION = AllReLU(0.6)
 DEFAULT_TOPOLOGY = SET()
 
 
+def _check_finite_output(p: np.ndarray, X: np.ndarray) -> None:
+    """Finite inputs can still overflow float32 inside the network (features
+    of 1e30); the caller gets an error rather than NaN probabilities."""
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidInputError(
+            f"the model's output for sample {i} is not finite: its features (largest magnitude "
+            f"{float(np.max(np.abs(X[i]))):.3g}) overflow float32 inside the network; scale the data"
+        )
+
+
+# A training set holds fewer than 2**32 samples (the core's 32-bit sample
+# indices), so larger batches or chunks are the whole data.
+MAX_BATCH = 2**32 - 1
+
+
+def _batch_size(value: Any) -> int:
+    return min(positive_int("batch_size", value), MAX_BATCH)
+
+
+def _check_build(sizes: Sequence[int], nnz: Sequence[int], what: str) -> None:
+    """Refuses a network the machine cannot hold, before the core allocates
+    it: its parameters plus the largest layer again (initialization and
+    conversions build one layer at a time)."""
+    per_layer = [_core.parameter_bytes([a, b], [k]) for a, b, k in zip(sizes[:-1], sizes[1:], nnz)]
+    require(sum(per_layer) + max(per_layer, default=0),
+            f"{what} ({'-'.join(map(str, sizes))}, {sum(nnz)} connections)")
+
+
 def connection_counts(
     sizes: Sequence[int],
     epsilon: float | None = None,
@@ -62,9 +92,23 @@ def connection_counts(
     proportional to ``(n_in+n_out)/(n_in·n_out)``, capped at 1, scaled so the
     whole network has ``density`` of its dense parameter count.
 
+    Every layer must get at least one connection; a density or ε so small
+    that one gets none is refused.
+
     >>> connection_counts([784, 1000, 10], epsilon=20)
     [35680, 10000]
     """
+    counts = _connection_counts(sizes, epsilon, density, distribution)
+    for i, k in enumerate(counts):
+        if k < 1:
+            what = f"density {density}" if density is not None else f"epsilon {epsilon}"
+            raise InvalidInputError(f"with {what}, layer {i} ({sizes[i]}x{sizes[i + 1]}) gets no "
+                                    "connections; use a larger value")
+    return counts
+
+
+def _connection_counts(sizes: Sequence[int], epsilon: float | None, density: float | None,
+                       distribution: str) -> list[int]:
     pairs = list(zip(sizes[:-1], sizes[1:]))
     if density is None:
         eps = number("epsilon", 20.0 if epsilon is None else epsilon, 0.0, math.inf, low_open=True)
@@ -229,6 +273,7 @@ class SparseMLP:
             raise InvalidInputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
         specs = resolve(activation, len(sizes) - 2)
         counts = connection_counts(sizes, epsilon, density, distribution)
+        _check_build(sizes, counts, "building the model")
         self._net = _core.Network(
             sizes, counts, specs, loss, output_activation, dropout, init, int(seed)
         )
@@ -352,7 +397,8 @@ class SparseMLP:
         3
         """
         epochs = positive_int("epochs", epochs)
-        batch_size = positive_int("batch_size", batch_size)
+        batch_size = _batch_size(batch_size)
+        verbose = verbosity(verbose)
         check_training(learning_rate, momentum, weight_decay, topology, pruning)
         if callable(callbacks):
             callbacks = [callbacks]
@@ -381,7 +427,7 @@ class SparseMLP:
         strategies = [s for s in (pruning, topology) if s is not None]
         if runs is None:
             runs = start_runs(recycling, self, X, y)
-        self._check_memory(batch_size)
+        self._check_memory(min(batch_size, X.shape[0]))  # a batch is at most the data
         progress = _Progress(verbose, epochs, state["done"], -(-X.shape[0] // batch_size))
         run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
@@ -560,7 +606,9 @@ class SparseMLP:
         least 32, at most 1024), or the training batch when this model has
         trained in this process, whose buffers inference then reuses."""
         X = as_features(X, self.n_features)
-        return self._net.predict_proba(X, self._inference_batch(batch_size))
+        p = self._net.predict_proba(X, self._inference_batch(batch_size))
+        _check_finite_output(p, X)
+        return p
 
     def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:
         """Predicted class indices, shape (n_samples,)."""
@@ -572,12 +620,14 @@ class SparseMLP:
         X = as_features(X, self.n_features)
         y = as_labels(y, X.shape[0], self.n_classes)
         loss, acc = self._net.evaluate(X, y, self._inference_batch(batch_size))
+        if not math.isfinite(loss):
+            _check_finite_output(self._net.predict_proba(X, self._inference_batch(batch_size)), X)
         return {"loss": loss, "accuracy": acc}
 
     def _inference_batch(self, batch_size: int | None) -> int:
         if batch_size is None:
             return self._net.inference_batch()
-        return positive_int("batch_size", batch_size)
+        return _batch_size(batch_size)
 
     def memory_estimate(self, batch_size: int = 32) -> dict[str, int]:
         """Bytes that training this model with mini-batches of ``batch_size``
@@ -603,7 +653,7 @@ class SparseMLP:
         >>> est["training_buffers"] == 4 * 128 * (784 + 1000 + 10 + 1000 + 2 * 1000 + 1)
         True
         """
-        batch_size = positive_int("batch_size", batch_size)
+        batch_size = _batch_size(batch_size)
         net = self._net
         est = {
             "parameters": sum(net.layer_bytes),
@@ -723,15 +773,19 @@ class SparseMLP:
                                                   f"{a.dtype} and {a.ndim} dimensions")
                         st[k] = a
                     layers.append(st)
-                rng_state = [int(v) for v in z["rng_state"]]
+                rng = z["rng_state"]
+                if rng.dtype != np.uint64 or rng.shape != (4,):
+                    raise CheckpointError(f"{path}: rng_state must be 4 uint64 values")
+                rng_state = [int(v) for v in rng]
                 if books is not None:
                     books.update({k: z[k] for k in z.files if k.startswith("recycling.")})
         except CheckpointError:
             raise
-        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile,
-                UnicodeDecodeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError, OSError, EOFError,
+                zipfile.BadZipFile, UnicodeDecodeError) as e:
             raise CheckpointError(f"{path} is not a readable sparse_mlp model file: {e}") from None
         try:
+            _check_build(meta["sizes"], [st["row_idx"].size for st in layers], f"loading {path}")
             net = _core.Network.from_state(
                 layers,
                 [(str(k), float(s)) for k, s in meta["activations"]],
@@ -740,8 +794,13 @@ class SparseMLP:
             )
         except (InvalidInputError, TypeError, ValueError, KeyError, OverflowError) as e:
             raise CheckpointError(f"{path} holds an invalid model: {e}") from None
-        return cls._from_net(net, meta.get("config", {}), meta.get("history", []),
-                             int(meta.get("epochs_trained", 0)))
+        config, history, trained = (meta.get("config", {}), meta.get("history", []),
+                                    meta.get("epochs_trained", 0))
+        if (not isinstance(config, dict) or not isinstance(history, list)
+                or not all(isinstance(r, dict) for r in history)
+                or not isinstance(trained, int) or trained < 0):
+            raise CheckpointError(f"{path} holds a malformed configuration or history")
+        return cls._from_net(net, config, history, trained)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickling (for ``copy.deepcopy``, joblib, scikit-learn) goes through
@@ -823,6 +882,7 @@ class SparseMLP:
         template = cls([1] * (len(sizes) - 1) + [2], activation=activation, epsilon=1.0, init=init,
                        dropout=dropout, loss=loss, output_activation=output_activation, seed=seed)
         net_loss, output = template._net.loss
+        _check_build(sizes, [st["row_idx"].size for st in layers], "importing the weights")
         try:
             net = _core.Network.from_state(
                 layers, [(str(k), float(v)) for k, v in template._net.activations], net_loss, output,

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import number, positive_int
+from ._validation import number, positive_int, verbosity
 from .errors import (
     DivergenceError,
     InsufficientMemoryError,
@@ -124,6 +124,9 @@ class _Link:
         """Ends every rank of the job: for failures the ranks cannot agree on."""
         print(f"sparse_mlp.parallel: {message}", file=sys.stderr, flush=True)
         log.critical(message)
+        # mpiexec forwards each rank's output asynchronously and Abort tears
+        # the forwarding down: without a pause the message is sometimes lost
+        time.sleep(1.0)
         self.comm.Abort(2)
 
     def send_header(self, dest: int, tag: int, kind: int, *fields: float) -> None:
@@ -470,7 +473,7 @@ class _RunConfig:
         check_training(learning_rate, momentum, weight_decay, topology, pruning)
         return cls(positive_int("epochs", epochs), positive_int("batch_size", batch_size),
                    float(learning_rate), float(momentum), float(weight_decay), bool(nesterov),
-                   topology, pruning, int(verbose))
+                   topology, pruning, verbosity(verbose))
 
 
 @dataclass
@@ -619,7 +622,6 @@ class _Server:
         try:
             while self.state["done"] < self.state["phase1"]:
                 self._server_epoch()
-            self._start_local_phase()
             self._local_phase()
         except ParallelError as e:
             self._stop_all(str(e))
@@ -763,37 +765,34 @@ class _Server:
 
     # ---- phase 2
 
-    def _start_local_phase(self) -> None:
-        """Answers each worker's next gradient with the model (with momentum)
-        and the number of local epochs."""
-        local_epochs = self.state["epochs"] - self.state["phase1"]
-        pending = set(self.workers)
-        while pending:
-            src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
-            if int(hdr[0]) == FAILED:
-                raise self._failed(src, hdr)
-            self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), src)
-            self.link.send_model(src, LOCAL, self.model, True, self.version, local_epochs)
-            pending.discard(src)
-            self.local.add(src)
-        self.last_report = time.perf_counter()
-
     def _local_phase(self) -> None:
+        """Answers each worker's next gradient with the model (with momentum)
+        and the number of local epochs, gathers the workers' reports after
+        each local epoch and their replicas, and averages them. A fast worker
+        can report (or even finish) before a slow one has sent its last
+        gradient, so one loop takes every kind of message as it comes."""
         t0 = time.perf_counter()
         local_epochs = self.state["epochs"] - self.state["phase1"]
+        pending = set(self.workers)  # not yet sent into the local phase
         reports: dict[int, list] = {}
         replicas: dict[int, list[dict[str, Any]]] = {}
         comm_share: list[float] = []
-        while len(replicas) < self.K:
+        self.last_report = t0
+        while pending or len(replicas) < self.K:
             src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
             kind = int(hdr[0])
             if kind == FAILED:
                 raise self._failed(src, hdr)
-            if kind == PROGRESS:
+            if kind == GRAD and src in pending:
+                self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), src)
+                self.link.send_model(src, LOCAL, self.model, True, self.version, local_epochs)
+                pending.discard(src)
+                self.local.add(src)
+            elif kind == PROGRESS and src in self.local:
                 reports.setdefault(int(hdr[1]), []).append(hdr[2:5].copy())
                 if len(reports[int(hdr[1])]) == self.K:
                     self._local_record(int(hdr[1]), reports.pop(int(hdr[1])), local_epochs)
-            elif kind == FINAL:
+            elif kind == FINAL and src in self.local and src not in replicas:
                 comm_share.append(float(hdr[5]))
                 # kept as received (indices and values), not built into a network
                 replicas[src] = _payload_layers(*self.link.recv_payload(src, hdr))

@@ -15,6 +15,20 @@ pub struct Layer {
     pub(crate) bias_grad: Vec<f32>,
 }
 
+/// Bytes a built layer of `nnz` connections from `n_in` to `n_out` neurons
+/// holds, as [`Layer::memory_bytes`] reports them, computed before building
+/// it (so a model too large for the machine is refused, not attempted): both
+/// views' pointers, six `u32`/`f32` arrays per connection (row index, value,
+/// the transposed view's two, momentum, gradient), three per output neuron.
+/// Saturates at `u64::MAX` for absurd sizes.
+pub fn layer_bytes_for(n_in: usize, n_out: usize, nnz: usize) -> u64 {
+    let word = std::mem::size_of::<usize>() as u64;
+    let pointers = (n_in as u64).saturating_add(n_out as u64).saturating_add(2);
+    word.saturating_mul(pointers)
+        .saturating_add((nnz as u64).saturating_mul(24))
+        .saturating_add((n_out as u64).saturating_mul(12))
+}
+
 impl Layer {
     /// A layer with zero bias and zero optimizer state.
     pub fn new(w: SparseMatrix) -> Self {

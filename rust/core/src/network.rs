@@ -694,14 +694,18 @@ impl Network {
         let all: u64 = sizes.iter().map(|&n| n as u64).sum();
         let hidden: u64 = sizes[1..sizes.len() - 1].iter().map(|&n| n as u64).sum();
         let widest = sizes.iter().copied().max().unwrap_or(0) as u64;
-        4 * batch as u64 * (all + hidden + 2 * widest + 1)
+        (batch as u64)
+            .saturating_mul(4)
+            .saturating_mul(all + hidden + 2 * widest + 1)
     }
 
     /// Bytes of the buffers inference with chunks of `batch` samples uses.
     pub fn inference_bytes(&self, batch: usize) -> u64 {
         let sizes = self.sizes();
         let widest = sizes[1..].iter().copied().max().unwrap_or(0) as u64;
-        4 * batch as u64 * (sizes[0] as u64 + 2 * widest)
+        (batch as u64)
+            .saturating_mul(4)
+            .saturating_mul(sizes[0] as u64 + 2 * widest)
     }
 
     /// The default inference chunk: as many samples as fit in
@@ -1446,6 +1450,12 @@ mod tests {
     fn the_training_buffer_estimate_is_what_training_allocates() {
         let mut net = Network::new(spec(1, 0.3)).unwrap();
         assert_eq!(net.memory_bytes(), net.parameter_bytes());
+        // the parameters, computed before building, are what was built
+        for layer in net.layers() {
+            let w = layer.weights();
+            let expected = crate::layer::layer_bytes_for(w.n_in(), w.n_out(), w.nnz());
+            assert_eq!(layer.memory_bytes() as u64, expected);
+        }
         let (x, y) = data(40, 12, 3, 1);
         net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
         let grown = net.memory_bytes() - net.parameter_bytes();

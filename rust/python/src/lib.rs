@@ -87,7 +87,7 @@ fn default_threads() -> usize {
     std::env::var("SPARSE_MLP_NUM_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
+        .filter(|n| (1..=MAX_THREADS).contains(n))
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -101,7 +101,11 @@ fn build_pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
         .thread_name(|i| format!("sparse-mlp-{i}"))
         .build()
         .map(Arc::new)
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} worker threads: {e}")))
+        .map_err(|e| {
+            to_py(CoreError::Internal(format!(
+                "cannot start {threads} worker threads: {e}"
+            )))
+        })
 }
 
 fn pool() -> PyResult<Arc<ThreadPool>> {
@@ -118,15 +122,18 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
 /// or `SPARSE_MLP_NUM_THREADS`). Results do not depend on it.
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
-    if n == 0 {
-        return Err(to_py(CoreError::InvalidInput(
-            "the number of threads must be at least 1".into(),
-        )));
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "the number of threads must be between 1 and {MAX_THREADS}, got {n}"
+        ))));
     }
     let p = build_pool(n)?;
     *POOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
     Ok(())
 }
+
+/// More threads than this is a mistake (and would try to start them all).
+const MAX_THREADS: usize = 4096;
 
 #[pyfunction]
 fn get_num_threads() -> PyResult<usize> {
@@ -276,6 +283,16 @@ fn matrix<'a>(
     Ok((data, shape[0]))
 }
 
+/// Refuses, with `sparse_mlp.memory.require` (`InsufficientMemoryError`),
+/// work that would allocate more than the machine has available, so that a
+/// size given to an entry point makes an error instead of aborting the
+/// process when the allocation fails.
+fn require_memory(py: Python<'_>, bytes: u64, what: &str) -> PyResult<()> {
+    py.import("sparse_mlp.memory")?
+        .call_method1("require", (bytes, what))?;
+    Ok(())
+}
+
 fn vector<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a contiguous 1-d array")))
@@ -363,6 +380,14 @@ impl PyNetwork {
         seed: u64,
     ) -> PyResult<Self> {
         let (hidden, loss, init) = parse_config(&activations, loss, output_activation, init)?;
+        if sizes.len() == nnz.len() + 1 {
+            let bytes = sizes
+                .windows(2)
+                .zip(&nnz)
+                .map(|(s, &k)| core::layer::layer_bytes_for(s[0], s[1], k as usize))
+                .fold(0, u64::saturating_add);
+            require_memory(py, bytes, "building the network")?;
+        }
         let spec = NetworkSpec {
             sizes,
             nnz,
@@ -418,6 +443,8 @@ impl PyNetwork {
                 f32s("momentum")?,
                 f32s("bias_momentum")?,
             );
+            let bytes = core::layer::layer_bytes_for(n_in, n_out, row_idx.len());
+            require_memory(d.py(), bytes, &format!("building layer {l}"))?;
             let w = SparseMatrix::from_csc(n_in, n_out, col_ptr, row_idx, values)
                 .and_then(|w| Layer::from_parts(w, bias, momentum, bias_momentum))
                 .map_err(|e| to_py(CoreError::InvalidInput(format!("layer {l}: {e}"))))?;
@@ -730,6 +757,7 @@ impl PyNetwork {
         n: usize,
         shuffle: bool,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        require_memory(py, 12 * n as u64, "the sample order")?;
         let order = self.net.epoch_order(n, shuffle).map_err(to_py)?;
         Ok(PyArray1::from_vec(
             py,
@@ -1082,6 +1110,26 @@ impl PyNetwork {
     }
 }
 
+/// Bytes of the parameters (weights, both views' indices, optimizer state,
+/// bias) of a network with these `sizes` and per-layer connection counts,
+/// computed without building it.
+#[pyfunction]
+fn parameter_bytes(sizes: Vec<usize>, nnz: Vec<usize>) -> PyResult<u64> {
+    if sizes.len() != nnz.len() + 1 {
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "{} sizes need {} connection counts, got {}",
+            sizes.len(),
+            sizes.len().saturating_sub(1),
+            nnz.len()
+        ))));
+    }
+    Ok(sizes
+        .windows(2)
+        .zip(&nnz)
+        .map(|(s, &k)| core::layer::layer_bytes_for(s[0], s[1], k))
+        .fold(0, u64::saturating_add))
+}
+
 /// Connections of an Erdős–Rényi layer: round(min(1, ε(n_in+n_out)/(n_in·n_out)) · n_in·n_out).
 #[pyfunction]
 fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
@@ -1227,6 +1275,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(er_nnz, m)?)?;
+    m.add_function(wrap_pyfunction!(parameter_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(bench_layer, m)?)?;
     m.add_function(wrap_pyfunction!(remap_values, m)?)?;

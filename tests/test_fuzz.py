@@ -1,0 +1,488 @@
+"""Fuzzing the public API and the compiled module's entry points (hypothesis).
+
+Every call either works or raises one of the documented exceptions: a
+:class:`sm.SparseMLPError` (``InvalidInputError`` is also a ``ValueError``,
+``InsufficientMemoryError`` a ``MemoryError``) or ``TypeError`` for arguments
+of the wrong kind (and ``OverflowError`` from the compiled module's argument
+conversion: an integer out of its type's range, a sequence of the wrong
+length). Anything else fails the test: a ``PanicException`` from the
+core (a Rust panic), ``IndexError``, a bare ``ValueError``... and a crash
+would end the test run. After each test the captured stderr must not hold a
+Rust panic message. A call that is refused must leave the model unchanged.
+
+The number of examples per test is ``SPARSE_MLP_FUZZ_EXAMPLES`` (default
+100); the session's summary line "fuzz cases: N" counts the calls made.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import sparse_mlp as sm
+from sparse_mlp import _core
+
+CASES: Counter = Counter()
+ALLOWED = (sm.SparseMLPError, TypeError)
+# The compiled module's arguments are converted by PyO3, which raises
+# OverflowError for an integer outside the parameter's type (a negative size)
+# and ValueError for a sequence of the wrong length.
+CORE_ALLOWED = (*ALLOWED, OverflowError, ValueError)
+EXAMPLES = int(os.environ.get("SPARSE_MLP_FUZZ_EXAMPLES", "100"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large])
+
+
+def attempt(kind, fn, *args, allowed=ALLOWED, **kwargs):
+    """Calls ``fn``; returns ("ok", result) or ("refused", error) for a
+    documented exception; anything else propagates and fails the test."""
+    try:
+        result = fn(*args, **kwargs)
+    except allowed as e:
+        assert str(e), f"{type(e).__name__} without a message"
+        CASES[kind, "refused"] += 1
+        return "refused", e
+    CASES[kind, "ok"] += 1
+    return "ok", result
+
+
+@pytest.fixture
+def no_panic(capfd):
+    yield
+    err = capfd.readouterr().err
+    assert "panicked" not in err and "RUST_BACKTRACE" not in err, err[-2000:]
+
+
+# ---------------------------------------------------------------- strategies
+
+WEIRD_INTS = st.sampled_from([0, -1, -(2**63), 2**31, 2**32, 2**32 - 1, 2**63, 2**64, 10**30])
+WEIRD = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=3), st.floats(allow_nan=True, allow_infinity=True),
+    WEIRD_INTS, st.just([1, 2]), st.just(object()), st.just(np.float32(1.5)), st.just(np.int64(3)),
+)
+FLOAT_ARG = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                      st.floats(-2, 2), WEIRD)
+
+DTYPES = st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.int64, np.uint8,
+                          np.bool_, np.complex64, np.dtype("U2"), np.dtype("O")])
+
+
+@st.composite
+def arrays(draw, max_dims=3, side=7, shape=None, dtype=None):
+    """Any array: dtype, shape (empty included), NaN/inf, layout, writability."""
+    dtype = np.dtype(dtype or draw(DTYPES))
+    if shape is None:
+        shape = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=side))
+    if dtype.kind == "O":
+        a = np.empty(shape, dtype=object)
+        a.fill(draw(st.sampled_from([None, 1.0, "x"])))
+    elif dtype.kind == "U":
+        a = np.full(shape, "ab", dtype=dtype)
+    else:
+        a = draw(hnp.arrays(dtype, shape))
+    layout = draw(st.sampled_from(["c", "f", "strided", "transposed"]))
+    if layout == "f":
+        a = np.asfortranarray(a)
+    elif layout == "strided" and a.ndim:
+        a = np.repeat(a, 2, axis=0)[::2]
+    elif layout == "transposed":
+        a = np.ascontiguousarray(a.T).T
+    if draw(st.booleans()):
+        a.setflags(write=False)
+    return a
+
+
+@st.composite
+def features(draw, n_features):
+    """Mostly well-shaped feature arrays of any dtype and layout, sometimes anything."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.one_of(arrays(), WEIRD))
+    n = draw(st.integers(0, 12))
+    f = draw(st.sampled_from([n_features, n_features, n_features, 0, n_features + 1]))
+    dtype = draw(st.sampled_from([np.float32, np.float32, np.float64, np.int64, np.float16, np.bool_]))
+    a = draw(arrays(shape=(n, f), dtype=dtype))
+    if dtype in (np.float32, np.float64) and a.size and draw(st.booleans()):
+        a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)  # often finite, so training runs
+    return a
+
+
+@st.composite
+def labels(draw, n, n_classes):
+    if draw(st.integers(0, 3)) == 0:
+        return draw(st.one_of(arrays(max_dims=2), WEIRD))
+    kind = draw(st.sampled_from(["good", "good", "range", "float", "str", "short"]))
+    rng = np.random.default_rng(draw(st.integers(0, 99)))
+    if kind == "good":
+        return rng.integers(0, n_classes, n)
+    if kind == "range":
+        return rng.integers(-2, n_classes + 3, n)
+    if kind == "float":
+        return rng.integers(0, n_classes, n) + draw(st.sampled_from([0.0, 0.5, np.nan]))
+    if kind == "str":
+        return np.array(["a", "b"] * n)[:n]
+    return rng.integers(0, n_classes, max(0, n - 1))
+
+
+def small_model(seed=0):
+    return sm.SparseMLP([6, 10, 3], epsilon=3, seed=seed)
+
+
+def snapshot(model):
+    """Everything a refused call must leave alone."""
+    state = [tuple(np.copy(v) for k, v in sorted(model._net.layer_state(i).items())
+                   if isinstance(v, np.ndarray)) for i in range(len(model.sizes) - 1)]
+    return model.sizes, state, model._net.run_state, model.epochs_trained, len(model.history)
+
+
+def assert_same(a, b):
+    assert a[0] == b[0] and a[2:] == b[2:]
+    for la, lb in zip(a[1], b[1]):
+        for x, y in zip(la, lb):
+            np.testing.assert_array_equal(x, y)
+
+
+# ---------------------------------------------------------------- the public API
+
+
+def mix(data, good, bad, max_bad=2):
+    """Keyword arguments drawn from ``good``, except up to ``max_bad`` of them
+    drawn from ``bad``: each bad value meets otherwise valid calls, and some
+    calls are entirely valid, so the success paths are fuzzed too."""
+    chosen = data.draw(st.lists(st.sampled_from(sorted(bad)), max_size=max_bad, unique=True),
+                       "corrupted")
+    return {k: data.draw(bad[k] if k in chosen else good[k], k) for k in good}
+
+
+def good_features(n_features, n=None):
+    """Finite float32 features of any layout, ``n`` (a strategy) samples."""
+    n = st.integers(1, 40) if n is None else n
+    return n.flatmap(lambda k: arrays(shape=(k, n_features), dtype=np.float32)).map(
+        lambda a: np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0).clip(-1e3, 1e3))
+
+
+@FUZZ
+@given(data=st.data())
+def test_constructor(no_panic, data):
+    good = {
+        "sizes": st.lists(st.integers(1, 12), min_size=1, max_size=3).map(lambda h: [5, *h, 3]),
+        "epsilon": st.one_of(st.none(), st.floats(0.1, 50)),
+        "density": st.none(),
+        "activation": st.sampled_from(["relu", "all_relu", "tanh", sm.AllReLU(0.3), sm.LeakyReLU(0.1)]),
+        "dropout": st.floats(0, 0.9),
+        "init": st.sampled_from(["he_uniform", "normal", "xavier_uniform"]),
+        "seed": st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+        "loss": st.sampled_from(["cross_entropy", "mse"]),
+        "distribution": st.sampled_from(["erk", "uniform"]),
+    }
+    bad = {
+        "sizes": st.one_of(st.lists(st.one_of(st.integers(-2, 12), WEIRD_INTS, WEIRD), max_size=5),
+                           WEIRD),
+        "epsilon": FLOAT_ARG, "density": FLOAT_ARG,
+        "activation": st.one_of(st.sampled_from(["nope", ""]), WEIRD,
+                                st.lists(st.sampled_from(["relu", "sigmoid"]), max_size=4)),
+        "dropout": FLOAT_ARG, "init": st.one_of(st.sampled_from(["x"]), WEIRD),
+        "seed": st.one_of(st.integers(-5, -1), st.integers(2**64, 2**70), WEIRD),
+        "loss": st.one_of(st.sampled_from(["hinge"]), WEIRD),
+        "distribution": st.one_of(st.sampled_from(["er", ""]), WEIRD),
+    }
+    kw = mix(data, good, bad)
+    outcome, model = attempt("constructor", sm.SparseMLP, kw.pop("sizes"), **kw)
+    if outcome == "ok":
+        assert model.n_connections >= 1
+        X = np.zeros((2, model.n_features), np.float32)
+        assert np.isfinite(model.predict_proba(X)).all()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fit(no_panic, data):
+    model = small_model()
+    n = data.draw(st.integers(1, 40), "n")
+    good = {
+        "X": good_features(6, st.just(n)), "y": st.just(np.arange(n) % 3),
+        "epochs": st.integers(1, 2), "batch_size": st.integers(1, 50),
+        "learning_rate": st.floats(1e-4, 0.3), "momentum": st.floats(0, 0.99),
+        "weight_decay": st.floats(0, 1e-2), "nesterov": st.booleans(),
+        "topology": st.one_of(st.none(), st.builds(sm.SET, st.floats(0, 1))),
+        "pruning": st.one_of(st.none(), st.builds(sm.ImportancePruning, st.integers(1, 2),
+                                                  st.integers(1, 2), st.floats(0, 90))),
+        "validation_data": st.one_of(st.none(), st.tuples(good_features(6), st.just(np.arange(1)))
+                                     .map(lambda v: (v[0], np.arange(v[0].shape[0]) % 3))),
+        "shuffle": st.booleans(), "verbose": st.just(0),
+    }
+    bad = {
+        "X": features(6), "y": labels(n, 3),
+        "epochs": st.one_of(st.integers(-3, 0), WEIRD.filter(lambda v: not isinstance(v, int)
+                                                             or isinstance(v, bool) or v < 3)),
+        "batch_size": st.one_of(st.integers(-1, 0), WEIRD_INTS, WEIRD),
+        "learning_rate": FLOAT_ARG, "momentum": FLOAT_ARG, "weight_decay": FLOAT_ARG,
+        "nesterov": WEIRD, "topology": WEIRD, "pruning": WEIRD,
+        "validation_data": st.one_of(WEIRD, st.tuples(features(6), labels(3, 3))),
+        "shuffle": WEIRD, "verbose": st.one_of(st.integers(-2, 5), WEIRD),
+    }
+    kw = mix(data, good, bad)
+    before = snapshot(model)
+    outcome, result = attempt("fit", model.fit, kw.pop("X"), kw.pop("y"), **kw)
+    if outcome == "refused" and not isinstance(result, sm.DivergenceError):
+        assert_same(before, snapshot(model))
+    elif outcome == "ok":
+        assert model.epochs_trained == len(result) >= 1
+        for i in range(len(model.sizes) - 1):
+            assert np.isfinite(model._net.layer_state(i)["values"]).all()
+
+
+@FUZZ
+@given(data=st.data())
+def test_inference(no_panic, data):
+    model = small_model(1)
+    n = data.draw(st.integers(1, 40), "n")
+    good = {"X": good_features(6, st.just(n)), "y": st.just(np.arange(n) % 3),
+            "batch_size": st.one_of(st.none(), st.integers(1, 50))}
+    bad = {"X": features(6), "y": labels(n, 3),
+           "batch_size": st.one_of(st.integers(-1, 0), WEIRD_INTS, WEIRD)}
+    kw = mix(data, good, bad)
+    X, y, batch_size = kw["X"], kw["y"], kw["batch_size"]
+    before = snapshot(model)
+    outcome, p = attempt("predict_proba", model.predict_proba, X, batch_size=batch_size)
+    if outcome == "ok":
+        assert p.shape == (X.shape[0], 3) and np.isfinite(p).all()
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    attempt("predict", model.predict, X, batch_size=batch_size)
+    attempt("evaluate", model.evaluate, X, y, batch_size=batch_size)
+    attempt("score", model.score, X, y)
+    attempt("memory_estimate", model.memory_estimate, batch_size)
+    assert_same(before, snapshot(model))
+
+
+@FUZZ
+@given(zeta=FLOAT_ARG, percentile=FLOAT_ARG, every=st.one_of(st.integers(-1, 3), WEIRD),
+       data=st.data())
+def test_topology_strategies(no_panic, zeta, percentile, every, data):
+    X, y = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32), np.arange(20) % 3
+    for make in (lambda: sm.SET(zeta), lambda: sm.ImportancePruning(percentile=percentile, every=every),
+                 lambda: sm.ReDo(tau=zeta, every_steps=every),
+                 lambda: sm.NeuronRecycling(fraction=zeta, every_steps=every),
+                 lambda: sm.ContinualBackprop(replacement_rate=zeta)):
+        outcome, strategy = attempt("strategy", make)
+        if outcome != "ok":
+            continue
+        model = small_model(2)
+        kw = {"recycling": strategy} if not isinstance(strategy, (sm.SET, sm.ImportancePruning)) \
+            else {"topology": strategy} if isinstance(strategy, sm.SET) else {"pruning": strategy}
+        attempt("fit with strategy", model.fit, X, y, epochs=2, verbose=0, **kw)
+
+
+# ---------------------------------------------------------------- untrusted files
+
+
+def _valid_archive():
+    model = small_model(3)
+    X, y = np.random.default_rng(1).normal(size=(30, 6)).astype(np.float32), np.arange(30) % 3
+    model.fit(X, y, epochs=1, verbose=0)
+    buf = io.BytesIO()
+    model._write_archive(buf)
+    return buf.getvalue()
+
+
+VALID = _valid_archive()
+
+
+def _load_bytes(tmp_path_factory, raw, name="m.npz"):
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(raw)
+    outcome, model = attempt("load", sm.SparseMLP.load, path)
+    if outcome == "ok":
+        X = np.ones((2, model.n_features), np.float32)
+        assert np.isfinite(model.predict_proba(X)).all()
+    else:
+        assert isinstance(model, (sm.CheckpointError, sm.InsufficientMemoryError)), repr(model)
+
+
+@FUZZ
+@given(cut=st.integers(0, len(VALID)), flips=st.lists(st.tuples(st.integers(0, len(VALID) - 1),
+                                                               st.integers(1, 255)), max_size=4))
+def test_load_of_truncated_or_corrupted_bytes(no_panic, tmp_path_factory, cut, flips):
+    raw = bytearray(VALID[:cut] if cut < len(VALID) else VALID)
+    for pos, x in flips:
+        if pos < len(raw):
+            raw[pos] ^= x
+    _load_bytes(tmp_path_factory, bytes(raw))
+
+
+def _members():
+    with np.load(io.BytesIO(VALID)) as z:
+        return {k: z[k] for k in z.files}
+
+
+MEMBERS = _members()
+
+
+@FUZZ
+@given(data=st.data())
+def test_load_of_crafted_archives(no_panic, tmp_path_factory, data):
+    """Valid zip files whose content lies: wrong sizes, indices, dtypes, metadata."""
+    arrays = dict(MEMBERS)
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    for _ in range(data.draw(st.integers(0, 3))):
+        what = data.draw(st.sampled_from(["array", "meta", "drop", "index", "nan"]))
+        if what == "nan":
+            key = data.draw(st.sampled_from([k for k in arrays if k.endswith(("values", "bias"))]))
+            a = arrays[key].copy()
+            if a.ndim == 1 and a.size and a.dtype.kind == "f":
+                a[data.draw(st.integers(0, a.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf]))
+            arrays[key] = a
+        elif what == "array":
+            key = data.draw(st.sampled_from(sorted(arrays)))
+            arrays[key] = data.draw(arrays_strategy)
+        elif what == "index":
+            key = data.draw(st.sampled_from([k for k in arrays if k.endswith(("row_idx", "col_ptr"))]))
+            a = arrays[key].copy()
+            values = [-1, 0, 5, 6, 10, 2**31, 2**32 - 1] if a.dtype.kind == "i" else [0, 5, 6, 10, 2**31]
+            if a.ndim == 1 and a.size and a.dtype.kind in "iu":
+                a[data.draw(st.integers(0, a.size - 1))] = data.draw(st.sampled_from(values))
+            arrays[key] = a
+        elif what == "drop":
+            arrays.pop(data.draw(st.sampled_from(sorted(arrays))))
+        else:
+            field = data.draw(st.sampled_from(sorted(meta)))
+            meta[field] = data.draw(st.one_of(
+                st.integers(-3, 2**64), st.lists(st.integers(-1, 2**40), max_size=4), st.text(max_size=4),
+                st.none(), st.floats(allow_nan=True), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                                       max_size=2)))
+            arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, a in arrays.items():
+            with zf.open(k + ".npy", "w") as out:
+                np.lib.format.write_array(out, np.asanyarray(a), allow_pickle=True)
+    _load_bytes(tmp_path_factory, buf.getvalue())
+
+
+arrays_strategy = arrays(max_dims=2, side=40)
+
+
+# ---------------------------------------------------------------- the compiled module
+
+
+def _layer_dicts(model):
+    return [model._net.layer_state(i) for i in range(len(model.sizes) - 1)]
+
+
+@FUZZ
+@given(data=st.data())
+def test_core_network_entry_points(no_panic, data):
+    model = small_model(4)
+    net = model._net
+    any_array = arrays(max_dims=2, side=12)
+    h = data.draw(st.one_of(st.integers(-1, 3), WEIRD_INTS))
+    ids = data.draw(st.one_of(any_array, st.just(np.array([0, 0])), st.just(np.array([9, 1]))))
+    calls = [
+        ("pack_params", lambda: net.pack_params(data.draw(any_array))),
+        ("unpack_params", lambda: net.unpack_params(data.draw(any_array))),
+        ("gradient_step", lambda: net.gradient_step(data.draw(any_array), data.draw(any_array),
+                                                    data.draw(any_array))),
+        ("apply_packed_gradient", lambda: net.apply_packed_gradient(
+            data.draw(any_array), data.draw(FLOAT_ARG), data.draw(FLOAT_ARG), data.draw(FLOAT_ARG))),
+        ("train_epoch", lambda: net.train_epoch(
+            data.draw(any_array), data.draw(any_array), data.draw(st.one_of(st.integers(-1, 9), WEIRD)),
+            0.01, 0.9, 0.0, order=data.draw(st.one_of(st.none(), any_array)))),
+        ("evaluate", lambda: net.evaluate(data.draw(any_array), data.draw(any_array),
+                                          data.draw(st.one_of(st.none(), st.integers(-1, 9))))),
+        ("gradients", lambda: net.gradients(data.draw(any_array), data.draw(any_array))),
+        ("evolve_set", lambda: net.evolve_set(data.draw(FLOAT_ARG))),
+        ("neuron_importance", lambda: net.neuron_importance(h)),
+        ("neuron_magnitudes", lambda: net.neuron_magnitudes(h)),
+        ("remove_neurons", lambda: net.remove_neurons(h, ids, data.draw(st.booleans()))),
+        ("recycle_neurons", lambda: net.recycle_neurons(
+            h, ids, data.draw(st.sampled_from(["initial", "zero", "x"])),
+            data.draw(st.sampled_from(["reinit", "zero", "keep", "y"])),
+            data.draw(st.one_of(st.integers(-1, 5), WEIRD_INTS)))),
+        ("protect_neurons", lambda: net.protect_neurons(h, ids)),
+        ("select_neurons", lambda: net.select_neurons(
+            data.draw(any_array), data.draw(any_array), data.draw(st.sampled_from(["top", "bottom", "?"])),
+            data.draw(FLOAT_ARG))),
+        ("epoch_order", lambda: net.epoch_order(data.draw(st.one_of(st.integers(-1, 50), WEIRD_INTS)))),
+        ("set_layer_values", lambda: net.set_layer_values(h, data.draw(any_array),
+                                                          data.draw(st.one_of(st.none(), any_array)))),
+        ("layer_state", lambda: net.layer_state(h)),
+        ("training_bytes", lambda: net.training_bytes(data.draw(WEIRD_INTS))),
+        ("midpoint_loss", lambda: net.midpoint_loss(data.draw(FLOAT_ARG), "mean", "l2")),
+        ("track_activity", lambda: net.track_activity(True, data.draw(st.one_of(st.none(), FLOAT_ARG)))),
+        ("reseed", lambda: net.reseed(data.draw(st.one_of(st.integers(-1, 2**64), WEIRD_INTS)))),
+    ]
+    for name, call in data.draw(st.lists(st.sampled_from(calls), min_size=1, max_size=6)):
+        attempt(f"core.{name}", call, allowed=CORE_ALLOWED)
+    # whatever was accepted, the network is still consistent and usable
+    X = np.ones((3, net.sizes[0]), np.float32)
+    p = net.predict_proba(X)
+    assert p.shape == (3, net.sizes[-1])
+
+
+@FUZZ
+@given(data=st.data())
+def test_core_constructors_and_functions(no_panic, data):
+    any_array = arrays(max_dims=2, side=12)
+    base = _layer_dicts(small_model(5))
+    layers = []
+    for d in base:
+        d = dict(d)
+        if data.draw(st.booleans()):
+            key = data.draw(st.sampled_from(sorted(d)))
+            d[key] = data.draw(st.one_of(any_array, WEIRD))
+        layers.append(d)
+    acts = data.draw(st.one_of(st.just([("all_relu", 0.6)]), st.lists(st.tuples(
+        st.sampled_from(["relu", "leaky_relu", "x"]), st.floats(allow_nan=True)), max_size=2)))
+    ints = st.one_of(st.integers(-1, 2**64), WEIRD_INTS)
+    calls = [
+        ("Network", lambda: _core.Network(
+            data.draw(st.lists(st.one_of(st.integers(0, 12), WEIRD_INTS), max_size=4)),
+            data.draw(st.lists(st.one_of(st.integers(0, 200), WEIRD_INTS), max_size=3)),
+            acts, "cross_entropy", "softmax", data.draw(FLOAT_ARG), "he_uniform", 0)),
+        ("from_state", lambda: _core.Network.from_state(
+            layers, acts, data.draw(st.sampled_from(["cross_entropy", "mse", "?"])), "softmax",
+            data.draw(FLOAT_ARG), "he_uniform", 1, data.draw(st.lists(ints, max_size=5)),
+            data.draw(ints), data.draw(ints))),
+        ("remap_values", lambda: _core.remap_values(*(data.draw(any_array) for _ in range(5)))),
+        ("union_average", lambda: _core.union_average(
+            [(d["col_ptr"], d["row_idx"], d["values"]) for d in layers[:1]] * data.draw(st.integers(0, 3))
+            + [tuple(data.draw(any_array) for _ in range(3))] * data.draw(st.integers(0, 1)),
+            data.draw(st.one_of(st.integers(-1, 8), WEIRD_INTS)), data.draw(st.one_of(st.integers(-1, 60),
+                                                                                      WEIRD_INTS)))),
+        ("er_nnz", lambda: _core.er_nnz(data.draw(FLOAT_ARG), data.draw(ints), data.draw(ints))),
+        ("parameter_bytes", lambda: _core.parameter_bytes(data.draw(st.lists(ints, max_size=3)),
+                                                          data.draw(st.lists(ints, max_size=3)))),
+        ("connection_counts", lambda: sm.connection_counts(
+            data.draw(st.lists(st.one_of(st.integers(-1, 50), WEIRD_INTS), max_size=4)),
+            data.draw(st.one_of(st.none(), FLOAT_ARG)))),
+    ]
+    for name, call in data.draw(st.lists(st.sampled_from(calls), min_size=1, max_size=4)):
+        outcome, result = attempt(f"core.{name}", call, allowed=CORE_ALLOWED)
+        if name == "from_state" and outcome == "ok":
+            assert result.predict_proba(np.ones((2, result.sizes[0]), np.float32)).shape[0] == 2
+
+
+@FUZZ
+@given(n=st.one_of(st.integers(-2, 4), st.integers(4097, 2**64), WEIRD))
+def test_thread_count(no_panic, n):
+    before = sm.get_num_threads()
+    try:
+        outcome, _ = attempt("set_num_threads", sm.set_num_threads, n, allowed=CORE_ALLOWED)
+        if outcome == "ok":
+            assert sm.get_num_threads() == n
+    finally:
+        sm.set_num_threads(before)
+
+
+def test_the_fuzz_suite_ran_many_cases():
+    """Run last in this module: the suite made calls of every kind."""
+    assert sum(CASES.values()) >= 10 * EXAMPLES, CASES
