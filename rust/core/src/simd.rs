@@ -132,3 +132,19 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI runs the kernel tests under Miri twice, as compiled (baseline) and
+    /// with `-C target-feature=+avx2,+fma`; this checks that the second run
+    /// really takes the AVX2 variants (Miri has no AVX-512).
+    #[test]
+    fn under_miri_the_level_is_what_the_target_features_allow() {
+        if cfg!(miri) && std::env::var_os("SPARSE_MLP_NO_SIMD").is_none() {
+            let avx2 = cfg!(all(target_feature = "avx2", target_feature = "fma"));
+            assert_eq!(level(), if avx2 { Level::Avx2 } else { Level::Baseline });
+        }
+    }
+}
