@@ -486,3 +486,88 @@ def test_thread_count(no_panic, n):
 def test_the_fuzz_suite_ran_many_cases():
     """Run last in this module: the suite made calls of every kind."""
     assert sum(CASES.values()) >= 10 * EXAMPLES, CASES
+
+
+# ---------------------------------------------------------------- untrusted data files
+
+
+def _data_templates():
+    """A small valid file of each format the loaders read."""
+    import gzip
+    import pickle
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, 3)).astype(np.float32)
+    idx = bytes([0, 0, 0x08, 2]) + (4).to_bytes(4, "big") + (3).to_bytes(4, "big") + \
+        rng.integers(0, 255, 12, dtype=np.uint8).tobytes()
+    csv = "a,b,c,label\n" + "\n".join(",".join(f"{v:.3f}" for v in row) + ",x" for row in X) + "\n"
+    svm = "\n".join(f"{i % 2} 1:{row[0]:.3f} 3:{row[2]:.3f}" for i, row in enumerate(X)) + "\n"
+    npy, npz = io.BytesIO(), io.BytesIO()
+    np.save(npy, X)
+    np.savez(npz, X=X, y=np.arange(4))
+    cifar = pickle.dumps({b"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8),
+                          b"labels": [0, 1, 2, 3]}, protocol=2)
+    return {"idx": idx, "idx.gz": gzip.compress(idx), "csv": csv.encode(), "svmlight": svm.encode(),
+            "npy": npy.getvalue(), "npz": npz.getvalue(), "cifar": cifar}
+
+
+DATA = _data_templates()
+
+
+def _readers():
+    from sparse_mlp import formats
+    return {"idx": formats.read_idx, "idx.gz": formats.read_idx, "csv": formats.read_csv,
+            "svmlight": formats.read_svmlight, "npy": formats.read_arrays,
+            "npz": formats.read_arrays, "cifar": formats.read_cifar_batch}
+
+
+@FUZZ
+@given(data=st.data())
+def test_data_files_truncated_corrupted_or_crafted(no_panic, tmp_path_factory, data):
+    kind = data.draw(st.sampled_from(sorted(DATA)), "kind")
+    raw = bytearray(DATA[kind])
+    how = data.draw(st.sampled_from(["as is", "cut", "flip", "insert", "random", "crafted"]), "how")
+    if how == "cut":
+        raw = raw[:data.draw(st.integers(0, len(raw)))]
+    elif how == "flip":
+        for _ in range(data.draw(st.integers(1, 4))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+    elif how == "insert":
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at:at] = data.draw(st.sampled_from([b"nan", b"1e39", b":", b"\x00", b"999999999999:1",
+                                                b",,", b"\n", b"-1:2", "é".encode()]))
+    elif how == "random":
+        raw = bytearray(data.draw(st.binary(max_size=200)))
+    elif how == "crafted" and kind.startswith("idx"):
+        raw = bytearray(DATA["idx"])  # a header promising a huge shape
+        raw[4:8] = data.draw(st.sampled_from([2**31, 2**32 - 1, 0, 5])).to_bytes(4, "big")
+    elif how == "crafted" and kind == "svmlight":
+        raw = f"1 {data.draw(st.sampled_from([2**31, 10**12, 10**30]))}:1.0\n".encode()
+    path = tmp_path_factory.mktemp("data") / f"f.{kind.split('.')[0]}"
+    path.write_bytes(bytes(raw))
+    outcome, result = attempt(f"read {kind}", _readers()[kind], path)
+    if outcome == "refused":
+        assert isinstance(result, (sm.InvalidInputError, sm.InsufficientMemoryError)), repr(result)
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    from sparse_mlp import formats
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
+    with pytest.raises(sm.InvalidInputError):
+        formats.read_cifar_batch(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_metadata_that_is_an_integer_is_refused_without_allocating(tmp_path):
+    """``bytes(n)`` of a crafted integer would allocate n bytes (fuzz finding)."""
+    arrays = dict(MEMBERS, meta=np.array(2**40))
+    np.savez(tmp_path / "bomb.npz", **arrays)
+    with pytest.raises(sm.CheckpointError, match="metadata is not a byte string"):
+        sm.SparseMLP.load(tmp_path / "bomb.npz")

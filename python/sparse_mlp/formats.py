@@ -14,13 +14,16 @@ import gzip
 import io
 import os
 import pickle
+import tokenize
 import warnings
 import zipfile
+import zlib
 from typing import IO, Any
 
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InsufficientMemoryError, InvalidInputError
+from .memory import require
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -43,7 +46,7 @@ def _read_all(path: str) -> bytes:
     with open_maybe_gzip(path) as f:
         try:
             return f.read()
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise InvalidInputError(f"{path}: corrupted gzip data ({e})") from None
 
 
@@ -113,7 +116,7 @@ def read_safe_pickle(path: str) -> Any:
     try:
         return _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError) as e:
+            LookupError, OverflowError, MemoryError) as e:
         raise InvalidInputError(f"{path} is not a readable data pickle: {e}") from None
 
 
@@ -247,9 +250,22 @@ def read_svmlight(path: str | os.PathLike, n_features: int | None = None) -> tup
         if width > n_features:
             raise InvalidInputError(f"{path} uses feature {width} but n_features is {n_features}")
         width = n_features
+    if width > 2**32 - 1:
+        raise InvalidInputError(f"{path} uses feature index {width}, beyond the 2**32 - 1 features "
+                                "a model can have")
+    require(4 * len(labels) * max(width, 1),
+            f"reading {path} as {len(labels)} samples x {width} dense features")
     X = np.zeros((len(labels), max(width, 1)), dtype=np.float32)
     X[rows, cols] = vals
     return X, np.array(labels)
+
+
+# What reading a truncated, corrupted or crafted .npy/.npz can raise: numpy
+# parses .npy headers with Python's tokenizer (SyntaxError, TokenError), and
+# zipfile refuses unknown versions and methods with NotImplementedError.
+UNREADABLE_ARCHIVE = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, LookupError,
+                      SyntaxError, tokenize.TokenError, TypeError, OverflowError,
+                      NotImplementedError)
 
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -263,5 +279,9 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {"X": loaded}
         with loaded as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except MemoryError as e:
+        raise InsufficientMemoryError(f"{path}: its arrays do not fit in memory ({e})") from None
+    # numpy parses a .npy header with Python's tokenizer: a corrupted header
+    # can raise SyntaxError and the like besides ValueError
+    except UNREADABLE_ARCHIVE as e:
         raise InvalidInputError(f"{path} is not a readable .npy/.npz file without objects: {e}") from None

@@ -10,7 +10,6 @@ import os
 import secrets
 import sys
 import time
-import zipfile
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
@@ -27,6 +26,7 @@ from .errors import (
     InvalidInputError,
     SparseMLPError,
 )
+from .formats import UNREADABLE_ARCHIVE
 from .memory import available_bytes, format_bytes, require
 from .recycling import restore_runs, save_runs, start_runs
 from .topology import SET, ImportancePruning
@@ -753,7 +753,11 @@ class SparseMLP:
         recycling arrays a checkpoint holds into it."""
         try:
             with np.load(source, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
+                raw = z["meta"]
+                if raw.dtype != np.uint8 or raw.ndim != 1:
+                    # (bytes() of a crafted integer would allocate that many bytes)
+                    raise CheckpointError(f"{path}: its metadata is not a byte string")
+                meta = json.loads(raw.tobytes().decode())
                 if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                     raise CheckpointError(f"{path} is not a sparse_mlp model file")
                 if meta.get("version") != FORMAT_VERSION:
@@ -781,8 +785,7 @@ class SparseMLP:
                     books.update({k: z[k] for k in z.files if k.startswith("recycling.")})
         except CheckpointError:
             raise
-        except (KeyError, ValueError, TypeError, OverflowError, OSError, EOFError,
-                zipfile.BadZipFile, UnicodeDecodeError) as e:
+        except UNREADABLE_ARCHIVE as e:
             raise CheckpointError(f"{path} is not a readable sparse_mlp model file: {e}") from None
         try:
             _check_build(meta["sizes"], [st["row_idx"].size for st in layers], f"loading {path}")
