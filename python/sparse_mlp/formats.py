@@ -281,7 +281,5 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except MemoryError as e:
         raise InsufficientMemoryError(f"{path}: its arrays do not fit in memory ({e})") from None
-    # numpy parses a .npy header with Python's tokenizer: a corrupted header
-    # can raise SyntaxError and the like besides ValueError
     except UNREADABLE_ARCHIVE as e:
         raise InvalidInputError(f"{path} is not a readable .npy/.npz file without objects: {e}") from None

@@ -36,7 +36,7 @@ log = logging.getLogger("sparse_mlp")
 FORMAT = "sparse_mlp.model"
 FORMAT_VERSION = 1
 _LAYER_ARRAYS = ("col_ptr", "row_idx", "values", "momentum", "bias", "bias_momentum")
-# dtypes a model file's index arrays may have (files before 0.1 stored int64 row indices)
+# dtypes a model file's index arrays may have (earlier files stored int64 row indices)
 _ARCHIVE_DTYPES = {"col_ptr": (np.int64,), "row_idx": (np.uint32, np.int64)}
 _INITS = ("he_uniform", "xavier", "normal")
 _OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("identity", "sigmoid")}
