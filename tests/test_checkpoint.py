@@ -234,6 +234,71 @@ def test_resume_with_recycling_is_bit_identical(tmp_path, name, stop_after):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def _rewrite_books(path, out, change):
+    """Copies checkpoint ``path`` to ``out`` with ``change`` applied to its
+    first recycling run's JSON books (and the run's history at hand)."""
+    arrays = dict(np.load(path))
+    meta = json.loads(arrays["meta"].tobytes())
+    change(meta["config"]["fit"]["recycling"][0], meta["history"])
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(out, **arrays)
+
+
+def test_books_stay_the_same_size_and_old_event_lists_still_resume(tmp_path):
+    # the books keep running totals, not every event: a checkpoint's copy does
+    # not grow with the run; checkpoints written when the books kept the
+    # event list itself still resume to the same state
+    X, y = blobs(200, 10, 3, seed=2)
+    options = _recycling_options("magnitude")
+    whole = _build()
+    whole.fit(X, y, **options)
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(4)], **options)
+    books = json.loads(np.load(path)["meta"].tobytes())["config"]["fit"]["recycling"][0]
+    assert books["n_events"] > 3 and "events" not in books
+    assert sorted(books) == ["n_events", "overlap_n", "overlap_sum", "round"]
+
+    def to_event_list(books, history):
+        events = [e for r in history for e in r["recycle_events"]]
+        assert len(events) == books["n_events"]
+        for key in ("n_events", "overlap_sum", "overlap_n"):
+            del books[key]
+        books["events"] = events
+
+    old = tmp_path / "old.npz"
+    _rewrite_books(path, old, to_event_list)
+    resumed = _build()
+    resumed.fit(X, y, checkpoint=old, resume=True, **options)
+    assert_same_training_state(whole, resumed)
+    assert resumed.recycling_summary == whole.recycling_summary
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("n_events", -0.5, "valid n_events"),
+    ("n_events", True, "valid n_events"),
+    ("overlap_sum", [0.5], "overlap totals"),
+    ("overlap_sum", [float("nan"), 0.0], "overlap totals"),
+    ("overlap_n", [1, -1], "overlap totals"),
+    ("overlap_n", None, "overlap totals"),
+    ("events", [{"overlap": [0.5]}], "event list is malformed"),
+    ("events", [{"overlap": ["x", None]}], "event list is malformed"),
+    ("events", {}, "event list is malformed"),
+])
+def test_tampered_recycling_totals_are_refused(tmp_path, key, value, message):
+    X, y = blobs(200, 10, 3, seed=2)
+    options = _recycling_options("magnitude")
+    path = tmp_path / "run.npz"
+    with pytest.raises(_Stop):
+        _build().fit(X, y, checkpoint=path, callbacks=[_interrupt_after(2)], **options)
+    bad = tmp_path / "bad.npz"
+    _rewrite_books(path, bad, lambda books, history: books.update({key: value}))
+    model = _build()
+    with pytest.raises(sm.CheckpointError, match=message):
+        model.fit(X, y, checkpoint=bad, resume=True, **options)
+    assert model.epochs_trained == 0 and not model.history
+
+
 def test_resume_with_another_recycling_strategy_is_refused(tmp_path):
     X, y = blobs(100, 10, 3)
     path = tmp_path / "run.npz"

@@ -256,7 +256,9 @@ class _Midpoint:
 class _Run:
     """Book-keeping shared by the recycling strategies during one ``fit``:
     recycle counts, immunity, previous selections, SET protection, the loss
-    probe and the event log."""
+    probe and running totals of the events. The events' records themselves
+    go into ``model.history`` (``recycle_events``); the books stay the same
+    size however long the run, and so do checkpoints' copies of them."""
 
     tracking: tuple[bool, float | None] = (False, None)
 
@@ -278,7 +280,10 @@ class _Run:
         for h in self.layers:
             self._reset_layer(h)
         self.round = 0
-        self.events: list[dict[str, Any]] = []
+        self.n_events = 0
+        # per entry of self.layers: sum and count of the overlaps with the previous selection
+        self.overlap_sum = [0.0] * len(self.layers)
+        self.overlap_n = [0] * len(self.layers)
         self.probe = None
         if s.probe:
             pick = np.random.default_rng(_PROBE_SEED).permutation(len(y))[: s.probe]
@@ -374,15 +379,23 @@ class _Run:
             self.recycled_hook(h, ids)
         record["loss_before"] = loss_before
         record["loss_after"] = self._probe_loss()
-        self.events.append(record)
+        self._count(record)
         return record
+
+    def _count(self, record: dict[str, Any]) -> None:
+        self.n_events += 1
+        for i, overlap in enumerate(record["overlap"]):
+            if overlap is not None:
+                self.overlap_sum[i] += overlap
+                self.overlap_n[i] += 1
 
     def recycled_hook(self, h: int, ids: np.ndarray) -> None:
         pass
 
     def books(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The run's state for a checkpoint: JSON data and per-neuron arrays."""
-        data = {"round": self.round, "events": self.events}
+        data = {"round": self.round, "n_events": self.n_events,
+                "overlap_sum": self.overlap_sum, "overlap_n": self.overlap_n}
         arrays: dict[str, np.ndarray] = {}
         for h in self.layers:
             arrays[f"counts.{h}"] = self.counts[h]
@@ -395,14 +408,36 @@ class _Run:
     def restore(self, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Takes back :meth:`books` of the same strategy on the same model."""
         self.round = _int(data, "round")
-        events = data.get("events")
-        if not isinstance(events, list):
-            raise CheckpointError("the recycling books have no event list")
-        self.events = events
+        if "events" in data:
+            self._restore_event_list(data["events"])
+        else:
+            self.n_events = _int(data, "n_events")
+            sums, ns = data.get("overlap_sum"), data.get("overlap_n")
+            k = len(self.layers)
+            if not (isinstance(sums, list) and len(sums) == k and isinstance(ns, list)
+                    and len(ns) == k
+                    and all(isinstance(v, float) and math.isfinite(v) for v in sums)
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                            for v in ns)):
+                raise CheckpointError("the recycling books have no valid overlap totals")
+            self.overlap_sum, self.overlap_n = list(sums), list(ns)
         for h in self.layers:
             self.counts[h] = _ints(arrays, f"counts.{h}")
             self.immune_until[h] = _ints(arrays, f"immune_until.{h}", self.counts[h].size)
             self.previous[h] = _ints(arrays, f"previous.{h}") if f"previous.{h}" in arrays else None
+
+    def _restore_event_list(self, events: Any) -> None:
+        """Books written before the running totals kept every event's record."""
+        k = len(self.layers)
+        if not isinstance(events, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("overlap"), list)
+                and len(e["overlap"]) == k
+                and all(v is None or (isinstance(v, float) and math.isfinite(v))
+                        for v in e["overlap"])
+                for e in events):
+            raise CheckpointError("the recycling books' event list is malformed")
+        for e in events:
+            self._count(e)
 
     def summary(self) -> dict[str, Any]:
         """Per hidden layer: each neuron's recycle count and current
@@ -413,7 +448,6 @@ class _Run:
         layers = []
         for i, h in enumerate(self.layers):
             counts = self.counts[h]
-            overlaps = [e["overlap"][i] for e in self.events if e["overlap"][i] is not None]
             total = int(counts.sum())
             top = np.sort(counts)[::-1][: max(1, math.ceil(0.1 * counts.size))]
             mags = self.net.neuron_magnitudes(h) if counts.size == self._width(h) else np.zeros(0)
@@ -427,13 +461,13 @@ class _Run:
                 "distinct_neurons": int((counts > 0).sum()),
                 "max_count": int(counts.max()) if counts.size else 0,
                 "top_decile_share": float(top.sum() / total) if total else 0.0,
-                "mean_overlap": float(np.mean(overlaps)) if overlaps else None,
+                "mean_overlap": self.overlap_sum[i] / self.overlap_n[i] if self.overlap_n[i] else None,
                 "recycle_count_histogram": np.bincount(counts).tolist(),
                 "recycle_counts": counts.tolist(),
                 "connections": (fan_in + fan_out).tolist(),
                 "magnitude_histogram": {"edges": edges.tolist(), "counts": hist.tolist()},
             })
-        return {"strategy": repr(self.s), "events": len(self.events), "layers": layers}
+        return {"strategy": repr(self.s), "events": self.n_events, "layers": layers}
 
     def close(self, model: SparseMLP) -> None:
         """Lifts the SET protection and stops gathering activations."""
