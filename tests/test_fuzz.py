@@ -471,6 +471,80 @@ def test_core_constructors_and_functions(no_panic, data):
             assert result.predict_proba(np.ones((2, result.sizes[0]), np.float32)).shape[0] == 2
 
 
+def _recycling_network():
+    """A core network with everything recycling keeps in flight: SET
+    protection, a pending interpolation, activity statistics."""
+    net = sm.SparseMLP([6, 10, 8, 3], epsilon=3, seed=6)._net
+    X, y = np.ones((20, 6), np.float32), np.arange(20) % 3
+    net.track_activity(True, 0.9)
+    net.train_epoch(X, y, 5, 0.01, 0.9, 0.0)
+    net.recycle_neurons(0, np.array([1, 2]), "initial", "reinit", 20)
+    net.protect_neurons(1, np.array([3]))
+    net.train_epoch(X, y, 5, 0.01, 0.9, 0.0)
+    return net, X, y
+
+
+def _recycling_snapshot(net):
+    state = net.recycling_state()
+    layers = [net.layer_state(i) for i in range(len(net.sizes) - 1)]
+    return state, layers
+
+
+@FUZZ
+@given(data=st.data())
+def test_core_recycling_state(no_panic, data):
+    # set_recycling_state takes back a checkpoint's dict of arrays: each draw
+    # damages a valid one (keys dropped, arrays replaced by anything, values
+    # shifted out of range or made NaN, unknown keys) or is not a dict at all
+    net, X, y = _recycling_network()
+    valid = net.recycling_state()
+    state = dict(valid)
+    for _ in range(data.draw(st.integers(0, 3), "changes")):
+        key = data.draw(st.sampled_from(sorted(valid)), "key")
+        change = data.draw(st.sampled_from(["drop", "any", "shift", "nan", "grow", "shrink",
+                                            "negate", "unknown"]), "change")
+        a = valid[key]
+        if change == "drop":
+            state.pop(key, None)
+        elif change == "any":
+            state[key] = data.draw(st.one_of(arrays(max_dims=2, side=30), WEIRD), "value")
+        elif change == "shift":
+            state[key] = a + data.draw(st.sampled_from([1, 7, 1000, 2**31, 2**40]), "by")
+        elif change == "nan" and a.dtype.kind == "f" and a.size:
+            a = a.copy()
+            a[data.draw(st.integers(0, a.size - 1), "at")] = data.draw(
+                st.sampled_from([np.nan, np.inf, -np.inf, np.finfo(a.dtype).max]), "bad float")
+            state[key] = a
+        elif change == "grow":
+            state[key] = np.append(a, a[:1] if a.size else np.zeros(1, a.dtype))
+        elif change == "shrink":
+            state[key] = a[:-1]
+        elif change == "negate":
+            state[key] = -a - 1
+        elif change == "unknown":
+            state[data.draw(st.text(max_size=4), "name")] = a
+    if data.draw(st.integers(0, 9), "not a dict") == 0:
+        state = data.draw(st.one_of(WEIRD, st.just(list(valid.items()))), "non-dict")
+    before = _recycling_snapshot(net)
+    outcome, error = attempt("core.set_recycling_state", net.set_recycling_state, state,
+                             allowed=CORE_ALLOWED)
+    after = _recycling_snapshot(net)
+    if outcome == "refused":
+        # nothing changed
+        for k in before[0]:
+            np.testing.assert_array_equal(before[0][k], after[0][k], err_msg=k)
+        for la, lb in zip(before[1], after[1]):
+            for k in la:
+                np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
+    # accepted or not, the network still trains (or reports that huge but
+    # finite accepted deltas made it diverge) and predicts
+    trained, _ = attempt("core.train_epoch", net.train_epoch, X, y, 5, 0.01, 0.9, 0.0)
+    p = net.predict_proba(X)
+    assert p.shape == (20, 3)
+    if outcome == "refused":
+        assert trained == "ok" and np.isfinite(p).all()
+
+
 @FUZZ
 @given(n=st.one_of(st.integers(-2, 4), st.integers(4097, 2**64), WEIRD))
 def test_thread_count(no_panic, n):
