@@ -343,3 +343,20 @@ def test_tampered_recycling_books_are_refused(tmp_path, name, key, value, messag
         model.fit(X, y, checkpoint=bad, resume=True, **options)
     assert model.epochs_trained == 0 and not model.history
     assert_same_training_state(model, _build())  # the refused checkpoint left the model as it was
+
+
+def test_a_path_that_cannot_be_written_is_refused_before_training(tmp_path):
+    # a directory, or a file under a missing directory or under a file: refused
+    # up front, not after the epochs it would have cost
+    X, y = blobs(60, 10, 3)
+    (tmp_path / "afile").write_text("x")
+    for path, message in [(tmp_path, "is a directory"),
+                          (tmp_path / "missing" / "run.npz", "is not a directory"),
+                          (tmp_path / "afile" / "run.npz", "is not a directory")]:
+        model = _build()
+        with pytest.raises(sm.InvalidInputError, match=message):
+            model.fit(X, y, checkpoint=path, **OPTIONS)
+        assert model.epochs_trained == 0
+        with pytest.raises(sm.InvalidInputError, match=message):
+            model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]

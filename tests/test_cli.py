@@ -231,3 +231,20 @@ def test_errors_are_reported_without_a_traceback(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr
     r = run("plot", tmp_path / "nothing.npz", "--out", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path):
+    X, _ = _table(tmp_path / "train.csv")
+    (tmp_path / "afile").write_text("x")
+    for flag, path, message in [("--save", tmp_path, "is a directory"),
+                                ("--save", tmp_path / "no" / "m.npz", "is not a directory"),
+                                ("--out", tmp_path / "afile" / "run", "cannot make the folder"),
+                                ("--checkpoint", tmp_path, "is a directory")]:
+        r = run("train", "--train", tmp_path / "train.csv", "--hidden", "8", "--epochs", "3",
+                flag, path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "epoch 1/" not in r.stdout and "final test accuracy" not in r.stdout  # not trained
+    config = tmp_path / "binary.toml"
+    config.write_bytes(b"\x80\xff")
+    r = run("train", "--config", config)
+    assert r.returncode == 2 and "not valid TOML" in r.stderr

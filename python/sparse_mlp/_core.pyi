@@ -17,8 +17,10 @@ __all__ = [
     "remap_values",
     "union_average",
     "__version__",
+    "MAX_INDEX",
 ]
 __version__: str
+MAX_INDEX: int
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -84,6 +84,15 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def seed_value(value: Any, allow_none: bool = False) -> int | None:
+    """A random seed: an integer in [0, 2**64) (or None when allowed: fresh entropy)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        raise InvalidInputError(f"seed must be an integer in [0, 2**64), got {value!r}")
+    return int(value)
+
+
 def verbosity(value: Any) -> int:
     """``verbose``: an integer (0 silent, 1 progress, 2 a line per epoch)."""
     if not isinstance(value, (int, np.integer)):

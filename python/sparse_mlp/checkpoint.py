@@ -78,11 +78,26 @@ def plan_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
             for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
 
 
+def check_writable(path: str, what: str = "the file") -> None:
+    """Raises :class:`InvalidInputError` when ``path`` cannot be written as a
+    file: it is a directory, or its directory does not exist (or is a file).
+    Called before work whose result would be written there, so a mistyped
+    path is reported before training rather than after."""
+    if os.path.isdir(path):
+        raise InvalidInputError(f"{what} {path} is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InvalidInputError(f"cannot write {what} {path}: {directory} is not a directory")
+
+
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Writes through a temporary file in the same directory, fsyncs it and
     renames it over ``path``: readers see the old file or the new one. A
     temporary file of ``path`` left by a writer that was killed is removed
-    first (one writer per path)."""
+    first (one writer per path). A path that cannot be a file raises
+    :class:`InvalidInputError`; other failures (permissions, a full disk)
+    raise ``OSError``, and the file at ``path`` is left as it was."""
+    check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}.sparse_mlp-"
     for name in os.listdir(directory):

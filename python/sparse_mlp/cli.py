@@ -19,6 +19,7 @@ import numpy as np
 
 from . import datasets
 from .activations import AllReLU
+from .checkpoint import check_writable
 from .errors import InvalidInputError, SparseMLPError
 from .memory import available_bytes, format_bytes
 from .metrics import MetricsLogger
@@ -57,6 +58,16 @@ def _sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
 
 
 def _data_arguments(p: argparse.ArgumentParser, with_name: bool = True) -> None:
@@ -149,15 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", type=_sizes, default=[784, 1000, 1000, 1000, 10],
                    help="layer sizes (default: W1, 784,1000,1000,1000,10)")
     b.add_argument("--epsilon", type=float, default=20.0)
-    b.add_argument("--samples", type=int, default=10_000)
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--epochs", type=int, default=3)
+    b.add_argument("--samples", type=_positive, default=10_000)
+    b.add_argument("--batch-size", type=_positive, default=128)
+    b.add_argument("--epochs", type=_positive, default=3)
     b.add_argument("--threads", type=int)
     b.add_argument("--json", action="store_true")
 
     i = sub.add_parser("info", help="summarize a saved model: layers, nnz, density, memory, training")
     i.add_argument("model")
-    i.add_argument("--batch-size", type=int,
+    i.add_argument("--batch-size", type=_positive,
                    help="batch for the training memory estimate (default: the checkpoint's, else 32)")
     i.add_argument("--json", action="store_true")
 
@@ -204,8 +215,10 @@ def read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise InvalidInputError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InvalidInputError(f"{path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise InvalidInputError(f"cannot read config file {path}: {e.strerror}") from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         items = value.items() if isinstance(value, dict) else [(key, value)]
@@ -273,6 +286,9 @@ def _scaling(X: np.ndarray) -> dict[str, list[float]]:
 def _scale(X: np.ndarray, data: dict[str, Any]) -> np.ndarray:
     if "mean" not in data:
         return np.ascontiguousarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != len(data["mean"]):
+        raise InvalidInputError(f"the data have {X.shape[-1] if X.ndim else 0} features; the model "
+                                f"was trained on {len(data['mean'])}")
     return ((X - np.asarray(data["mean"])) / np.asarray(data["std"])).astype(np.float32)
 
 
@@ -323,6 +339,21 @@ def _build_model(s: dict[str, Any], n_features: int, n_classes: int) -> SparseML
                      dropout=s["dropout"], seed=s["seed"], **sparsity)
 
 
+def _check_outputs(save: str | None, out: str | None, rank: int) -> None:
+    """Makes the --out folder and checks that --save can be written, before
+    any data is read or any epoch trained."""
+    if rank != 0:
+        return
+    if out:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            raise InvalidInputError(f"--out {out}: cannot make the folder ({e.strerror})") from None
+        check_writable(os.path.join(out, "model.npz"), "--out's model file")
+    if save:
+        check_writable(save, "--save")
+
+
 def train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import parallel, set_num_threads
     from .topology import SET, ImportancePruning
@@ -331,6 +362,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if s.get("threads") and not s.get("parallel"):
         set_num_threads(s["threads"])
     rank = parallel._mpi().COMM_WORLD.Get_rank() if s.get("parallel") else 0
+    out = s.get("out")
+    _check_outputs(s.get("save"), out, rank)
 
     def say(text: str) -> None:
         if rank == 0 and not s["quiet"]:
@@ -352,10 +385,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"{s['epochs']} epochs" + (f" with {s['parallel'].upper()}-SGD" if s.get("parallel") else ""))
     pruning = (ImportancePruning(s["prune_start"], s["prune_every"], s["prune_percentile"],
                                  shrink=not s["prune_keep_width"]) if s["prune"] else None)
-    out = s.get("out")
     callbacks = []
     if out and rank == 0:
-        os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "settings.json"), "w") as f:
             json.dump({k: v for k, v in s.items() if k != "config"}, f, indent=2, default=str)
         callbacks.append(MetricsLogger(out))
@@ -540,6 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, _train_parser(parser) if args.command == "train" else parser)
     except SparseMLPError as e:
+        print(f"sparse-mlp: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written (permissions, a full disk)
         print(f"sparse-mlp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import formats
-from ._validation import number, positive_int
+from ._validation import number, positive_int, seed_value
 from .errors import InvalidInputError
 
 
@@ -104,6 +104,7 @@ def make_classification(
         )
     class_sep = number("class_sep", class_sep, 0.0, np.inf, high_open=True)
     flip_y = number("flip_y", flip_y, 0.0, 1.0)
+    seed = seed_value(seed, allow_none=True)
     # Separate streams for structure, informative and noise features, so the
     # values do not depend on how rows are blocked.
     structure, informative, noise = (np.random.default_rng(s)
@@ -404,7 +405,7 @@ def load_table(train: str | os.PathLike, test: str | os.PathLike | None = None,
         Xte, yte = _labelled(test, label)
         return _finish(X, y, Xte, yte, standardized)
     fraction = number("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_value(seed))
     test_rows = []
     for value in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == value))

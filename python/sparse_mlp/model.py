@@ -16,9 +16,16 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, number, positive_int, verbosity
+from ._validation import as_features, as_labels, number, positive_int, seed_value, verbosity
 from .activations import ActivationLike, AllReLU, resolve
-from .checkpoint import atomic_write, encode_strategy, fingerprint, plan_differences, write_npz
+from .checkpoint import (
+    atomic_write,
+    check_writable,
+    encode_strategy,
+    fingerprint,
+    plan_differences,
+    write_npz,
+)
 from .errors import (
     CheckpointError,
     DivergenceError,
@@ -78,6 +85,21 @@ def _check_build(sizes: Sequence[int], nnz: Sequence[int], what: str) -> None:
             f"{what} ({'-'.join(map(str, sizes))}, {sum(nnz)} connections)")
 
 
+def layer_sizes(sizes: Any) -> list[int]:
+    """``sizes`` checked: at least two layers, each of 1 to ``MAX_INDEX``
+    (2**32 - 1) neurons."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+        raise InvalidInputError(
+            f"sizes must list at least the input and output sizes, e.g. [784, 1000, 10]; got {sizes!r}"
+        )
+    sizes = [positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+    for i, s in enumerate(sizes):
+        if s > _core.MAX_INDEX:
+            raise InvalidInputError(f"sizes[{i}] is {s}; a layer has at most {_core.MAX_INDEX} "
+                                    "neurons")
+    return sizes
+
+
 def connection_counts(
     sizes: Sequence[int],
     epsilon: float | None = None,
@@ -98,6 +120,7 @@ def connection_counts(
     >>> connection_counts([784, 1000, 10], epsilon=20)
     [35680, 10000]
     """
+    sizes = layer_sizes(sizes)
     counts = _connection_counts(sizes, epsilon, density, distribution)
     for i, k in enumerate(counts):
         if k < 1:
@@ -250,11 +273,7 @@ class SparseMLP:
         output_activation: str | None = None,
         seed: int | None = None,
     ) -> None:
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
-            raise InvalidInputError(
-                f"sizes must list at least the input and output sizes, e.g. [784, 1000, 10]; got {sizes!r}"
-            )
-        sizes = [positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        sizes = layer_sizes(sizes)
         if init not in _INITS:
             raise InvalidInputError(f"init must be one of {_INITS}, got {init!r}")
         if loss not in _OUTPUTS:
@@ -267,10 +286,7 @@ class SparseMLP:
         if loss == "cross_entropy" and sizes[-1] < 2:
             raise InvalidInputError(f"cross_entropy needs at least 2 output classes, got {sizes[-1]}")
         dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
-        if seed is None:
-            seed = secrets.randbits(63)
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise InvalidInputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        seed = secrets.randbits(63) if seed is None else seed_value(seed)
         specs = resolve(activation, len(sizes) - 2)
         counts = connection_counts(sizes, epsilon, density, distribution)
         _check_build(sizes, counts, "building the model")
@@ -418,6 +434,7 @@ class SparseMLP:
         runs: list[Any] | None = None
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
+            check_writable(checkpoint, "the checkpoint")
             plan.update(topology=encode_strategy(topology, "topology"),
                         pruning=encode_strategy(pruning, "pruning"),
                         recycling=encode_strategy(recycling, "recycling"))

@@ -54,6 +54,7 @@ import numpy as np
 
 from . import _core
 from ._validation import number, positive_int, verbosity
+from .checkpoint import check_writable
 from .errors import (
     DivergenceError,
     InsufficientMemoryError,
@@ -415,6 +416,8 @@ class WASAP:
         try:
             data = _prepare_data(model, X, y, validation_data if rank == SERVER else None)
             if rank == SERVER:
+                if checkpoint is not None:
+                    check_writable(os.fspath(checkpoint), "the checkpoint")
                 if checkpoint is not None and resume:
                     _resume(model, os.fspath(checkpoint))
                 state = _run_state(model, run.epochs, self)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SparseMLPError
+from .errors import InvalidInputError, SparseMLPError
 from .model import SparseMLP
 
 
@@ -102,6 +102,9 @@ def input_connectivity(model: SparseMLP, image_shape: tuple[int, ...] | None = N
     if image_shape is None:
         side = math.isqrt(n)
         image_shape = {784: (28, 28), 3072: (3, 32, 32)}.get(n, (side, side) if side * side == n else (1, n))
+    if len(image_shape) not in (2, 3):
+        raise InvalidInputError(f"image_shape {image_shape} must be (height, width) or "
+                                "(channels, height, width)")
     if int(np.prod(image_shape)) != n:
         raise SparseMLPError(f"image_shape {image_shape} does not hold the model's {n} input features")
     image = counts.reshape(image_shape)

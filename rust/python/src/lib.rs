@@ -15,7 +15,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyInt, PyType};
 use rayon::ThreadPool;
 use sparse_mlp_core as core;
 use sparse_mlp_core::recycle::{
@@ -120,14 +120,20 @@ fn pool() -> PyResult<Arc<ThreadPool>> {
 
 /// Sets the number of threads the library computes with (default: all cores,
 /// or `SPARSE_MLP_NUM_THREADS`). Results do not depend on it.
+/// Any integer out of range (negative, huge) is an `InvalidInputError`, not
+/// a conversion's `OverflowError`.
 #[pyfunction]
-fn set_num_threads(n: usize) -> PyResult<()> {
-    if !(1..=MAX_THREADS).contains(&n) {
-        return Err(to_py(CoreError::InvalidInput(format!(
-            "the number of threads must be between 1 and {MAX_THREADS}, got {n}"
-        ))));
-    }
-    let p = build_pool(n)?;
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    let count = match n.extract::<usize>() {
+        Ok(v) if (1..=MAX_THREADS).contains(&v) => v,
+        Err(e) if !n.is_instance_of::<PyInt>() => return Err(e),
+        _ => {
+            return Err(to_py(CoreError::InvalidInput(format!(
+                "the number of threads must be between 1 and {MAX_THREADS}, got {n}"
+            ))))
+        }
+    };
+    let p = build_pool(count)?;
     *POOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
     Ok(())
 }
@@ -1281,5 +1287,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(remap_values, m)?)?;
     m.add_function(wrap_pyfunction!(union_average, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // the widest layer (and the most connections in one layer) the core indexes
+    m.add("MAX_INDEX", core::csr::MAX_INDEX)?;
     Ok(())
 }
