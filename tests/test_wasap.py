@@ -172,6 +172,46 @@ def test_ranks_with_different_data_are_refused_on_every_rank(tmp_path):
     assert all("different training data" in r["error"] for r in res.values())
 
 
+def test_ranks_with_different_options_are_refused_on_every_rank(tmp_path):
+    rc, res, output, _ = run_job(tmp_path, "--other-lr-rank", "2")
+    assert rc != 0
+    assert sorted(res) == [0, 1, 2]
+    for r in res.values():
+        assert "different options" in r["error"] and "learning_rate: rank 0 0.01, rank 1 0.01, " \
+            "rank 2 0.02" in r["error"], r
+
+
+def test_a_rank_that_never_calls_fit_ends_the_job_after_the_timeout(tmp_path):
+    # rank 2's WASAP(...) raises, so it never reaches fit; the others would
+    # wait in fit's first collective forever
+    rc, res, output, seconds = run_job(tmp_path, "--bad-trainer-rank", "2", "--timeout", "3",
+                                       timeout=120)
+    assert rc != 0 and seconds < 60, output
+    assert "phase2_fraction" in res[2]["error"]
+    assert "waiting for every rank to call WASAP.fit" in output and "Aborting" in output
+
+
+FUZZ_JOB = os.path.join(os.path.dirname(__file__), "wasap_fuzz_job.py")
+
+
+def test_random_fit_calls_end_alike_on_every_rank(tmp_path):
+    # wasap_fuzz_job.py: many fit calls in one job, most with bad arguments
+    # on every rank or on one rank only; the ranks must agree on each outcome,
+    # and a failed run (a diverging worker) must not disturb the next ones
+    from test_fuzz import CASES, EXAMPLES
+
+    cases, out = 10 * EXAMPLES, tmp_path / "summary.json"
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, FUZZ_JOB, str(cases), "0", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["cases"] == cases
+    assert summary["ok"] > cases // 10 and summary["refused"] > cases // 2, summary
+    assert summary["one_rank_only"] > cases // 10, summary
+    CASES["wasap.fit", "ok"] += summary["ok"]
+    CASES["wasap.fit", "refused"] += summary["refused"]
+
+
 def test_a_run_that_does_not_fit_in_memory_is_refused_on_every_rank(tmp_path):
     # 3 ranks on this host need about 0.9 MB together for this model; allow 0.5 MB
     rc, res, output, _ = run_job(tmp_path, env={"SPARSE_MLP_MEMORY_LIMIT": "500K"})

@@ -35,6 +35,9 @@ p.add_argument("--pause", type=float, help="--kill-on makes the rank sleep this 
 p.add_argument("--kill-on", help="KIND:N: --kill-rank kills itself (SIGKILL) as it is about to "
                "send its Nth message of KIND (GRAD: phase 1, PROGRESS: phase 2, PARAMS: server)")
 p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
+p.add_argument("--other-lr-rank", type=int, help="this rank passes another learning rate")
+p.add_argument("--bad-trainer-rank", type=int,
+               help="this rank's WASAP(...) is invalid, so it never calls fit")
 p.add_argument("--pruning", action="store_true")
 p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
 p.add_argument("--callback-fails", type=int, help="a callback raises at this epoch's record")
@@ -81,9 +84,11 @@ def watch(model, record):
 
 callbacks = [watch] + ([sm.MetricsLogger(args.metrics)] if args.metrics else [])
 try:
-    history = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, chunk_mb=args.chunk_mb,
+    phase2 = 2.0 if rank == args.bad_trainer_rank else args.phase2
+    lr = 2 * args.lr if rank == args.other_lr_rank else args.lr
+    history = sm.parallel.WASAP(phase2_fraction=phase2, sync=args.sync, chunk_mb=args.chunk_mb,
                                 timeout=args.timeout).fit(
-        model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=args.lr,
+        model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=lr,
         validation_data=(Xv, yv),
         pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=10) if args.pruning else None,
         checkpoint=args.checkpoint, resume=args.resume, verbose=0, callbacks=callbacks)

@@ -399,21 +399,57 @@ class WASAP:
         """
         MPI = _mpi()
         comm = self.comm if self.comm is not None else MPI.COMM_WORLD
-        rank, size = comm.Get_rank(), comm.Get_size()
+        size = comm.Get_size()
         if size < 2:
             raise InvalidInputError(
                 "WASAP needs at least 2 MPI processes (a server and a worker); "
                 "run it as `mpiexec -n K+1 python script.py` for K workers"
             )
-        link = _Link(comm, max(1, int(self.chunk_mb * 2**20) // 8), self.timeout)
-        _core.set_num_threads(self.threads or _default_threads(comm))
-        run = _RunConfig.check(epochs, batch_size, learning_rate, momentum, weight_decay, nesterov,
-                               topology, pruning, verbose)
-        if callable(callbacks):
-            callbacks = [callbacks]
-        # Everyone validates its own inputs; then all agree or all raise.
-        problem, data, state = None, None, None
+        chunk = max(1, int(self.chunk_mb * 2**20) // 8)
+        # A rank that failed before calling fit (or never calls it) would leave
+        # the others in the first collective forever: wait for all, bounded.
+        _Link(comm, chunk, self.timeout).wait(
+            comm.Ibarrier(), "every rank to call WASAP.fit (one failed before, or is stuck)")
+        # The run talks on a communicator of its own, so that no message of an
+        # earlier run (or of the user's) is taken for one of its own.
+        comm = comm.Dup()
+        clean = False
         try:
+            history = self._fit(comm, chunk, model, X, y, epochs, batch_size, learning_rate,
+                                momentum, weight_decay, nesterov, topology, pruning,
+                                validation_data, verbose, checkpoint, resume, callbacks)
+            comm.Barrier()
+            clean = not comm.allreduce(comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG),
+                                       op=MPI.LOR)
+            return history
+        finally:
+            if clean:
+                comm.Free()
+            else:
+                # A failed run can leave messages in flight on it (a worker's
+                # last gradient when another one failed). Freed, its context
+                # could be given to a later run's communicator, which would
+                # receive them: it is kept, unused, instead.
+                _RETIRED.append(comm)
+
+    def _fit(self, comm: Any, chunk: int, model: SparseMLP, X: Any, y: Any, epochs: int,
+             batch_size: int, learning_rate: float, momentum: float, weight_decay: float,
+             nesterov: bool, topology: SET | None, pruning: ImportancePruning | None,
+             validation_data: Any, verbose: int, checkpoint: str | os.PathLike | None,
+             resume: bool, callbacks: Sequence[Callback]) -> list[dict[str, Any]]:
+        MPI = _mpi()
+        rank = comm.Get_rank()
+        link = _Link(comm, chunk, self.timeout)
+        threads = self.threads or _default_threads(comm)
+        # Everyone validates its own inputs; then all agree or all raise (an
+        # error of one rank must not leave the others waiting in a collective).
+        problem, error, data, state, run = None, None, None, None, None
+        try:
+            _core.set_num_threads(threads)
+            run = _RunConfig.check(epochs, batch_size, learning_rate, momentum, weight_decay,
+                                   nesterov, topology, pruning, verbose)
+            if callable(callbacks):
+                callbacks = [callbacks]
             data = _prepare_data(model, X, y, validation_data if rank == SERVER else None)
             if rank == SERVER:
                 if checkpoint is not None:
@@ -421,11 +457,22 @@ class WASAP:
                 if checkpoint is not None and resume:
                     _resume(model, os.fspath(checkpoint))
                 state = _run_state(model, run.epochs, self)
-        except SparseMLPError as e:
-            problem = f"rank {rank}: {e}"
+        except Exception as e:
+            problem, error = f"rank {rank}: {e}", e
         problems = [p for p in comm.allgather(problem) if p]
         if problems:
+            if error is not None and not isinstance(error, SparseMLPError):
+                raise error  # this rank's own TypeError (or bug), as it was
             raise InvalidInputError("; ".join(problems))
+        assert run is not None and data is not None
+        options = comm.allgather(self._options(run))
+        differ = sorted(k for k in options[0] if len({repr(o[k]) for o in options}) > 1)
+        if differ:
+            raise InvalidInputError(
+                "the ranks were given different options; every rank must call fit with the same "
+                "ones: " + "; ".join(f"{k}: " + ", ".join(f"rank {r} {o[k]!r}"
+                                                           for r, o in enumerate(options))
+                                     for k in differ))
         fingerprint = comm.allgather(data.fingerprint)
         if len(set(fingerprint)) != 1:
             raise InvalidInputError(
@@ -451,6 +498,16 @@ class WASAP:
         if rank != SERVER:
             model._adopt(final._net, final._config, model.history + history, final.epochs_trained)
         return history
+
+    def _options(self, run: _RunConfig) -> dict[str, Any]:
+        """What every rank must agree on: the run's hyper-parameters and the
+        protocol's settings (a different chunk size would garble messages)."""
+        options = {k: getattr(run, k) for k in ("epochs", "batch_size", "learning_rate",
+                                                 "momentum", "weight_decay", "nesterov")}
+        options.update(topology=repr(run.topology), pruning=repr(run.pruning),
+                       phase2_fraction=self.phase2_fraction, sync=bool(self.sync),
+                       warmup_epochs=self.warmup_epochs, chunk_mb=float(self.chunk_mb))
+        return options
 
 
 def WASSP(**kwargs: Any) -> WASAP:
@@ -542,6 +599,10 @@ def _memory_problem(model: SparseMLP, batch_size: int, data: _Data,
                 "batch or a smaller model"
             )
     return None
+
+
+# Communicators of failed runs (see WASAP.fit).
+_RETIRED: list[Any] = []
 
 
 def _default_threads(comm) -> int:
