@@ -103,10 +103,24 @@ def arrays(draw, max_dims=3, side=7, shape=None, dtype=None):
 
 
 @st.composite
+def sparse_features(draw, n_features):
+    """A scipy matrix of features, sometimes with index arrays edited out of
+    range (which scipy's own conversions would write out of bounds with)."""
+    import scipy.sparse as sp
+
+    m = sp.random(draw(st.integers(1, 9)), n_features, density=0.5, dtype=np.float32,
+                  format=draw(st.sampled_from(["csr", "csc", "coo"])), random_state=0)
+    if m.nnz and draw(st.booleans()):
+        index = m.row if m.format == "coo" else m.indices
+        index[draw(st.integers(0, index.size - 1))] = draw(st.sampled_from([-1, 99, 2**31 - 1]))
+    return m
+
+
+@st.composite
 def features(draw, n_features):
     """Mostly well-shaped feature arrays of any dtype and layout, sometimes anything."""
     if draw(st.integers(0, 4)) == 0:
-        return draw(st.one_of(arrays(), WEIRD))
+        return draw(st.one_of(arrays(), WEIRD, sparse_features(n_features)))
     n = draw(st.integers(0, 12))
     f = draw(st.sampled_from([n_features, n_features, n_features, 0, n_features + 1]))
     dtype = draw(st.sampled_from([np.float32, np.float32, np.float64, np.int64, np.float16, np.bool_]))
@@ -559,6 +573,120 @@ def test_thread_count(no_panic, n):
         sm.set_num_threads(before)
 
 
+def _scipy_layers(data):
+    """Weight matrices for from_scipy: mostly a valid chain, sometimes
+    damaged (shape, dtype, NaN, duplicate or out-of-range indices, dense)."""
+    import scipy.sparse as sp
+
+    sizes = data.draw(st.lists(st.integers(1, 8), min_size=2, max_size=4), "sizes")
+    mats = [sp.random(a, b, density=0.5, format=data.draw(st.sampled_from(["csr", "csc", "coo"]), "fmt"),
+                      dtype=np.float32, random_state=i) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
+    for _ in range(data.draw(st.sampled_from([0, 0, 1]), "damage")):
+        i = data.draw(st.integers(0, len(mats) - 1), "which")
+        m = mats[i].tocoo()
+        how = data.draw(st.sampled_from(["shape", "dtype", "nan", "duplicate", "index", "indptr",
+                                         "dense", "empty", "weird"]), "how")
+        if how == "shape":
+            mats[i] = sp.random(m.shape[0] + 1, m.shape[1], density=0.5, format="csr")
+        elif how == "dtype":
+            mats[i] = m.astype(data.draw(st.sampled_from([np.float64, np.int64, np.complex64, bool])))
+        elif how == "nan" and m.nnz:
+            m.data[0] = data.draw(st.sampled_from([np.nan, np.inf]))
+            mats[i] = m
+        elif how == "duplicate" and m.nnz:
+            mats[i] = sp.coo_matrix((np.r_[m.data, m.data[:1]], (np.r_[m.row, m.row[:1]],
+                                                                  np.r_[m.col, m.col[:1]])), m.shape)
+        elif how == "index" and m.nnz:
+            # index arrays edited by hand, which scipy does not check (and its
+            # conversions trust: out of range, they write out of bounds)
+            fmt = data.draw(st.sampled_from(["coo", "csr", "csc"]), "format")
+            bad = m.asformat(fmt)
+            if fmt == "coo":
+                arr = bad.row if data.draw(st.booleans(), "axis") else bad.col
+            else:
+                arr = bad.indices
+            arr[data.draw(st.integers(0, arr.size - 1), "at")] = data.draw(
+                st.sampled_from([-1, 99, 2**31 - 1]), "index")
+            mats[i] = bad
+        elif how == "indptr" and m.nnz:
+            bad = m.tocsr()
+            bad.indptr[data.draw(st.integers(0, bad.indptr.size - 1), "at")] = data.draw(
+                st.sampled_from([-1, bad.nnz + 5, 2**31 - 1]), "pointer")
+            mats[i] = bad
+        elif how == "dense":
+            mats[i] = m.toarray()
+        elif how == "empty":
+            mats[i] = sp.csr_matrix(m.shape, dtype=np.float32)
+        elif how == "weird":
+            mats[i] = data.draw(st.one_of(arrays(max_dims=2), WEIRD))
+    return mats
+
+
+@FUZZ
+@given(data=st.data())
+def test_other_public_functions(no_panic, tmp_path_factory, data):
+    # from_scipy, the data helpers, activations, the metrics reader, the
+    # scikit-learn estimator and input_connectivity, with random arguments
+    import scipy.sparse as sp
+
+    from sparse_mlp import datasets, plots
+
+    any_array = arrays(max_dims=3, side=9)
+    calls = [
+        ("from_scipy", lambda: sm.SparseMLP.from_scipy(
+            _scipy_layers(data), data.draw(st.one_of(st.none(), st.lists(any_array, max_size=3)), "b"),
+            activation=data.draw(st.sampled_from(["relu", "all_relu", "nope", sm.AllReLU(0.3)])),
+            dropout=data.draw(st.one_of(st.floats(0, 0.5), FLOAT_ARG)),
+            seed=data.draw(st.one_of(st.none(), st.integers(0, 9), WEIRD_INTS)))),
+        ("make_classification", lambda: datasets.make_classification(
+            *(data.draw(st.one_of(st.integers(1, 30), st.integers(-1, 0), WEIRD_INTS.filter(
+                lambda v: v <= 0), WEIRD.filter(lambda v: not isinstance(v, int) or v < 100)), k)
+              for k in ("n_samples", "n_features", "n_informative", "n_redundant", "n_classes",
+                        "n_clusters_per_class")),
+            class_sep=data.draw(st.one_of(st.floats(0, 3), FLOAT_ARG)),
+            flip_y=data.draw(st.one_of(st.floats(0, 1), FLOAT_ARG)),
+            seed=data.draw(st.one_of(st.none(), st.integers(0, 9), WEIRD_INTS, WEIRD)))),
+        ("standardize", lambda: datasets.standardize(*data.draw(st.lists(any_array, min_size=1,
+                                                                          max_size=3), "arrays"))),
+        ("feature_scaling", lambda: datasets.feature_scaling(data.draw(any_array))),
+        ("encode_labels", lambda: datasets.encode_labels(*data.draw(st.lists(any_array, max_size=3)))),
+        ("read_metrics", lambda: sm.read_metrics(
+            data.draw(st.sampled_from([str(tmp_path_factory.mktemp("m")), "/nonexistent/m",
+                                       __file__])), data.draw(st.one_of(st.booleans(), WEIRD)))),
+        ("activations", lambda: sm.SparseMLP(
+            [4, 5, 2], activation=data.draw(st.one_of(
+                st.builds(sm.AllReLU, st.one_of(FLOAT_ARG, st.lists(FLOAT_ARG, max_size=3))),
+                st.builds(sm.LeakyReLU, FLOAT_ARG))), seed=0)),
+        ("input_connectivity", lambda: plots.input_connectivity(small_model(7), data.draw(st.one_of(
+            st.none(), st.lists(st.integers(-1, 7), max_size=4).map(tuple), WEIRD)))),
+        ("SparseMLPClassifier", lambda: sm.SparseMLPClassifier(**{
+            k: data.draw(v, k) for k, v in {
+                "hidden_layer_sizes": st.one_of(st.just((8,)), st.lists(st.one_of(
+                    st.integers(-1, 8), WEIRD_INTS), max_size=2), WEIRD),
+                "epochs": st.one_of(st.integers(1, 2), st.integers(-1, 0), WEIRD.filter(
+                    lambda v: not isinstance(v, int) or v < 3)),
+                "learning_rate": st.one_of(st.floats(1e-3, 0.1), FLOAT_ARG),
+                "alpha": st.one_of(st.floats(0, 1), FLOAT_ARG),
+                "importance_pruning": st.one_of(st.none(), st.just((1, 1, 10.0)), WEIRD),
+                "random_state": st.one_of(st.none(), st.integers(0, 9), WEIRD),
+            }.items()}).fit(*data.draw(st.sampled_from([
+                (np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 2),
+                (np.random.default_rng(0).normal(size=(20, 5)), np.array(["a", "b"] * 10)),
+                (sp.random(20, 5, density=0.3, format="csr"), np.arange(20) % 2),
+                (np.full((20, 5), np.nan), np.arange(20) % 2),
+                (np.zeros((0, 5)), np.zeros(0)),
+                (np.zeros((20, 5)), np.zeros(19)),
+            ]), "Xy"))),
+    ]
+    for name, call in data.draw(st.lists(st.sampled_from(calls), min_size=1, max_size=3)):
+        # the estimator follows scikit-learn, whose checks raise ValueError
+        outcome, result = attempt(name, call, allowed=(*ALLOWED, ValueError)
+                                  if name == "SparseMLPClassifier" else ALLOWED)
+        if outcome == "ok" and name == "from_scipy":
+            X = np.zeros((2, result.n_features), np.float32)
+            assert np.isfinite(result.predict_proba(X)).all()
+
+
 def test_the_fuzz_suite_ran_many_cases():
     """Run last in this module: the suite made calls of every kind."""
     assert sum(CASES.values()) >= 10 * EXAMPLES, CASES
@@ -647,3 +775,21 @@ def test_metadata_that_is_an_integer_is_refused_without_allocating(tmp_path):
     np.savez(tmp_path / "bomb.npz", **arrays)
     with pytest.raises(sm.CheckpointError, match="metadata is not a byte string"):
         sm.SparseMLP.load(tmp_path / "bomb.npz")
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_scipy_input_with_out_of_range_indices_is_refused(fmt):
+    # scipy does not check index arrays edited by hand, and its C++ conversion
+    # (toarray, tocsc) then writes out of bounds: this crashed the interpreter
+    import scipy.sparse as sp
+
+    m = sp.random(3, 6, density=0.5, format=fmt, dtype=np.float32, random_state=0)
+    (m.col if fmt == "coo" else m.indices)[0] = 2**31 - 1
+    model = small_model()
+    with pytest.raises(sm.InvalidInputError, match="not a valid sparse matrix"):
+        model.predict(m)
+    w2 = sp.random(6, 3, density=0.5, format="csr", dtype=np.float32, random_state=1)
+    with pytest.raises(sm.InvalidInputError, match="weights\\[0\\] is not a valid sparse matrix"):
+        sm.SparseMLP.from_scipy([m, w2])
+    with pytest.raises(sm.InvalidInputError, match="not a valid sparse matrix"):
+        sm.datasets.standardize(m)

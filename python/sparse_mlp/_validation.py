@@ -9,11 +9,28 @@ import numpy as np
 from .errors import InvalidInputError
 
 
+def checked_sparse(w: Any, name: str) -> Any:
+    """Sparse matrix ``w`` after checking its index arrays: scipy's C++
+    conversions trust them, and an index out of range (a matrix whose
+    arrays were edited by hand) makes them write out of bounds."""
+    try:
+        if w.format in ("csr", "csc", "bsr"):
+            w.check_format(full_check=True)
+            return w
+        coo = w.tocoo()
+        for axis, index in enumerate((coo.row, coo.col)):
+            if index.size and (index.min() < 0 or index.max() >= coo.shape[axis]):
+                raise ValueError(f"an index on axis {axis} is outside the shape {coo.shape}")
+        return coo
+    except ValueError as e:
+        raise InvalidInputError(f"{name} is not a valid sparse matrix: {e}") from None
+
+
 def as_features(X: Any, n_features: int | None = None, name: str = "X") -> np.ndarray:
     """``X`` as a C-contiguous float32 (n_samples, n_features) array, checked
     for shape and for NaN/inf. Copies only when the dtype or layout requires."""
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
-        X = X.toarray()
+        X = checked_sparse(X, name).toarray()
     try:
         arr = np.asarray(X)
     except Exception as e:  # ragged lists and the like

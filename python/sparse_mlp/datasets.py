@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import formats
-from ._validation import number, positive_int, seed_value
+from ._validation import checked_sparse, number, positive_int, seed_value
 from .errors import InvalidInputError
 
 
@@ -157,12 +157,33 @@ def standardize(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     ([[-1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0]])
     """
     mean, std = feature_scaling(X_train)
-    return [((a - mean) / std).astype(np.float32) for a in (X_train, *others)]
+    others = tuple(_table(a, f"others[{i}]", mean.size) for i, a in enumerate(others))
+    return [((a - mean) / std).astype(np.float32) for a in (np.asarray(X_train), *others)]
+
+
+def _table(X: Any, name: str, n_features: int | None = None) -> np.ndarray:
+    """``X`` as a 2-D numeric array (not copied), with ``n_features`` columns."""
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse
+        X = checked_sparse(X, name).toarray()
+    try:
+        a = np.asarray(X)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{name} cannot be read as a numeric array: {e}") from None
+    if a.dtype.kind not in "biuf" or a.ndim != 2:
+        raise InvalidInputError(f"{name} must be a 2-D array of numbers, got dtype {a.dtype} and "
+                                f"shape {a.shape}")
+    if n_features is not None and a.shape[1] != n_features:
+        raise InvalidInputError(f"{name} has {a.shape[1]} features; the training data have "
+                                f"{n_features}")
+    return a
 
 
 def feature_scaling(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std (float64) of the training data; constant
     features get std 1."""
+    X_train = _table(X_train, "X_train")
+    if X_train.shape[0] == 0:
+        raise InvalidInputError("X_train has no samples")
     mean = X_train.mean(axis=0, dtype=np.float64)
     std = X_train.std(axis=0, dtype=np.float64)
     std[std == 0] = 1.0
@@ -177,7 +198,12 @@ def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple | 
     >>> encode_labels(np.array(["b", "a"]), np.array(["a"]))
     ([array([1, 0]), array([0])], ('a', 'b'))
     """
+    if not label_arrays:
+        raise InvalidInputError("encode_labels needs at least one array of labels")
     arrays = [np.asarray(a).ravel() for a in label_arrays]
+    if any(a.dtype.kind not in "biufUSO" for a in arrays):
+        raise InvalidInputError(f"labels must be numbers or strings, got dtypes "
+                                f"{[str(a.dtype) for a in arrays]}")
     if all(a.dtype.kind in "iub" for a in arrays):
         joined = np.concatenate(arrays).astype(np.int64)
         if joined.size and joined.min() == 0:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _core
-from ._validation import as_features, as_labels, number, positive_int, seed_value, verbosity
+from ._validation import as_features, as_labels, checked_sparse, number, positive_int, seed_value, verbosity
 from .activations import ActivationLike, AllReLU, resolve
 from .checkpoint import (
     atomic_write,
@@ -872,29 +872,39 @@ class SparseMLP:
         weights = list(weights)
         if not weights:
             raise InvalidInputError("from_scipy needs at least one weight matrix")
-        layers = []
+        if biases is not None:
+            biases = list(biases)
+            if len(biases) != len(weights):
+                raise InvalidInputError(f"{len(weights)} weight matrices but {len(biases)} biases")
         for i, w in enumerate(weights):
             if not sparse.issparse(w):
                 raise InvalidInputError(f"weights[{i}] must be a scipy sparse matrix, got {type(w).__name__}")
+            if w.dtype.kind not in "biuf":
+                raise InvalidInputError(f"weights[{i}] must hold real numbers, got dtype {w.dtype}")
             if i and w.shape[0] != weights[i - 1].shape[1]:
                 raise InvalidInputError(f"weights[{i}] has {w.shape[0]} rows but weights[{i - 1}] has "
                                         f"{weights[i - 1].shape[1]} columns")
-            csc = sparse.csc_matrix(w, dtype=np.float32, copy=True)
+        # sizes and memory first: converting a matrix allocates per column
+        sizes = layer_sizes([weights[0].shape[0]] + [w.shape[1] for w in weights])
+        _check_build(sizes, [w.nnz for w in weights], "importing the weights")
+        layers = []
+        for i, w in enumerate(weights):
+            csc = sparse.csc_matrix(checked_sparse(w, f"weights[{i}]"), dtype=np.float32, copy=True)
             csc.sum_duplicates()
             csc.sort_indices()
             if not np.isfinite(csc.data).all():
                 raise InvalidInputError(f"weights[{i}] contains NaN or infinite values")
-            bias = np.zeros(w.shape[1], dtype=np.float32) if biases is None else \
-                np.ascontiguousarray(biases[i], dtype=np.float32)
+            try:
+                bias = np.zeros(w.shape[1], dtype=np.float32) if biases is None else \
+                    np.ascontiguousarray(biases[i], dtype=np.float32)
+            except (TypeError, ValueError):
+                bias = np.zeros(0, dtype=np.float32)  # refused below
             if bias.shape != (w.shape[1],) or not np.isfinite(bias).all():
                 raise InvalidInputError(f"biases[{i}] must be {w.shape[1]} finite numbers")
             layers.append({"n_in": w.shape[0], "n_out": w.shape[1],
                            "col_ptr": csc.indptr.astype(np.int64), "row_idx": csc.indices.astype(np.int64),
                            "values": csc.data, "momentum": np.zeros_like(csc.data), "bias": bias,
                            "bias_momentum": np.zeros_like(bias)})
-        if biases is not None and len(biases) != len(weights):
-            raise InvalidInputError(f"{len(weights)} weight matrices but {len(biases)} biases")
-        sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
         # A model of the same sizes checks the other arguments and gives the
         # activation specs; its weights are then replaced.
         if loss == "cross_entropy" and sizes[-1] < 2:
@@ -902,7 +912,6 @@ class SparseMLP:
         template = cls([1] * (len(sizes) - 1) + [2], activation=activation, epsilon=1.0, init=init,
                        dropout=dropout, loss=loss, output_activation=output_activation, seed=seed)
         net_loss, output = template._net.loss
-        _check_build(sizes, [st["row_idx"].size for st in layers], "importing the weights")
         try:
             net = _core.Network.from_state(
                 layers, [(str(k), float(v)) for k, v in template._net.activations], net_loss, output,
