@@ -92,3 +92,28 @@ def test_twenty_kills_at_random_moments_and_during_writes_lose_nothing(tmp_path)
         [[r.get(k) for k in same] for r in expected.history]
     # killed writes leave no temporary files behind once the run has written again
     assert not _temporaries(folder)
+
+
+def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path):
+    # a run stopped after epoch 2; resumed where no file may grow beyond half
+    # the checkpoint's size (RLIMIT_FSIZE, as on a full disk), its first
+    # write fails: fit raises OSError saying which checkpoint, the one on
+    # disk is untouched and no temporary file is left; resumed with room
+    # again, it reaches the weights of a run that was never interrupted
+    epochs = 5
+    reference = tmp_path / "reference.npz"
+    subprocess.run([sys.executable, JOB, str(reference), str(epochs)], check=True, timeout=600)
+    path = tmp_path / "run.npz"
+    env = dict(os.environ, KILL_JOB_EXIT_AFTER="2")
+    subprocess.run([sys.executable, JOB, str(path), str(epochs)], check=True, timeout=600, env=env)
+    saved = path.read_bytes()
+    env = dict(os.environ, KILL_JOB_FILE_LIMIT=str(len(saved) // 2))
+    r = subprocess.run([sys.executable, JOB, str(path), str(epochs)], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode != 0
+    assert "OSError" in r.stderr and "File too large" in r.stderr, r.stderr[-3000:]
+    assert f"writing the checkpoint {path} failed" in r.stderr, r.stderr[-3000:]
+    assert path.read_bytes() == saved and not _temporaries(tmp_path)
+    subprocess.run([sys.executable, JOB, str(path), str(epochs)], check=True, timeout=600)
+    assert_same_training_state(sm.SparseMLP.load(f"{reference}.final.npz"),
+                               sm.SparseMLP.load(f"{path}.final.npz"))

@@ -172,6 +172,19 @@ def test_ranks_with_different_data_are_refused_on_every_rank(tmp_path):
     assert all("different training data" in r["error"] for r in res.values())
 
 
+def test_a_server_that_cannot_write_its_checkpoint_stops_every_rank(tmp_path):
+    # its 3rd checkpoint write fails as on a full disk: every rank raises at
+    # once (not after the silence timeout) and the 2nd checkpoint is intact
+    path = tmp_path / "server.npz"
+    rc, res, output, seconds = run_job(tmp_path, "--epochs", "8", "--checkpoint", path,
+                                       "--full-disk-at", "3", "--timeout", "600", timeout=120)
+    assert rc != 0 and seconds < 60, output
+    assert sorted(res) == [0, 1, 2], output
+    for r in res.values():
+        assert r["error"].startswith("ParallelError") and "No space left on device" in r["error"], r
+    assert sm.SparseMLP.load(path)._config["wasap"]["done"] == 2
+
+
 def test_ranks_with_different_options_are_refused_on_every_rank(tmp_path):
     rc, res, output, _ = run_job(tmp_path, "--other-lr-rank", "2")
     assert rc != 0

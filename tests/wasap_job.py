@@ -38,6 +38,8 @@ p.add_argument("--other-data-rank", type=int, help="this rank gets different tra
 p.add_argument("--other-lr-rank", type=int, help="this rank passes another learning rate")
 p.add_argument("--bad-trainer-rank", type=int,
                help="this rank's WASAP(...) is invalid, so it never calls fit")
+p.add_argument("--full-disk-at", type=int,
+               help="the server's Nth checkpoint write fails as on a full disk")
 p.add_argument("--pruning", action="store_true")
 p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
 p.add_argument("--callback-fails", type=int, help="a callback raises at this epoch's record")
@@ -72,6 +74,16 @@ if rank == args.kill_rank and args.kill_on:
     sm.parallel._Link.send_header = counting_send_header
 elif rank == args.kill_rank:
     threading.Timer(args.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
+if rank == 0 and args.full_disk_at:
+    saves, save = [0], sm.SparseMLP.save
+
+    def failing_save(model, path):
+        saves[0] += 1
+        if saves[0] == args.full_disk_at:
+            raise OSError(28, "No space left on device", str(path))
+        save(model, path)
+
+    sm.SparseMLP.save = failing_save
 result = {"rank": rank, "seen": []}
 
 

@@ -480,6 +480,10 @@ class SparseMLP:
         self._config["fit"] = dict(state, recycling=books) if runs else state
         try:
             atomic_write(path, lambda f: self._write_archive(f, arrays))
+        except OSError as e:
+            e.add_note(f"sparse_mlp: writing the checkpoint {path} failed after epoch "
+                       f"{state['done']}; the file there is as it was before")
+            raise
         finally:
             del self._config["fit"]
 

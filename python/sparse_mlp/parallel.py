@@ -690,6 +690,10 @@ class _Server:
         except ParallelError as e:
             self._stop_all(str(e))
             raise
+        except Exception as e:  # e.g. a checkpoint that cannot be written (a full disk)
+            reason = f"the server failed: {type(e).__name__}: {e}"
+            self._stop_all(reason)
+            raise ParallelError(reason) from e
         for w in self.workers:
             self.link.send_header(w, TAG_REPLY, DONE)
         return self.history
