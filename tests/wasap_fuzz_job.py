@@ -153,5 +153,7 @@ for case in range(int(os.environ.get("WASAP_FUZZ_FIRST", "0")), n_cases):
     comm.Barrier()
 
 if rank == 0:
+    # communicators kept because a run failed with messages possibly in flight
+    summary["retired"] = len(sm.parallel._RETIRED)
     with open(out, "w") as fh:
         json.dump(summary, fh)

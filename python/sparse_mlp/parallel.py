@@ -413,26 +413,27 @@ class WASAP:
         # The run talks on a communicator of its own, so that no message of an
         # earlier run (or of the user's) is taken for one of its own.
         comm = comm.Dup()
-        clean = False
+        started, clean = [False], False
         try:
-            history = self._fit(comm, chunk, model, X, y, epochs, batch_size, learning_rate,
-                                momentum, weight_decay, nesterov, topology, pruning,
+            history = self._fit(comm, chunk, started, model, X, y, epochs, batch_size,
+                                learning_rate, momentum, weight_decay, nesterov, topology, pruning,
                                 validation_data, verbose, checkpoint, resume, callbacks)
             comm.Barrier()
             clean = not comm.allreduce(comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG),
                                        op=MPI.LOR)
             return history
         finally:
-            if clean:
+            if clean or not started[0]:  # (refusals happen before any message is sent)
                 comm.Free()
             else:
-                # A failed run can leave messages in flight on it (a worker's
-                # last gradient when another one failed). Freed, its context
-                # could be given to a later run's communicator, which would
-                # receive them: it is kept, unused, instead.
+                # A run that failed can leave messages in flight on it (a
+                # worker's last gradient when another one failed). Freed, its
+                # context could be given to a later run's communicator, which
+                # would receive them: it is kept, unused, instead.
                 _RETIRED.append(comm)
 
-    def _fit(self, comm: Any, chunk: int, model: SparseMLP, X: Any, y: Any, epochs: int,
+    def _fit(self, comm: Any, chunk: int, started: list[bool], model: SparseMLP, X: Any, y: Any,
+             epochs: int,
              batch_size: int, learning_rate: float, momentum: float, weight_decay: float,
              nesterov: bool, topology: SET | None, pruning: ImportancePruning | None,
              validation_data: Any, verbose: int, checkpoint: str | os.PathLike | None,
@@ -485,6 +486,7 @@ class WASAP:
         if short:
             raise InsufficientMemoryError(short)
         state = comm.bcast(state, root=SERVER)
+        started[0] = True  # messages from here on
         replica = link.bcast_model(model if rank == SERVER else None, momentum=False)
         if rank == SERVER:
             history = _Server(self, link, model, data, run, state,
