@@ -15,6 +15,12 @@ def checked_sparse(w: Any, name: str) -> Any:
     arrays were edited by hand) makes them write out of bounds."""
     try:
         if w.format in ("csr", "csc", "bsr"):
+            # (check_format skips its full check when indptr[-1] is not positive)
+            ptr = np.asarray(w.indptr)
+            if ptr.size == 0 or ptr[0] != 0 or (np.diff(ptr) < 0).any() or \
+                    ptr[-1] != len(w.indices) or len(w.indices) != len(w.data):
+                raise ValueError("its indptr is not a non-decreasing sequence from 0 to the "
+                                 "number of stored values")
             w.check_format(full_check=True)
             return w
         coo = w.tocoo()

@@ -888,12 +888,13 @@ class SparseMLP:
             if i and w.shape[0] != weights[i - 1].shape[1]:
                 raise InvalidInputError(f"weights[{i}] has {w.shape[0]} rows but weights[{i - 1}] has "
                                         f"{weights[i - 1].shape[1]} columns")
+            weights[i] = checked_sparse(w, f"weights[{i}]")
         # sizes and memory first: converting a matrix allocates per column
         sizes = layer_sizes([weights[0].shape[0]] + [w.shape[1] for w in weights])
         _check_build(sizes, [w.nnz for w in weights], "importing the weights")
         layers = []
         for i, w in enumerate(weights):
-            csc = sparse.csc_matrix(checked_sparse(w, f"weights[{i}]"), dtype=np.float32, copy=True)
+            csc = sparse.csc_matrix(w, dtype=np.float32, copy=True)
             csc.sum_duplicates()
             csc.sort_indices()
             if not np.isfinite(csc.data).all():
