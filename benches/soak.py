@@ -8,9 +8,10 @@ layer every 10 epochs from epoch 20, until 800 of the 1000 neurons are left),
 neuron recycling (1 % of each hidden layer every 500 steps, interpolated over
 50 steps) and a checkpoint every 10 epochs. Records, per epoch: time
 (including checkpoint writes), loss, validation accuracy, connections, and
-the process's anonymous resident memory; every ``--size-every`` epochs also
-the size of ``model.history``, which holds a record per epoch by design
-(about 1.5 KB each). Then checks
+the process's anonymous resident memory (read after ``malloc_trim``, so that
+pages glibc keeps after frees do not count; ``--no-trim`` reads it raw);
+every ``--size-every`` epochs also the size of ``model.history``, which
+holds a record per epoch by design (about 1.3 KB each). Then checks
 
 - every loss, accuracy and weight is finite;
 - the connection count stays what SET keeps, except at pruning epochs,
@@ -23,7 +24,7 @@ the size of ``model.history``, which holds a record per epoch by design
 It reports the raw RssAnon slope too, the history's size, the checkpoint's
 size and the median epoch time early and late in the run.
 
-    python benches/soak.py                     # 1000 epochs (about 4 minutes on 2 cores)
+    python benches/soak.py                     # 1000 epochs (about 3 minutes on 2 cores)
     python benches/soak.py --epochs 20000 --out soak.jsonl
 
 Exit status 1 when a check fails.
@@ -32,6 +33,7 @@ Exit status 1 when a check fails.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import sys
@@ -49,6 +51,17 @@ def anonymous_rss() -> int:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def release_free_memory() -> None:
+    """Hands the pages glibc's allocator keeps after frees back to the system
+    (``malloc_trim``), so that RssAnon is memory in use: without it, a large
+    buffer freed once (a checkpoint's serialized history) can stay resident
+    and look like growth. Leaked memory is in use, so it still shows."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def deep_size(obj: object, seen: set[int] | None = None) -> int:
@@ -76,6 +89,8 @@ def main() -> int:
                    help="largest allowed rise of memory from the warm-up to the end, bytes")
     p.add_argument("--size-every", type=int, default=100,
                    help="epochs between measurements of model.history's size")
+    p.add_argument("--no-trim", dest="trim", action="store_false",
+                   help="measure RssAnon without releasing the allocator's free pages first")
     p.add_argument("--out", default="soak_results.jsonl")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -105,10 +120,16 @@ def main() -> int:
             cols[k][i] = record[k]
         # wall time from the previous epoch's end: includes the checkpoint writes
         cols["wall"][i], last = now - last, now
+        if args.trim:
+            release_free_memory()
         cols["rss_anon"][i] = anonymous_rss()
         cols["recycled"][i] = sum(record.get("recycled", []) or [])
         if (i + 1) % args.size_every == 0:
             cols["history_bytes"][i] = deep_size(m.history)
+            if (i + 1) % (10 * args.size_every) == 0:
+                print(f"epoch {i + 1:>5}  RssAnon without the history "
+                      f"{(cols['rss_anon'][i] - cols['history_bytes'][i]) / 2**20:.1f} MiB "
+                      f"(history {cols['history_bytes'][i] / 2**20:.1f} MiB)", flush=True)
         if (i + 1) % 10 == 0 or i == 0:
             print(f"epoch {i + 1:>5}  loss {record['loss']:.4f}  val_acc "
                   f"{record['val_accuracy']:.4f}  nnz {record['n_connections']}  RssAnon "
@@ -164,7 +185,7 @@ def main() -> int:
     late = float(np.median(cols["wall"][-window:]))
     history_bytes = deep_size(model.history)
     summary = {
-        "epochs": n, "seconds": seconds, "connections": connections,
+        "epochs": n, "seconds": seconds, "trim": args.trim, "connections": connections,
         "connections_final": int(nnz[-1]), "hidden_neurons_final": sum(model.sizes[1:-1]),
         "recycled": int(np.nansum(cols["recycled"])),
         "final_val_accuracy": float(cols["val_accuracy"][-1]),
