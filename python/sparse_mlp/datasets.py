@@ -156,9 +156,10 @@ def standardize(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     >>> a.tolist(), b.tolist()
     ([[-1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0]])
     """
+    X_train = _table(X_train, "X_train")
     mean, std = feature_scaling(X_train)
     others = tuple(_table(a, f"others[{i}]", mean.size) for i, a in enumerate(others))
-    return [((a - mean) / std).astype(np.float32) for a in (np.asarray(X_train), *others)]
+    return [((a - mean) / std).astype(np.float32) for a in (X_train, *others)]
 
 
 def _table(X: Any, name: str, n_features: int | None = None) -> np.ndarray:
