@@ -276,6 +276,7 @@ def test_books_stay_the_same_size_and_old_event_lists_still_resume(tmp_path):
 
 @pytest.mark.parametrize("key, value, message", [
     ("n_events", -0.5, "valid n_events"),
+    ("n_events", -1, "valid n_events"),
     ("n_events", True, "valid n_events"),
     ("overlap_sum", [0.5], "overlap totals"),
     ("overlap_sum", [float("nan"), 0.0], "overlap totals"),

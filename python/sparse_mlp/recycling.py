@@ -412,6 +412,8 @@ class _Run:
             self._restore_event_list(data["events"])
         else:
             self.n_events = _int(data, "n_events")
+            if self.n_events < 0:
+                raise CheckpointError("the recycling books have no valid n_events")
             sums, ns = data.get("overlap_sum"), data.get("overlap_n")
             k = len(self.layers)
             if not (isinstance(sums, list) and len(sums) == k and isinstance(ns, list)
