@@ -167,9 +167,9 @@ def bad_fits():
         ("2-D", dict(X=X[0], y=y[:1])),
         ("no samples", dict(X=X[:0], y=y[:0])),
         ("labels", dict(X=X, y=y[:-1])),
-        ("labels from", dict(X=X, y=np.where(y == 0, -1, y))),
-        ("labels from", dict(X=X, y=y + 1)),
-        ("integer class labels", dict(X=X, y=y + 0.5)),
+        ("4 distinct labels", dict(X=X, y=np.where(y == 0, -1, y) + (np.arange(y.size) == 0) * 9)),
+        ("2 distinct labels", dict(X=X, y=np.where(y == 0, "a", "b"))),
+        ("NaN", dict(X=X, y=np.where(y == 0, np.nan, y))),
         ("one-hot", dict(X=X, y=np.eye(3)[y])),
         ("epochs", dict(X=X, y=y, epochs=0)),
         ("batch_size", dict(X=X, y=y, batch_size=0)),
@@ -200,7 +200,7 @@ def test_non_numeric_input_is_a_type_error():
     with pytest.raises(TypeError):
         model.fit(np.array([["a", "b"]]), [0], verbose=0)
     with pytest.raises(TypeError):
-        model.fit(np.ones((1, 2)), np.array(["x"]), verbose=0)
+        model.fit(np.ones((2, 2)), np.array([1 + 1j, 2j]), verbose=0)
 
 
 def test_compiled_module_rejects_misuse_without_panicking(capfd):

@@ -187,8 +187,9 @@ def test_csv_without_header_label_first_semicolons_and_gzip(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("1,2,0\n3,4\n", "row 2"),
-    ("1,2,0\n3,x,1\n", "could not convert"),
+    ("1,2,0\n3,4\n", "line 2: 2 columns"),
+    ("1,2,0\n3,x,1\n", "line 2, column 2: 'x' is not a number"),
+    ("a,b,c\n1,2,0\n\n3,4,1\n1,2\n", "line 5: 2 columns"),
     ("", "empty"),
     ("a,b,c\n", "no data rows"),
 ])

@@ -141,7 +141,7 @@ def test_training_from_a_memory_mapped_file_reads_it_in_place(tmp_path):
                                     shape=(300, 12))
     bad[:] = X
     bad[299, 11] = np.inf
-    with pytest.raises(sm.InvalidInputError, match="sample 299, feature 11"):
+    with pytest.raises(sm.InvalidInputError, match=r"row 300, column 12 \(X\[299, 11\]\)"):
         b.fit(bad, y, epochs=1, verbose=0)
 
 

@@ -243,7 +243,7 @@ def test_memory_needs_add_up_per_host():
     from sparse_mlp.parallel import _Data, _memory_needs, _memory_problem
     model = sm.SparseMLP([30, 48, 48, 4], epsilon=4, seed=0)
     X = np.zeros((100, 30), np.float32)
-    data = _Data(X, np.zeros(100, np.int64), None, ())
+    data = _Data(X, np.zeros(100, np.int64), None, (), np.arange(4))
     server, worker = _memory_needs(model, 16, data, 2)
     assert worker > model.memory_estimate(16)["total"] > 0 and server > 0
     # each host holds what its ranks need, however they are spread (2 workers)

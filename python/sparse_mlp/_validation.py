@@ -44,7 +44,14 @@ def as_features(X: Any, n_features: int | None = None, name: str = "X") -> np.nd
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        hint = " (use X.reshape(1, -1) for one sample)" if arr.ndim == 1 else ""
+        hint = ""
+        if arr.ndim == 1 and n_features is not None and arr.size == n_features:
+            hint = f" (one sample of {n_features} features? use {name}.reshape(1, -1))"
+        elif arr.ndim == 1 and n_features == 1:
+            hint = f" (samples of one feature? use {name}.reshape(-1, 1))"
+        elif arr.ndim == 1:
+            hint = (f" (a model of {n_features} features takes an array of shape (n_samples, "
+                    f"{n_features}))" if n_features else "")
         raise InvalidInputError(
             f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}"
         )
@@ -67,7 +74,8 @@ def as_features(X: Any, n_features: int | None = None, name: str = "X") -> np.nd
             r, c = np.argwhere(~finite)[0]
             what = ("NaN" if np.isnan(block[r, c])
                     else "an infinite value (or one too large for float32)")
-            raise InvalidInputError(f"{name} contains {what} at sample {start + r}, feature {c}")
+            raise InvalidInputError(f"{name} contains {what} at row {start + r + 1}, column {c + 1} "
+                                    f"({name}[{start + r}, {c}])")
     return out
 
 

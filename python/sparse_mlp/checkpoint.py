@@ -10,13 +10,17 @@ so a run resumed from a checkpoint continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import signal
+import stat
 import tempfile
+import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -90,13 +94,55 @@ def check_writable(path: str, what: str = "the file") -> None:
         raise InvalidInputError(f"cannot write {what} {path}: {directory} is not a directory")
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C during the block takes effect when it ends: a write that has
+    begun is finished (a file is never half-written, and the file of the last
+    completed epoch is the one a Ctrl-C leaves). Only in the main thread, and
+    only where Python's own handler is installed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Writes through a temporary file in the same directory, fsyncs it and
     renames it over ``path``: readers see the old file or the new one. A
     temporary file of ``path`` left by a writer that was killed is removed
     first (one writer per path). A path that cannot be a file raises
     :class:`InvalidInputError`; other failures (permissions, a full disk)
-    raise ``OSError``, and the file at ``path`` is left as it was."""
+    raise ``OSError``, and the file at ``path`` is left as it was.
+
+    The file gets the mode of the one it replaces, or a new file's usual mode
+    (0666 less the umask), as with ``open``. Ctrl-C waits for the write."""
+    with deferred_interrupt():
+        _atomic_write(path, write)
+
+
+def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
     check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}.sparse_mlp-"
@@ -108,6 +154,11 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
                 pass
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)  # mkstemp makes it 0600, which the rename would keep
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -8,8 +8,12 @@ the data set's preset (SPEC §8), a TOML file (``--config``) and the flags.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -17,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets
+from . import datasets, labels
 from .activations import AllReLU
-from .checkpoint import check_writable
-from .errors import InvalidInputError, SparseMLPError
+from .checkpoint import atomic_write, check_writable
+from .errors import CheckpointError, InvalidInputError, SparseMLPError
 from .memory import available_bytes, format_bytes
 from .metrics import MetricsLogger
-from .model import SparseMLP, format_record
+from .model import SparseMLP, describe_run, format_record, read_meta
 
 # Settings of the paper's runs per data set (SPEC §8); "file" is any table.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -44,7 +48,8 @@ DEFAULTS: dict[str, Any] = dict(
     data="synthetic", label="-1", test_fraction=0.25, momentum=0.9, weight_decay=2e-4,
     nesterov=False, shuffle=True, dropout=0.3, activation="all_relu", zeta=0.3, set_every=1,
     prune=False, prune_start=200, prune_every=20, prune_percentile=10.0, prune_keep_width=False,
-    recycling="none", seed=0, phase2_fraction=0.3, checkpoint_every=1, resume=False, quiet=False,
+    recycling="none", seed=0, phase2_fraction=0.3, checkpoint_every=1, resume=False, overwrite=False,
+    quiet=False, verbose=1,
 )
 PRESETS["mnist"] = PRESETS["fashion_mnist"]  # same shape; the paper ran Fashion-MNIST
 IMAGE_SHAPES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (3, 32, 32)}
@@ -77,7 +82,8 @@ def _data_arguments(p: argparse.ArgumentParser, with_name: bool = True) -> None:
         p.add_argument("--data-dir", help="the data set's folder or file (default: $SPARSE_MLP_DATA_DIR)")
     p.add_argument("--train", help="training data file: .csv/.tsv/.txt[.gz], .npy, .npz, .svm")
     p.add_argument("--test", help="test data file (default: --test-fraction of --train)")
-    p.add_argument("--label", help="label column of a table: index or header name (default: last)")
+    p.add_argument("--label", help="label column of a table: header name, or index from 0 (-1: the last, "
+                                   "the default)")
     p.add_argument("--test-fraction", type=float, help="held-out share without --test (default 0.25)")
 
 
@@ -133,10 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     o = t.add_argument_group("output")
     o.add_argument("--save", help="write the trained model to this file")
     o.add_argument("--out", help="run folder: metrics.jsonl, metrics.csv, settings.json, model.npz")
-    o.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-every epochs")
+    o.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-every epochs "
+                                        "(default with --out: DIR/checkpoint.npz)")
     o.add_argument("--checkpoint-every", type=int)
-    o.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")
-    o.add_argument("--quiet", action="store_true", help="no progress output")
+    o.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")
+    o.add_argument("--overwrite", action="store_true",
+                   help="start a new run even where a checkpoint or run folder of another run exists")
+    o.add_argument("--verbose", type=int, choices=[0, 1, 2],
+                   help="0: the result only; 1: a progress bar (default); 2: a line per epoch")
+    o.add_argument("--quiet", action="store_true", help="the result only: no progress, no warnings")
     par = t.add_argument_group("several processes")
     par.add_argument("--parallel", choices=["wasap", "wassp"],
                      help="data-parallel training over MPI; start with mpiexec -n K+1 sparse-mlp train ...")
@@ -278,9 +289,20 @@ def load_data(s: dict[str, Any]) -> datasets.Split:
     return loader(path, standardized=False)
 
 
-def _scaling(X: np.ndarray) -> dict[str, list[float]]:
-    mean, std = datasets.feature_scaling(X)
-    return {"mean": mean.tolist(), "std": std.tolist()}
+def _data_record(s: dict[str, Any], split: datasets.Split) -> dict[str, Any]:
+    """What a trained model remembers of its data, so that ``evaluate`` finds
+    the same test split again and ``predict`` scales raw features."""
+    record: dict[str, Any] = {"name": s["data"], "seed": s.get("seed", 0)}
+    if s["data"] == "file":
+        record.update(train=os.path.abspath(s["train"]), label=str(s.get("label", -1)),
+                      test=os.path.abspath(s["test"]) if s.get("test") else None,
+                      test_fraction=s.get("test_fraction", 0.25))
+    elif s.get("data_dir"):
+        record["path"] = os.path.abspath(s["data_dir"])
+    if s["data"] != "synthetic":  # the built-in data come standardized
+        mean, std = datasets.feature_scaling(split.X_train)
+        record.update(mean=mean.tolist(), std=std.tolist())
+    return record
 
 
 def _scale(X: np.ndarray, data: dict[str, Any]) -> np.ndarray:
@@ -292,18 +314,44 @@ def _scale(X: np.ndarray, data: dict[str, Any]) -> np.ndarray:
     return ((X - np.asarray(data["mean"])) / np.asarray(data["std"])).astype(np.float32)
 
 
-def _encode_with(model: SparseMLP, y: np.ndarray) -> np.ndarray:
-    """Labels of a file as the model's class indices (the classes it was trained with)."""
-    if y.dtype.kind in "USO":
-        y = datasets._numeric_if_possible(y)
-    classes = model._config.get("data", {}).get("classes")
-    if classes is None:
-        return y  # already class indices; evaluate() checks the range
-    lookup = {c: i for i, c in enumerate(classes)}
-    try:
-        return np.array([lookup[v.item() if isinstance(v, np.generic) else v] for v in y], dtype=np.int64)
-    except KeyError as e:
-        raise InvalidInputError(f"label {e.args[0]!r} is not one of the model's classes {classes}") from None
+def _labels(split_classes: tuple | None, y: np.ndarray) -> np.ndarray:
+    """A split's encoded labels as the data's own labels again."""
+    return y if split_classes is None else np.asarray(split_classes)[y]
+
+
+def _file_labels(y: np.ndarray) -> np.ndarray:
+    """A table's label column (read as text) as numbers where they are numbers."""
+    return datasets._numeric_if_possible(y) if y.dtype.kind in "USO" else y
+
+
+def _evaluation_data(args: argparse.Namespace, data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The test features (scaled as in training) and labels ``evaluate`` uses:
+    the files or data set named on the command line, else the test split of
+    the data the model was trained on."""
+    name = args.data or ("file" if args.train or args.test else data.get("name", "synthetic"))
+    s: dict[str, Any] = {**DEFAULTS, "data": name, "seed": data.get("seed", 0)}
+    if name == "file" and not (args.train or args.test):
+        train = data.get("train")
+        if not train or not os.path.exists(train):
+            raise InvalidInputError(
+                f"the model was trained on {train or 'a table it does not name'}, which is not there "
+                "now; give the test data with --test FILE (and --label COLUMN)")
+        s.update(train=train, test=data.get("test"), label=data.get("label", "-1"),
+                 test_fraction=data.get("test_fraction", 0.25))
+    elif name == data.get("name"):
+        s["data_dir"] = data.get("path")
+    for key in ("data_dir", "train", "test", "label", "test_fraction"):
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    if name == "file" and not args.train and args.test:
+        X, y = datasets.read_table(args.test, _label(s["label"]))
+        if y is None:
+            raise InvalidInputError(f"{args.test} has no label column")
+        y = _file_labels(y)
+    else:
+        split = load_data(s)
+        X, y = split.X_test, _labels(split.classes, split.y_test)
+    return (_scale(X, data) if name != "synthetic" else X), y
 
 
 # ---------------------------------------------------------------- commands
@@ -332,11 +380,11 @@ def _recycling(s: dict[str, Any]) -> Any:
     return strategies or None
 
 
-def _build_model(s: dict[str, Any], n_features: int, n_classes: int) -> SparseMLP:
+def _build_model(s: dict[str, Any], n_features: int, classes: Sequence[Any]) -> SparseMLP:
     activation = AllReLU(s["alpha"]) if s["activation"] == "all_relu" else s["activation"]
     sparsity = {"density": s["density"]} if s.get("density") else {"epsilon": s["epsilon"]}
-    return SparseMLP([n_features, *s["hidden"], n_classes], activation=activation, init=s["init"],
-                     dropout=s["dropout"], seed=s["seed"], **sparsity)
+    return SparseMLP([n_features, *s["hidden"], len(classes)], activation=activation, init=s["init"],
+                     dropout=s["dropout"], seed=s["seed"], classes=classes, **sparsity)
 
 
 def _check_outputs(save: str | None, out: str | None, rank: int) -> None:
@@ -354,125 +402,207 @@ def _check_outputs(save: str | None, out: str | None, rank: int) -> None:
         check_writable(save, "--save")
 
 
-def train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _saved_progress(s: dict[str, Any], checkpoint: str | None) -> dict[str, Any] | None:
+    """The metadata of the run saved in the checkpoint when this command
+    resumes it; refuses a command that would replace another run's files."""
+    if checkpoint and os.path.exists(checkpoint):
+        if not s["resume"] and not s["overwrite"]:
+            raise InvalidInputError(
+                f"{checkpoint} holds {describe_run(checkpoint)}; a new run does not replace it: "
+                "add --resume to continue that run, or --overwrite to start a new one in its place")
+        if s["resume"]:
+            meta = read_meta(checkpoint)
+            fit = meta.get("config", {}).get("fit")
+            return meta if isinstance(fit, dict) and "done" in fit else None
+    elif s.get("out") and not s["overwrite"] and not s["resume"]:
+        found = [n for n in ("model.npz", "metrics.jsonl") if os.path.exists(os.path.join(s["out"], n))]
+        if found:
+            raise InvalidInputError(f"{s['out']} holds another run's {' and '.join(found)}; add "
+                                    "--overwrite to replace them, or choose another --out")
+    return None
+
+
+class _EpochEnds:
+    """A fit callback that remembers where the last completed epoch ended
+    (epoch, training step), so that an interruption can say how far the
+    next epoch had gone."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def __call__(self, model: SparseMLP, record: dict[str, Any]) -> None:
+        self.epoch, self.step = model.epochs_trained, model._net.run_state[2]
+
+
+def _interrupted(model: SparseMLP, s: dict[str, Any], checkpoint: str | None, started: float,
+                 outputs: list[str], ends: _EpochEnds, argv: Sequence[str], n_batches: int) -> int:
+    """Ctrl-C during training: saves the model to the outputs, says which
+    weights they hold, and prints the command that resumes the run."""
+    def tell(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    done = model.epochs_trained
+    batches = model._net.run_state[2] - ends.step - (done - ends.epoch) * n_batches
+    tell(f"sparse-mlp: interrupted in epoch {done + 1} of {s['epochs']}, after {batches} of its "
+         f"{n_batches} mini-batches" if batches > 0 else
+         f"sparse-mlp: interrupted after epoch {done} of {s['epochs']}")
+    saved, progress = None, None
+    if checkpoint and os.path.exists(checkpoint) and (
+            s["resume"] or os.stat(checkpoint).st_mtime >= started):  # this run's checkpoint
+        try:
+            saved = SparseMLP.load(checkpoint)
+            progress = saved._config.pop("fit", None)
+        except CheckpointError:
+            saved = None
+    if saved is not None and isinstance(progress, dict):
+        which = f"the weights after epoch {progress['done']}, " + (
+            "the last completed epoch" if progress["done"] == done else "the last checkpoint")
+        source = saved
+    else:
+        saved = None
+        which = f"the weights when it stopped: after epoch {done}" + (
+            f" and {batches} mini-batches of epoch {done + 1}" if batches > 0 else "")
+        source = model
+    for path in outputs:
+        source.save(path)
+        tell(f"saved {path}: {which}")
+    if saved is not None:
+        command = ["sparse-mlp", *argv, *([] if "--resume" in argv else ["--resume"])]
+        tell(f"resume with: {shlex.join(command)}")
+    else:
+        tell("this run cannot be resumed: it has no checkpoint (give --checkpoint FILE or --out DIR)")
+    return 130
+
+
+def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     from . import parallel, set_num_threads
     from .topology import SET, ImportancePruning
 
     s = settings(args, parser)
+    verbose = 0 if s["quiet"] else s["verbose"]
     if s.get("threads") and not s.get("parallel"):
         set_num_threads(s["threads"])
     rank = parallel._mpi().COMM_WORLD.Get_rank() if s.get("parallel") else 0
     out = s.get("out")
+    checkpoint = s.get("checkpoint") or (os.path.join(out, "checkpoint.npz") if out else None)
+    if s["resume"] and not checkpoint:
+        raise InvalidInputError("--resume needs --checkpoint FILE or --out DIR (the run to continue)")
     _check_outputs(s.get("save"), out, rank)
+    if checkpoint and rank == 0:
+        check_writable(checkpoint, "the checkpoint")
+    progress = _saved_progress(s, checkpoint) if not s.get("parallel") else None
 
     def say(text: str) -> None:
-        if rank == 0 and not s["quiet"]:
+        if rank == 0 and verbose:
             print(text, flush=True)
 
     split = load_data(s)
-    data_info: dict[str, Any] = {"name": s["data"], "classes": split.classes}
-    if s.get("data_dir"):  # where `evaluate` finds the data by default
-        data_info["path"] = os.path.abspath(s["data_dir"])
-    if s["data"] != "synthetic":  # the built-in data come standardized
-        data_info.update(_scaling(split.X_train))
+    data_info = _data_record(s, split)
     X_train, X_test = _scale(split.X_train, data_info), _scale(split.X_test, data_info)
-    n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
-    model = _build_model(s, X_train.shape[1], n_classes)
+    classes = split.classes or tuple(range(int(max(split.y_train.max(), split.y_test.max())) + 1))
+    y_train, y_test = _labels(split.classes, split.y_train), _labels(split.classes, split.y_test)
+    model = _build_model(s, X_train.shape[1], classes)
     model._config["data"] = data_info
     say(f"data {s.get('train') or s['data']}: {X_train.shape[0]} train / {X_test.shape[0]} test "
-        f"samples, {X_train.shape[1]} features, {n_classes} classes")
-    say(f"model {'-'.join(map(str, model.sizes))}: {model.n_connections} connections; training "
-        f"{s['epochs']} epochs" + (f" with {s['parallel'].upper()}-SGD" if s.get("parallel") else ""))
+        f"samples, {X_train.shape[1]} features, {len(classes)} classes")
+    plan = f"training {s['epochs']} epochs" + (
+        f" with {s['parallel'].upper()}-SGD" if s.get("parallel") else "")
+    if progress is not None:
+        progress, resumed = progress["config"]["fit"], progress
+        plan = (f"resuming the run saved in {checkpoint} after epoch {progress['done']} of "
+                f"{progress['plan']['epochs']}")
+    say(f"model {'-'.join(map(str, model.sizes))}: {model.n_connections} connections; {plan}")
     pruning = (ImportancePruning(s["prune_start"], s["prune_every"], s["prune_percentile"],
                                  shrink=not s["prune_keep_width"]) if s["prune"] else None)
-    callbacks = []
+    callbacks: list[Any] = []
     if out and rank == 0:
-        with open(os.path.join(out, "settings.json"), "w") as f:
-            json.dump({k: v for k, v in s.items() if k != "config"}, f, indent=2, default=str)
+        atomic_write(os.path.join(out, "settings.json"), lambda f: f.write(json.dumps(
+            {k: v for k, v in s.items() if k != "config"}, indent=2, default=str).encode()))
         callbacks.append(MetricsLogger(out))
     options = dict(
         epochs=s["epochs"], batch_size=s["batch_size"], learning_rate=s["learning_rate"],
         momentum=s["momentum"], weight_decay=s["weight_decay"],
         topology=SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None, pruning=pruning,
-        validation_data=(X_test, split.y_test), verbose=0 if s["quiet"] or rank else 1,
+        validation_data=(X_test, y_test), verbose=verbose if rank == 0 else 0,
+        checkpoint=checkpoint, resume=s["resume"], overwrite=s["overwrite"],
     )
-    start = time.perf_counter()
+    outputs = [p for p in (s.get("save"), os.path.join(out, "model.npz") if out else None) if p]
+    start, started = time.perf_counter(), time.time()
     if s.get("parallel"):
         if _recycling(s) is not None:
             raise InvalidInputError("--recycling and --midpoint do not combine with --parallel")
         trainer = parallel.WASAP(phase2_fraction=s["phase2_fraction"], sync=s["parallel"] == "wassp",
                                  threads=s.get("threads"))
-        history = trainer.fit(model, X_train, split.y_train, checkpoint=s.get("checkpoint"),
-                              resume=s["resume"], nesterov=s["nesterov"], callbacks=callbacks,
+        history = trainer.fit(model, X_train, y_train, nesterov=s["nesterov"], callbacks=callbacks,
                               **options)
     else:
-        if s["resume"] and not s.get("checkpoint"):
-            raise InvalidInputError("--resume needs --checkpoint FILE")
-        history = model.fit(X_train, split.y_train, nesterov=s["nesterov"], shuffle=s["shuffle"],
-                            recycling=_recycling(s), callbacks=callbacks,
-                            checkpoint=s.get("checkpoint"), checkpoint_every=s["checkpoint_every"],
-                            resume=s["resume"], **options)
+        ends = (_EpochEnds(resumed["epochs_trained"], resumed["step"]) if progress is not None
+                else _EpochEnds(model.epochs_trained, model._net.run_state[2]))
+        try:
+            history = model.fit(X_train, y_train, nesterov=s["nesterov"], shuffle=s["shuffle"],
+                                recycling=_recycling(s), callbacks=[*callbacks, ends],
+                                checkpoint_every=s["checkpoint_every"], **options)
+        except KeyboardInterrupt:
+            return _interrupted(model, s, checkpoint, started, outputs, ends, argv,
+                                -(-X_train.shape[0] // s["batch_size"]))
     model._config["data"] = data_info  # a resumed model keeps it too
     elapsed = time.perf_counter() - start
-    best = max(r["val_accuracy"] for r in history if "val_accuracy" in r)
-    say(f"final test accuracy {history[-1]['val_accuracy']:.4f} (best {best:.4f}), "
-        f"{model.n_connections} connections, {elapsed:.1f} s")
+    if progress is not None and progress.get("finished"):
+        say(f"nothing to train: the run saved in {checkpoint} had finished all "
+            f"{progress['plan']['epochs']} epochs")
+    scored = [r for r in (history or model.history) if "val_accuracy" in r]
+    if rank == 0 and scored:
+        best = max(r["val_accuracy"] for r in scored)
+        print(f"final test accuracy {scored[-1]['val_accuracy']:.4f} (best {best:.4f}), "
+              f"{model.n_connections} connections, {elapsed:.1f} s", flush=True)
     if rank == 0:
-        for path in [s.get("save"), os.path.join(out, "model.npz") if out else None]:
-            if path:
-                model.save(path)
-                say(f"saved to {path}")
+        for path in outputs:
+            model.save(path)
+            say(f"saved to {path}")
     return 0
 
 
-def evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     model = SparseMLP.load(args.model)
-    data_info = model._config.get("data", {})
-    s = {**DEFAULTS, **{k: v for k, v in vars(args).items() if v is not None}}
-    s["data"] = args.data or ("file" if args.train or args.test else data_info.get("name", "synthetic"))
-    if s["data"] == data_info.get("name") and not args.data_dir:
-        s["data_dir"] = data_info.get("path")
-    if s["data"] == "file" and not args.train:
-        X, y = datasets.read_table(args.test, _label(s["label"]))
-    else:
-        split = load_data(s)
-        X, y = split.X_test, split.y_test
-        if split.classes is not None:
-            y = np.asarray(split.classes, dtype=object)[y]
-    X = _scale(X, data_info) if s["data"] != "synthetic" else X
-    result = model.evaluate(X, _encode_with(model, np.asarray(y)))
+    X, y = _evaluation_data(args, model._config.get("data", {}))
+    result = model.evaluate(X, y)
     result["samples"] = int(X.shape[0])
     print(json.dumps(result) if args.json else
           f"test loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}  ({X.shape[0]} samples)")
     return 0
 
 
-def predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def predict(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     model = SparseMLP.load(args.model)
-    data_info = model._config.get("data", {})
+    if args.output:
+        check_writable(args.output, "--output")
     X, _ = datasets.read_table(args.input, _label(args.label) if args.label is not None else None)
-    X = _scale(np.asarray(X, dtype=np.float64), data_info)
+    X = _scale(np.asarray(X, dtype=np.float64), model._config.get("data", {}))
+    names = [labels.text(c) for c in model._output_labels()]
     if args.proba:
         result = model.predict_proba(X)
+        rows = [[f"{v:.6g}" for v in row] for row in result]
+        header = names
     else:
         result = model.predict(X)
-        if data_info.get("classes") is not None:
-            result = np.asarray(data_info["classes"])[result]
+        rows = [[labels.text(v)] for v in result]
+        header = ["prediction"]
     if args.output and args.output.endswith(".npy"):
-        np.save(args.output, result)
+        atomic_write(args.output, lambda f: np.save(f, result, allow_pickle=False))
+        return 0
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if args.output or args.proba:
+        writer.writerow(header)
+    writer.writerows(rows)
+    if args.output:
+        atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
     else:
-        lines = ["\n".join(",".join(f"{v:.6g}" for v in row) for row in result) if args.proba
-                 else "\n".join(str(v) for v in result)]
-        header = (",".join(f"p{k}" for k in range(model.n_classes)) if args.proba else "prediction")
-        if args.output:
-            with open(args.output, "w") as f:
-                f.write(header + "\n" + lines[0] + "\n")
-        else:
-            print(lines[0])
+        sys.stdout.write(text.getvalue())
     return 0
 
 
-def bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     from . import get_num_threads, set_num_threads
 
     if args.threads:
@@ -512,7 +642,7 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def info(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     model = SparseMLP.load(args.model)
     layers = [{"index": layer.index, "shape": list(layer.shape), "nnz": layer.nnz,
                "density": layer.density} for layer in model.layers]
@@ -550,7 +680,7 @@ def info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def plot(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     from .plots import plot_run
 
     model = SparseMLP.load(args.model)
@@ -565,11 +695,28 @@ COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "bench": b
             "plot": plot}
 
 
+def _logging(quiet: bool) -> logging.Handler:
+    """The package's warnings as one ``sparse-mlp: warning:`` line each on
+    stderr (none with --quiet); returns the handler, removed afterwards."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sparse-mlp: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+    logger = logging.getLogger("sparse_mlp")
+    logger.addHandler(handler)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = bool(getattr(args, "quiet", False))
+    handler = _logging(quiet)
+    logger = logging.getLogger("sparse_mlp")
+    propagate, logger.propagate = logger.propagate, False
     try:
-        return COMMANDS[args.command](args, _train_parser(parser) if args.command == "train" else parser)
+        command = COMMANDS[args.command]
+        return command(args, _train_parser(parser) if args.command == "train" else parser, argv)
     except SparseMLPError as e:
         print(f"sparse-mlp: error: {e}", file=sys.stderr)
         return 2
@@ -579,3 +726,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparse-mlp: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug of ours: one line, not a traceback
+        if os.environ.get("SPARSE_MLP_DEBUG"):
+            raise
+        print(f"sparse-mlp: internal error: {type(e).__name__}: {e} (please report it; run with "
+              "SPARSE_MLP_DEBUG=1 to see where it happened)", file=sys.stderr)
+        return 1
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate

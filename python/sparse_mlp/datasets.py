@@ -238,8 +238,8 @@ def _finish(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any,
     for name, X in (("training", X_train), ("test", X_test)):
         if X.dtype.kind == "f" and not np.isfinite(X).all():
             r, c = np.argwhere(~np.isfinite(X))[0]
-            raise InvalidInputError(f"the {name} data has a NaN or infinite value at sample {r}, "
-                                    f"feature {c}")
+            raise InvalidInputError(f"the {name} data has a NaN or infinite value at row {r + 1}, "
+                                    f"column {c + 1} of its features")
     if standardized:
         X_train, X_test = standardize(X_train, X_test)
     else:
@@ -272,7 +272,8 @@ def _read_matrix(path: str, what: str) -> np.ndarray:
 def load_madelon(directory: str | os.PathLike, standardized: bool = True) -> Split:
     """Madelon (UCI) from the files ``madelon_train.data/.labels`` and
     ``madelon_valid.data/.labels`` in ``directory``; the validation split is the
-    test set, as in the paper. Labels -1/+1 become 0/1. Standardized with the
+    test set, as in the paper. Labels -1/+1 become 0/1, with ``classes`` (-1, 1).
+    Standardized with the
     training split's statistics unless ``standardized=False``."""
     d = os.fspath(directory)
     parts = []
@@ -286,7 +287,7 @@ def load_madelon(directory: str | os.PathLike, standardized: bool = True) -> Spl
         labels = y[:, 0]
         if not np.isin(labels, (-1, 1)).all():
             raise InvalidInputError(f"Madelon {split} labels must be -1 or +1")
-        parts.append((X, (labels > 0).astype(np.int64)))
+        parts.append((X, labels.astype(np.int64)))
     (Xtr, ytr), (Xte, yte) = parts
     if Xtr.shape[1] != Xte.shape[1]:
         raise InvalidInputError(f"Madelon train has {Xtr.shape[1]} features, valid {Xte.shape[1]}")

@@ -153,7 +153,9 @@ def _label_index(header: list[str] | None, label: int | str, n_columns: int, pat
         return header.index(label)
     index = label + n_columns if label < 0 else label
     if not 0 <= index < n_columns:
-        raise InvalidInputError(f"{path} has {n_columns} columns; label column {label} does not exist")
+        raise InvalidInputError(f"{path} has {n_columns} columns; there is no label column {label} "
+                                f"(an index counts from 0 to {n_columns - 1}, or from -1 at the end; "
+                                "or give a header name)")
     return index
 
 
@@ -165,12 +167,27 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _split_line(line: str, delimiter: str) -> list[str]:
+    """The fields of a table's line. Blank-separated tables split on runs of
+    blanks (leading and trailing blanks are no field, as in the UCI files);
+    a trailing tab ends a tab-separated line without adding a column."""
+    line = line.strip("\r\n")
+    if delimiter == " ":
+        return line.split()
+    fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
+    while delimiter == "\t" and len(fields) > 1 and not fields[-1].strip():
+        fields.pop()
+    return fields
+
+
 def read_csv(path: str | os.PathLike, label: int | str | None = -1, delimiter: str | None = None,
              header: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A CSV table (gzipped or not): features as float32 and the raw label
     column (numbers or strings). ``label`` is the label column's index or
     name, or None when there is none; ``delimiter`` and ``header`` are
-    guessed from the first line unless given."""
+    guessed from the first line unless given. Blank-separated tables (such
+    as the UCI ``.data`` files, whose lines end in a blank) are read too.
+    Errors name the line and column, both counted from 1."""
     path = os.fspath(path)
     with open_maybe_gzip(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -179,8 +196,8 @@ def read_csv(path: str | os.PathLike, label: int | str | None = -1, delimiter: s
             if not first.strip():
                 raise InvalidInputError(f"{path} is empty")
             if delimiter is None:
-                delimiter = max([",", ";", "\t", " "], key=first.count)
-            fields = next(csv.reader([first.strip("\r\n")], delimiter=delimiter, skipinitialspace=True))
+                delimiter = max([",", ";", "\t", " "], key=first.strip().count)
+            fields = _split_line(first, delimiter)
             if header is None:
                 # A first line of numbers (labels may be words) is data.
                 skip = label % len(fields) if isinstance(label, int) else None
@@ -207,8 +224,33 @@ def _load_columns(path: str, columns: list[int], dtype: Any, delimiter: str, hea
                                skiprows=1 if header else 0, usecols=columns, dtype=dtype, ndmin=2,
                                encoding="utf-8", quotechar='"')
         except (ValueError, UnicodeDecodeError, OSError, EOFError) as e:
-            raise InvalidInputError(f"{path}: {e}") from None
+            raise InvalidInputError(_table_problem(path, columns, dtype, delimiter, header, e)) from None
     return np.char.strip(table) if dtype is str else table
+
+
+def _table_problem(path: str, columns: list[int], dtype: Any, delimiter: str, header: bool,
+                   error: Exception) -> str:
+    """Where numpy's parser failed, found again line by line (numpy counts
+    rows from 0 in some messages and from 1 in others): line and column
+    from 1, as an editor shows them."""
+    need = max(columns) + 1
+    try:
+        with open_maybe_gzip(path) as raw:
+            for lineno, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", newline=""), 1):
+                if (header and lineno == 1) or not line.strip():
+                    continue
+                fields = _split_line(line, delimiter)
+                if len(fields) < need:
+                    return (f"{path}, line {lineno}: {len(fields)} columns where the table has "
+                            f"{need} or more")
+                if dtype is not str:
+                    for j in columns:
+                        if not _is_number(fields[j]):
+                            return (f"{path}, line {lineno}, column {j + 1}: {fields[j].strip()!r} is "
+                                    "not a number")
+    except (UnicodeDecodeError, OSError, EOFError, csv.Error, gzip.BadGzipFile, zlib.error) as e:
+        return f"{path} is not a readable text table: {e}"
+    return f"{path} is not a readable table: {error}"
 
 
 def read_svmlight(path: str | os.PathLike, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +308,40 @@ def read_svmlight(path: str | os.PathLike, n_features: int | None = None) -> tup
 UNREADABLE_ARCHIVE = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, LookupError,
                       SyntaxError, tokenize.TokenError, TypeError, OverflowError,
                       NotImplementedError)
+
+
+def describe_file(path: str) -> str:
+    """What a file is, told by its first bytes: for messages about a file that
+    is not what was expected."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"a file that cannot be read ({e.strerror})"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+            return "a damaged zip archive"
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        entries = "1 entry" if len(names) == 1 else f"{len(names)} entries"
+        return f"a zip archive (an .npz) holding {entries} ({shown})"
+    if head.startswith(b"\x93NUMPY"):
+        return "a single numpy array (.npy), not an archive"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip-compressed data"
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
+        return "a Python pickle"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError as e:
+        if e.start >= len(head) - 3:  # a character cut at the end of the sample
+            return "a text file"
+    return "a binary file of an unknown kind"
 
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -10,13 +11,14 @@ import os
 import secrets
 import sys
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _core
-from ._validation import as_features, as_labels, checked_sparse, number, positive_int, seed_value, verbosity
+from . import _core, labels
+from ._validation import as_features, checked_sparse, number, positive_int, seed_value, verbosity
 from .activations import ActivationLike, AllReLU, resolve
 from .checkpoint import (
     atomic_write,
@@ -33,7 +35,7 @@ from .errors import (
     InvalidInputError,
     SparseMLPError,
 )
-from .formats import UNREADABLE_ARCHIVE
+from .formats import UNREADABLE_ARCHIVE, describe_file
 from .memory import available_bytes, format_bytes, require
 from .recycling import restore_runs, save_runs, start_runs
 from .topology import SET, ImportancePruning
@@ -62,7 +64,7 @@ def _check_finite_output(p: np.ndarray, X: np.ndarray) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidInputError(
-            f"the model's output for sample {i} is not finite: its features (largest magnitude "
+            f"the model's output for row {i + 1} of X is not finite: its features (largest magnitude "
             f"{float(np.max(np.abs(X[i]))):.3g}) overflow float32 inside the network; scale the data"
         )
 
@@ -247,6 +249,12 @@ class SparseMLP:
     seed : int, optional
         Seeds initialization, shuffling, dropout and SET. Same seed, same
         result, whatever the number of threads.
+    classes : sequence, optional
+        The label each output stands for (numbers or strings), as
+        ``classes_`` after a fit. By default the first :meth:`fit` learns
+        them from ``y``: integer labels within ``0..sizes[-1]-1`` name the
+        outputs directly; other labels (``-1/+1``, ``1..k``, strings) must
+        have ``sizes[-1]`` distinct values, taken in sorted order.
 
     Examples
     --------
@@ -272,6 +280,7 @@ class SparseMLP:
         loss: str = "cross_entropy",
         output_activation: str | None = None,
         seed: int | None = None,
+        classes: Sequence[Any] | None = None,
     ) -> None:
         sizes = layer_sizes(sizes)
         if init not in _INITS:
@@ -286,6 +295,7 @@ class SparseMLP:
         if loss == "cross_entropy" and sizes[-1] < 2:
             raise InvalidInputError(f"cross_entropy needs at least 2 output classes, got {sizes[-1]}")
         dropout = number("dropout", dropout, 0.0, 1.0, high_open=True)
+        chosen = None if classes is None else labels.check_classes(classes, sizes[-1])
         seed = secrets.randbits(63) if seed is None else seed_value(seed)
         specs = resolve(activation, len(sizes) - 2)
         counts = connection_counts(sizes, epsilon, density, distribution)
@@ -298,6 +308,7 @@ class SparseMLP:
             "epsilon": 20.0 if epsilon is None and density is None else epsilon,
             "density": density,
             "distribution": distribution,
+            "classes": labels.to_json(chosen),
         }
         self.history: list[dict[str, Any]] = []
         self.epochs_trained = 0
@@ -317,6 +328,18 @@ class SparseMLP:
     @property
     def n_classes(self) -> int:
         return self.sizes[-1]
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        """The label of each output (given at construction or learned by the
+        first :meth:`fit`), or None before either."""
+        stored = self._config.get("classes")
+        return None if stored is None else np.asarray(stored)
+
+    def _output_labels(self) -> np.ndarray:
+        """``classes_``, or the output indices when there are none yet."""
+        classes = self.classes_
+        return np.arange(self.n_classes, dtype=np.int64) if classes is None else classes
 
     @property
     def n_connections(self) -> int:
@@ -358,6 +381,7 @@ class SparseMLP:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> list[dict[str, Any]]:
         """Trains with momentum SGD for ``epochs`` epochs.
 
@@ -423,7 +447,23 @@ class SparseMLP:
         checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
         if resume and checkpoint is None:
             raise InvalidInputError("resume=True needs the checkpoint path to resume from")
-        X, y, val = self._training_data(X, y, validation_data)
+        if not isinstance(overwrite, (bool, np.bool_)) or not isinstance(resume, (bool, np.bool_)):
+            raise InvalidInputError("resume and overwrite must be True or False")
+        saved_classes = None
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+            check_writable(checkpoint, "the checkpoint")
+            if os.path.exists(checkpoint):
+                if resume:  # the run's labels are the saved run's
+                    meta = read_meta(checkpoint)
+                    saved_classes = labels.from_json(meta.get("config", {}).get("classes"),
+                                                     meta["sizes"][-1])
+                elif not overwrite:
+                    raise InvalidInputError(
+                        f"{checkpoint} already exists ({describe_run(checkpoint)}); a new run "
+                        "does not replace it: pass resume=True to continue the run saved there, "
+                        "overwrite=True to replace it, or another checkpoint path")
+        X, y, val, classes = self._training_data(X, y, validation_data, saved_classes)
         plan: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "learning_rate": float(learning_rate),
             "momentum": float(momentum), "weight_decay": float(weight_decay),
@@ -433,8 +473,6 @@ class SparseMLP:
         state: dict[str, Any] = {"done": 0, "first": len(self.history)}
         runs: list[Any] | None = None
         if checkpoint is not None:
-            checkpoint = os.fspath(checkpoint)
-            check_writable(checkpoint, "the checkpoint")
             plan.update(topology=encode_strategy(topology, "topology"),
                         pruning=encode_strategy(pruning, "pruning"),
                         recycling=encode_strategy(recycling, "recycling"))
@@ -445,6 +483,7 @@ class SparseMLP:
         if runs is None:
             runs = start_runs(recycling, self, X, y)
         self._check_memory(min(batch_size, X.shape[0]))  # a batch is at most the data
+        self._config["classes"] = labels.to_json(classes)
         progress = _Progress(verbose, epochs, state["done"], -(-X.shape[0] // batch_size))
         run: list[dict[str, Any]] = self.history[state["first"]:]
         sgd = (learning_rate, momentum, weight_decay, nesterov)
@@ -456,13 +495,18 @@ class SparseMLP:
                                          epoch, epochs, progress)
                 run.append(record)
                 self.history.append(record)
-                progress.report(epoch, record)
-                stop = any(cb(self, record) for cb in callbacks)
-                if stop:
-                    log.info("a callback stopped training after epoch %d", epoch)
-                state.update(done=epoch, finished=stop or epoch == epochs)
-                if checkpoint is not None and (epoch % checkpoint_every == 0 or state["finished"]):
+                # The checkpoint first, so that a Ctrl-C from here on (which
+                # waits for a write) leaves the epoch just done on disk.
+                state.update(done=epoch, finished=epoch == epochs)
+                due = checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs)
+                if due:
                     self._save_checkpoint(checkpoint, state, runs)
+                progress.report(epoch, record)
+                if any(cb(self, record) for cb in callbacks) and epoch < epochs:
+                    log.info("a callback stopped training after epoch %d", epoch)
+                    state["finished"] = True
+                    if checkpoint is not None:
+                        self._save_checkpoint(checkpoint, state, runs)
         finally:
             progress.close()
             for r in runs:
@@ -604,17 +648,24 @@ class SparseMLP:
         n = X.shape[0]
         return {"loss": loss_sum / n, "accuracy": correct / n, "samples": n, "batches": n_batches}
 
-    def _training_data(self, X: Any, y: Any, validation_data: Any
-                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-        """(X, y, (X_val, y_val) or None), checked against the model's shape."""
+    def _training_data(self, X: Any, y: Any, validation_data: Any, classes: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None,
+                                  np.ndarray]:
+        """(X, y, (X_val, y_val) or None, classes), checked against the model's
+        shape; the labels become output indices of ``classes`` (by default the
+        model's, else learned from ``y``). The model is not changed."""
         X = as_features(X, self.n_features)
-        y = as_labels(y, X.shape[0], self.n_classes)
+        if classes is None:
+            classes = self.classes_
+        if classes is None:
+            classes = labels.learn(y, self.n_classes)
+        y = labels.encode(classes, y, X.shape[0])
         if validation_data is None:
-            return X, y, None
+            return X, y, None, classes
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise InvalidInputError("validation_data must be a pair (X_val, y_val)")
         Xv = as_features(validation_data[0], self.n_features, name="X_val")
-        return X, y, (Xv, as_labels(validation_data[1], Xv.shape[0], self.n_classes, name="y_val"))
+        return X, y, (Xv, labels.encode(classes, validation_data[1], Xv.shape[0], "y_val")), classes
 
     # ------------------------------------------------------------ inference
 
@@ -632,14 +683,15 @@ class SparseMLP:
         return p
 
     def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:
-        """Predicted class indices, shape (n_samples,)."""
-        return self.predict_proba(X, batch_size).argmax(axis=1)
+        """Predicted labels, shape (n_samples,): ``classes_[k]`` for the most
+        probable output ``k`` (the output index before any class is known)."""
+        return self._output_labels()[self.predict_proba(X, batch_size).argmax(axis=1)]
 
     def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
         """Mean loss and accuracy on (X, y), without dropout (chunks as in
         :meth:`predict_proba`)."""
         X = as_features(X, self.n_features)
-        y = as_labels(y, X.shape[0], self.n_classes)
+        y = labels.encode(self._output_labels(), y, X.shape[0])
         loss, acc = self._net.evaluate(X, y, self._inference_batch(batch_size))
         if not math.isfinite(loss):
             _check_finite_output(self._net.predict_proba(X, self._inference_batch(batch_size)), X)
@@ -772,42 +824,26 @@ class SparseMLP:
                       books: dict[str, np.ndarray] | None = None) -> SparseMLP:
         """The model in archive ``source``; with ``books``, also collects the
         recycling arrays a checkpoint holds into it."""
-        try:
-            with np.load(source, allow_pickle=False) as z:
-                raw = z["meta"]
-                if raw.dtype != np.uint8 or raw.ndim != 1:
-                    # (bytes() of a crafted integer would allocate that many bytes)
-                    raise CheckpointError(f"{path}: its metadata is not a byte string")
-                meta = json.loads(raw.tobytes().decode())
-                if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                    raise CheckpointError(f"{path} is not a sparse_mlp model file")
-                if meta.get("version") != FORMAT_VERSION:
-                    raise CheckpointError(
-                        f"{path} has format version {meta.get('version')!r}; this version of "
-                        f"sparse_mlp reads version {FORMAT_VERSION}"
-                    )
-                n_layers = len(meta["sizes"]) - 1
-                layers = []
-                for i in range(n_layers):
-                    st: dict[str, Any] = {"n_in": meta["sizes"][i], "n_out": meta["sizes"][i + 1]}
-                    for k in _LAYER_ARRAYS:
-                        a = z[f"layer{i}.{k}"]
-                        want = _ARCHIVE_DTYPES.get(k, (np.float32,))
-                        if a.dtype not in want or a.ndim != 1:
-                            raise CheckpointError(f"{path}: layer {i} array {k} has dtype "
-                                                  f"{a.dtype} and {a.ndim} dimensions")
-                        st[k] = a
-                    layers.append(st)
-                rng = z["rng_state"]
-                if rng.dtype != np.uint64 or rng.shape != (4,):
-                    raise CheckpointError(f"{path}: rng_state must be 4 uint64 values")
-                rng_state = [int(v) for v in rng]
-                if books is not None:
-                    books.update({k: z[k] for k in z.files if k.startswith("recycling.")})
-        except CheckpointError:
-            raise
-        except UNREADABLE_ARCHIVE as e:
-            raise CheckpointError(f"{path} is not a readable sparse_mlp model file: {e}") from None
+        with _archive(source, path) as z:
+            meta = _meta_of(z, path)
+            n_layers = len(meta["sizes"]) - 1
+            layers = []
+            for i in range(n_layers):
+                st: dict[str, Any] = {"n_in": meta["sizes"][i], "n_out": meta["sizes"][i + 1]}
+                for k in _LAYER_ARRAYS:
+                    a = z[f"layer{i}.{k}"]
+                    want = _ARCHIVE_DTYPES.get(k, (np.float32,))
+                    if a.dtype not in want or a.ndim != 1:
+                        raise CheckpointError(f"{path}: layer {i} array {k} has dtype "
+                                              f"{a.dtype} and {a.ndim} dimensions")
+                    st[k] = a
+                layers.append(st)
+            rng = z["rng_state"]
+            if rng.dtype != np.uint64 or rng.shape != (4,):
+                raise CheckpointError(f"{path}: rng_state must be 4 uint64 values")
+            rng_state = [int(v) for v in rng]
+            if books is not None:
+                books.update({k: z[k] for k in z.files if k.startswith("recycling.")})
         try:
             _check_build(meta["sizes"], [st["row_idx"].size for st in layers], f"loading {path}")
             net = _core.Network.from_state(
@@ -824,6 +860,10 @@ class SparseMLP:
                 or not all(isinstance(r, dict) for r in history)
                 or not isinstance(trained, int) or trained < 0):
             raise CheckpointError(f"{path} holds a malformed configuration or history")
+        try:
+            labels.from_json(config.get("classes"), meta["sizes"][-1])
+        except InvalidInputError as e:
+            raise CheckpointError(f"{path}: {e}") from None
         return cls._from_net(net, config, history, trained)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -956,6 +996,77 @@ class SparseMLP:
     def __repr__(self) -> str:
         return (f"SparseMLP(sizes={self.sizes}, n_connections={self.n_connections}, "
                 f"epochs_trained={self.epochs_trained})")
+
+
+@contextlib.contextmanager
+def _archive(source: Any, path: str) -> Iterator[Any]:
+    """``np.load`` of a model archive, its failures as :class:`CheckpointError`
+    that say what the file is instead (never numpy's advice on pickles)."""
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an archive")
+            yield z
+    except CheckpointError:
+        raise
+    except UNREADABLE_ARCHIVE as e:
+        if isinstance(source, str) and not zipfile.is_zipfile(source):
+            raise CheckpointError(f"{path} is not a sparse_mlp model file: it is "
+                                  f"{describe_file(source)}; expected an .npz archive written by "
+                                  "SparseMLP.save or `sparse-mlp train --save`") from None
+        detail = "" if "pickle" in str(e) else f" ({e})"
+        raise CheckpointError(f"{path} is a damaged or truncated model file{detail}") from None
+
+
+def _meta_of(z: Any, path: str) -> dict[str, Any]:
+    """The checked metadata of an open model archive."""
+    if "meta" not in z.files:
+        raise CheckpointError(f"{path} is not a sparse_mlp model file: it is {describe_file(path)}, "
+                              "without a model's metadata")
+    raw = z["meta"]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        # (bytes() of a crafted integer would allocate that many bytes)
+        raise CheckpointError(f"{path}: its metadata is not a byte string")
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path}: its metadata is not JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a sparse_mlp model file (its metadata is another program's)")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {meta.get('version')!r}; this version of "
+            f"sparse_mlp reads version {FORMAT_VERSION}"
+        )
+    if not isinstance(meta.get("sizes"), list) or len(meta["sizes"]) < 2:
+        raise CheckpointError(f"{path}: its metadata has no layer sizes")
+    return meta
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a model file (sizes, configuration, history, a
+    checkpoint's progress under ``config["fit"]``), without reading its arrays."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no model file at {path}")
+    with _archive(path, path) as z:
+        return _meta_of(z, path)
+
+
+def describe_run(path: str | os.PathLike) -> str:
+    """What a file that is in the way holds, in a few words: a checkpoint's
+    progress, a model's epochs, or what kind of file it is."""
+    try:
+        meta = read_meta(path)
+    except CheckpointError:
+        return describe_file(os.fspath(path))
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    progress = config.get("fit") or config.get("wasap")
+    if isinstance(progress, dict) and "done" in progress:
+        total = progress.get("plan", progress).get("epochs", "?")
+        state = "finished" if progress.get("finished") else "unfinished"
+        return f"the checkpoint of a run at epoch {progress['done']} of {total}, {state}"
+    return f"a model trained for {meta.get('epochs_trained', 0)} epochs"
 
 
 def _json_scalar(value: Any) -> Any:

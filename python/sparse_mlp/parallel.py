@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, labels
 from ._validation import number, positive_int, verbosity
 from .checkpoint import check_writable
 from .errors import (
@@ -63,7 +63,7 @@ from .errors import (
     SparseMLPError,
 )
 from .memory import available_bytes, format_bytes
-from .model import DEFAULT_TOPOLOGY, Callback, SparseMLP, _Progress, check_training
+from .model import DEFAULT_TOPOLOGY, Callback, SparseMLP, _Progress, check_training, describe_run
 from .topology import SET, ImportancePruning
 
 log = logging.getLogger("sparse_mlp.parallel")
@@ -372,6 +372,7 @@ class WASAP:
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         callbacks: Sequence[Callback] = (),
+        overwrite: bool = False,
     ) -> list[dict[str, Any]]:
         """Trains ``model`` on every rank of the communicator; call it on all of them.
 
@@ -385,6 +386,8 @@ class WASAP:
         ``checkpoint``: a path the server writes the model to (atomically)
         after every server epoch of phase 1 and at the end. With ``resume``,
         the server continues the run saved there instead of starting afresh.
+        An existing file there is never replaced by a new run unless
+        ``overwrite=True``.
 
         ``callbacks``: called on the server as ``cb(model, record)`` with each
         record as soon as it exists (e.g. ``sm.MetricsLogger``, for live
@@ -417,7 +420,7 @@ class WASAP:
         try:
             history = self._fit(comm, chunk, started, model, X, y, epochs, batch_size,
                                 learning_rate, momentum, weight_decay, nesterov, topology, pruning,
-                                validation_data, verbose, checkpoint, resume, callbacks)
+                                validation_data, verbose, checkpoint, resume, callbacks, overwrite)
             comm.Barrier()
             clean = not comm.allreduce(comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG),
                                        op=MPI.LOR)
@@ -437,7 +440,7 @@ class WASAP:
              batch_size: int, learning_rate: float, momentum: float, weight_decay: float,
              nesterov: bool, topology: SET | None, pruning: ImportancePruning | None,
              validation_data: Any, verbose: int, checkpoint: str | os.PathLike | None,
-             resume: bool, callbacks: Sequence[Callback]) -> list[dict[str, Any]]:
+             resume: bool, callbacks: Sequence[Callback], overwrite: bool) -> list[dict[str, Any]]:
         MPI = _mpi()
         rank = comm.Get_rank()
         link = _Link(comm, chunk, self.timeout)
@@ -455,8 +458,14 @@ class WASAP:
             if rank == SERVER:
                 if checkpoint is not None:
                     check_writable(os.fspath(checkpoint), "the checkpoint")
+                    _check_not_replacing(os.fspath(checkpoint), resume, overwrite)
                 if checkpoint is not None and resume:
                     _resume(model, os.fspath(checkpoint))
+                    saved = model.classes_
+                    if saved is not None and not np.array_equal(saved, data.classes):
+                        raise InvalidInputError(
+                            f"the run saved in {os.fspath(checkpoint)} has the classes "
+                            f"{labels.describe(saved)}; this y gives {labels.describe(data.classes)}")
                 state = _run_state(model, run.epochs, self)
         except Exception as e:
             problem, error = f"rank {rank}: {e}", e
@@ -486,6 +495,7 @@ class WASAP:
         if short:
             raise InsufficientMemoryError(short)
         state = comm.bcast(state, root=SERVER)
+        model._config["classes"] = labels.to_json(data.classes)
         started[0] = True  # messages from here on
         replica = link.bcast_model(model if rank == SERVER else None, momentum=False)
         if rank == SERVER:
@@ -544,6 +554,7 @@ class _Data:
     y: np.ndarray
     val: tuple[np.ndarray, np.ndarray] | None
     fingerprint: tuple
+    classes: np.ndarray
 
     def shard(self, worker: int, n_workers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Worker ``worker``'s fixed part (1-based), from a permutation all ranks agree on."""
@@ -553,10 +564,11 @@ class _Data:
 
 
 def _prepare_data(model: SparseMLP, X: Any, y: Any, validation_data: Any) -> _Data:
-    X, y, val = model._training_data(X, y, validation_data)
+    X, y, val, classes = model._training_data(X, y, validation_data)
     probe = X[:: max(1, X.shape[0] // 64)]
-    fingerprint = (X.shape, float(np.sum(probe, dtype=np.float64)), int(y.sum()))
-    return _Data(X, y, val, fingerprint)
+    fingerprint = (X.shape, float(np.sum(probe, dtype=np.float64)), int(y.sum()),
+                   repr(labels.to_json(classes)))
+    return _Data(X, y, val, fingerprint, classes)
 
 
 def _memory_needs(model: SparseMLP, batch_size: int, data: _Data, n_workers: int) -> tuple[int, int]:
@@ -631,6 +643,16 @@ def _run_state(model: SparseMLP, epochs: int, trainer: WASAP) -> dict[str, Any]:
     phase1 = epochs - round(trainer.phase2_fraction * epochs)
     return {"epochs": epochs, "phase1": phase1, "done": 0, "sync": trainer.sync,
             "finished": False, "seed": model.seed}
+
+
+def _check_not_replacing(path: str, resume: bool, overwrite: bool) -> None:
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise InvalidInputError(f"overwrite must be True or False, got {overwrite!r}")
+    if os.path.exists(path) and not resume and not overwrite:
+        raise InvalidInputError(
+            f"{path} already exists ({describe_run(path)}); a new run does not replace it: pass "
+            "resume=True to continue the run saved there, overwrite=True to replace it, or "
+            "another checkpoint path")
 
 
 def _resume(model: SparseMLP, path: str) -> None:
