@@ -495,8 +495,15 @@ def main() -> None:
     p.add_argument("--w3-scipy-max", type=int, default=16384,
                    help="largest N for the scipy peer (its gradient gathers B × nnz floats)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--smoke", action="store_true",
+                   help="256 samples, W3 at N=1024 only, one repeat: check that the script runs")
     p.add_argument("--peak", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.smoke:
+        global W3_SAMPLES
+        for name, (sizes, eps, alpha, _) in WORKLOADS.items():
+            WORKLOADS[name] = (sizes, eps, alpha, 256)
+        W3_SAMPLES, args.w3_sizes, args.repeats, args.no_memory = 200, "1024", 1, True
     if args.threads:
         sm.set_num_threads(args.threads)
     if args.peak:

@@ -26,6 +26,7 @@ size and the median epoch time early and late in the run.
 
     python benches/soak.py                     # 1000 epochs (about 3 minutes on 2 cores)
     python benches/soak.py --epochs 20000 --out soak.jsonl
+    python benches/soak.py --smoke             # 25 epochs: every check but memory growth
 
 Exit status 1 when a check fails.
 """
@@ -93,7 +94,13 @@ def main() -> int:
                    help="measure RssAnon without releasing the allocator's free pages first")
     p.add_argument("--out", default="soak_results.jsonl")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true",
+                   help="25 epochs (through the first pruning), too few to judge memory growth")
     args = p.parse_args()
+    if args.smoke:
+        args.epochs, args.size_every = 25, 5
+        args.warmup = args.epochs - 3
+        args.max_growth = args.max_growth_total = float("inf")
 
     # W1's generator, with a class separation the model can learn in a few epochs
     X, y = sm.datasets.make_classification(12_000, 784, n_informative=64, n_redundant=32,

@@ -17,6 +17,7 @@ held before the model was built, per connection.
     python benches/w4.py --batch 128           # the paper's batch (w4d does not fit it)
     python benches/w4.py --models sweep        # w4a's architecture at epsilon 5, 10, 20, 40
     python benches/w4.py --inference-only      # build each model, time predict_proba, save, load
+    python benches/w4.py --smoke               # the same on tiny models, to check the script
 
 The batch size is the paper's 128 or, when the memory estimate says that does
 not fit, the largest that does (the script says so). Results go to
@@ -52,6 +53,15 @@ MODELS = {
     "w4a-e40": ([500_000, 500_000], 40),
 }
 W4 = ["w4a", "w4b", "w4c", "w4d"]
+
+
+def smoke() -> None:
+    """--smoke: the same models at 1/1000 of the width, on 256 features and
+    400 samples, in seconds (the tests run the README's commands this way)."""
+    global FEATURES, TRAIN, TEST
+    FEATURES, TRAIN, TEST = 256, 300, 100
+    for name, (hidden, epsilon) in MODELS.items():
+        MODELS[name] = ([h // 1000 for h in hidden], epsilon)
 SWEEP = ["w4a-e5", "w4a", "w4a-e20", "w4a-e40"]
 
 
@@ -110,7 +120,7 @@ def batch_that_fits(model: sm.SparseMLP, wanted: int) -> int:
     if available is None:
         return wanted
     est = model.memory_estimate(1)
-    fixed = est["total"] - est["training_buffers"] - model.memory_bytes
+    fixed = est["training_total"] - est["training_buffers"] - model.memory_bytes
     per_sample = est["training_buffers"]
     # 10 % of what is left stays free for the data's pages and the allocator
     return max(1, min(wanted, int((0.9 * available - fixed) // per_sample)))
@@ -155,7 +165,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
     est = model.memory_estimate(batch)
     nnz = model.n_connections
     print(f"{name}: {'-'.join(map(str, sizes))}, {nnz:,} connections, built in "
-          f"{init_seconds:.1f} s; training needs {format_bytes(est['total'])} at batch {batch}",
+          f"{init_seconds:.1f} s; training needs {format_bytes(est['training_total'])} at batch {batch}",
           flush=True)
     X_train, y_train, X_test, y_test = X[:TRAIN], y[:TRAIN], X[TRAIN:], y[TRAIN:]
     if args.inference_only:
@@ -211,8 +221,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "sparse_mlp_w4"))
     p.add_argument("--out", default="w4_results.jsonl")
+    p.add_argument("--smoke", action="store_true", help="tiny models: check that the script runs")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one model here
     args = p.parse_args()
+    if args.smoke:
+        smoke()
+        if args.data == p.get_default("data"):
+            args.data = os.path.join(os.path.expanduser("~"), ".cache", "sparse_mlp_w4_smoke")
     if args.one:
         print("RESULT " + json.dumps(one(args.one, args)), flush=True)
         return
@@ -224,6 +239,8 @@ def main() -> None:
                "--batch", str(args.batch), "--data", args.data]
         if args.inference_only:
             cmd.append("--inference-only")
+        if args.smoke:
+            cmd.append("--smoke")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         result = None
         assert proc.stdout is not None

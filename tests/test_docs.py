@@ -4,8 +4,12 @@ import doctest
 import importlib
 import os
 import re
+import subprocess
+import sys
 
 import pytest
+
+from doc_commands import commands, indented_block_after
 
 MODULES = ["sparse_mlp", "sparse_mlp.model", "sparse_mlp.recycling", "sparse_mlp.activations",
            "sparse_mlp.datasets", "sparse_mlp.metrics", "sparse_mlp.estimator"]
@@ -36,3 +40,60 @@ def test_the_guide_runs(tmp_path, monkeypatch, madelon_dir):
     assert namespace["again"].epochs_trained == 4
     assert namespace["rebuilt"].sizes == namespace["model"].sizes
     assert os.path.exists("figures/input_connectivity.png")
+    # then the command-line session, in the same folder (patients.csv is the
+    # Data section's), in the guide's order, long runs shortened
+    with open(GUIDE) as f:
+        guide = f.read()
+    with open("madelon.toml", "w") as f:
+        f.write(indented_block_after(guide, "# madelon.toml"))
+    found = commands(guide)
+    missing = [c for c in found if c not in GUIDE_RUNS]
+    assert not missing, f"guide commands without a way to run them in GUIDE_RUNS: {missing}"
+    assert not [c for c in GUIDE_RUNS if c not in found], "GUIDE_RUNS lists commands the guide lost"
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"], MPIEXEC_TIMEOUT="300")
+    outputs = {}
+    for command in found:
+        how = GUIDE_RUNS[command]
+        if how != "as is" and not how.startswith("-"):
+            continue
+        line = command if how == "as is" else f"{command} {how}"
+        r = subprocess.run(line, shell=True, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, f"{line}\n{r.stdout}\n{r.stderr}"
+        outputs[command] = r.stdout
+    predictions = open("predictions.csv").read().split()
+    assert predictions[0] == "prediction" and set(predictions[1:]) == {"-1", "1"}
+    patients = [c for c in found if c.startswith("sparse-mlp predict patients.npz")][0]
+    assert outputs[patients].split("\n")[0] == "ALL,AML"
+    resumed = [c for c in found if c.endswith("--resume")][0]
+    assert "had finished all 3 epochs" in outputs[resumed]
+
+
+# How each command of the guide runs in test_the_guide_runs: as written,
+# with arguments appended (a repeated flag's last value counts), or elsewhere.
+GUIDE_RUNS = {
+    "pip install .": "the fresh environment of test_readme.py",
+    'pip install ".[plot]"': "the fresh environment of test_readme.py",
+    'pip install ".[sklearn]"': "the fresh environment of test_readme.py",
+    'pip install ".[mpi]" mpich': "the fresh environment of test_readme.py",
+    "python -m sparse_mlp": "--help",
+    "sparse-mlp train --epochs 5": "as is",
+    "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --prune --out runs/madelon":
+        "--epochs 2",
+    "sparse-mlp evaluate runs/madelon/model.npz": "as is",
+    "sparse-mlp predict runs/madelon/model.npz ../shared/data/madelon/madelon_valid.data --output "
+    "predictions.csv": "as is",
+    "sparse-mlp info runs/madelon/model.npz --batch-size 64": "as is",
+    "sparse-mlp plot runs/madelon/model.npz --out runs/madelon/figures": "as is",
+    "sparse-mlp train --train patients.csv --label type --hidden 200,200 --epochs 50 --save patients.npz":
+        "as is",
+    "sparse-mlp evaluate patients.npz": "as is",
+    "sparse-mlp predict patients.npz patients.csv --label type --proba": "as is",
+    "sparse-mlp train --config madelon.toml --epochs 100 --checkpoint ck.npz": "--epochs 3",
+    "sparse-mlp train --config madelon.toml --epochs 100 --checkpoint ck.npz --resume": "--epochs 3",
+    "sparse-mlp bench --sizes 784,1000,1000,1000,10 --epsilon 20": "as is",
+    "mpiexec -n 3 sparse-mlp train --data madelon --data-dir ../shared/data/madelon --parallel wasap "
+    "--out runs/wasap": "--epochs 2",
+    "mpiexec -n K+1": "a placeholder for the command above",
+    "sparse-mlp info": "a mention of the session's info command",
+}

@@ -14,7 +14,7 @@ import sparse_mlp as sm
 from conftest import assert_same_training_state, training_state
 
 JOB = os.path.join(os.path.dirname(__file__), "kill_job.py")
-EPOCHS = 60
+EPOCHS = 150  # long enough that the kill loop never runs out of epochs
 
 
 def _temporaries(folder):

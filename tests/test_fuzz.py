@@ -663,10 +663,12 @@ def test_other_public_functions(no_panic, tmp_path_factory, data):
             k: data.draw(v, k) for k, v in {
                 "hidden_layer_sizes": st.one_of(st.just((8,)), st.lists(st.one_of(
                     st.integers(-1, 8), WEIRD_INTS), max_size=2), WEIRD),
-                "epochs": st.one_of(st.integers(1, 2), st.integers(-1, 0), WEIRD.filter(
+                "max_iter": st.one_of(st.integers(1, 2), st.integers(-1, 0), WEIRD.filter(
                     lambda v: not isinstance(v, int) or v < 3)),
-                "learning_rate": st.one_of(st.floats(1e-3, 0.1), FLOAT_ARG),
-                "alpha": st.one_of(st.floats(0, 1), FLOAT_ARG),
+                "learning_rate_init": st.one_of(st.floats(1e-3, 0.1), FLOAT_ARG),
+                "learning_rate": st.one_of(st.just("constant"), st.just("adaptive"), WEIRD),
+                "alpha": st.one_of(st.floats(0, 1e-3), FLOAT_ARG),
+                "all_relu_slope": st.one_of(st.floats(0, 1), FLOAT_ARG),
                 "importance_pruning": st.one_of(st.none(), st.just((1, 1, 10.0)), WEIRD),
                 "random_state": st.one_of(st.none(), st.integers(0, 9), WEIRD),
             }.items()}).fit(*data.draw(st.sampled_from([

@@ -23,15 +23,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz import CASES, FUZZ
 
 import sparse_mlp as sm
 from sparse_mlp import cli
+from test_fuzz import CASES, FUZZ
 
 NUMBERS = st.sampled_from([0, -1, -(2**70), 2**32, 2**64, 10**30, 1e-300, -0.5, 1.5,
                            math.nan, math.inf, -math.inf, "x", "", "1,2", " "])
@@ -121,8 +122,9 @@ TRAIN = {
     "test-fraction": (_floats(0.2, 0.5), NUMBERS),
     "label": (st.sampled_from(["answer", "-1", "6"]), st.sampled_from(["99", "-99", "nope", "0", ""])),
     "phase2-fraction": (_floats(0, 1), NUMBERS),
+    "verbose": (st.sampled_from([0, 1, 2]), st.sampled_from([3, -1, "x", 1.5])),
 }
-SWITCHES = ["nesterov", "no-shuffle", "prune", "prune-keep-width", "quiet", "resume"]
+SWITCHES = ["nesterov", "no-shuffle", "prune", "prune-keep-width", "quiet", "resume", "overwrite"]
 PATHS = {  # settings naming files: good and bad choices among the fixed files
     "test": (["test"], ["wide", "nan", "empty", "missing", "dir", "model", "features"]),
     "save": (["new"], ["dir", "under_a_file", "train"]),
@@ -313,3 +315,95 @@ def test_parallel_without_mpiexec_is_a_clear_error(files, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "sparse-mlp: error:" in r.stderr and "Traceback" not in r.stderr
+
+
+SEEN: Counter = Counter()
+
+
+def _files_in(folder):
+    """Every regular file under ``folder`` and its bytes."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
+@FUZZ
+@given(data=st.data())
+def test_command_sequences(files, tmp_path_factory, capsys, threads, monkeypatch, data):
+    """Random sessions over one folder: training runs (new, reusing a
+    checkpoint or run folder with or without --resume/--overwrite, some
+    interrupted by Ctrl-C in a drawn epoch), then evaluate, predict and info
+    on what they left. No command may raise out of ``main``; a refused
+    command changes no file; the models and checkpoints there always load,
+    and a saved model can always be evaluated and used to predict."""
+    tmp = tmp_path_factory.mktemp("session")
+    steps = data.draw(st.lists(st.sampled_from(
+        ["train", "train", "evaluate", "predict", "info", "evaluate-test"]), min_size=2, max_size=7),
+        "steps")
+    interrupt = {"epoch": None}
+    real_epoch = sm.SparseMLP._fit_epoch
+
+    def fit_epoch(self, *args, **kwargs):
+        record = real_epoch(self, *args, **kwargs)
+        if interrupt["epoch"] is not None and self.epochs_trained == interrupt["epoch"]:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the next epoch's first batches
+        return record
+
+    monkeypatch.setattr(sm.SparseMLP, "_fit_epoch", fit_epoch)
+    for step in steps:
+        before = _files_in(tmp)
+        model = str(tmp / data.draw(st.sampled_from(["m.npz", "run/model.npz", "ck.npz"]), "model"))
+        if step == "train":
+            where = data.draw(st.sampled_from([["--checkpoint", "ck.npz"], ["--out", "run"], []]), "where")
+            argv = ["train", "--train", files["train"], "--label", "answer", "--hidden", "6", "--quiet",
+                    "--epochs", str(data.draw(st.integers(2, 3), "epochs")), *where,
+                    *(["--save", "m.npz"] if data.draw(st.booleans(), "save") else []),
+                    *data.draw(st.sampled_from([[], [], ["--resume"], ["--overwrite"]]), "mode")]
+            interrupt["epoch"] = data.draw(st.sampled_from([None, None, 1, 2]), "Ctrl-C after epoch")
+        elif step == "evaluate":
+            argv = ["evaluate", model]
+        elif step == "evaluate-test":
+            argv = ["evaluate", model, "--test", files["test"], "--label", "answer"]
+        elif step == "predict":
+            argv = ["predict", model, files["features"], *(["--proba"] if data.draw(st.booleans()) else [])]
+        else:
+            argv = ["info", model, "--json"]
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            code = cli.main(argv)
+        finally:
+            os.chdir(cwd)
+            interrupt["epoch"] = None
+        err = capsys.readouterr().err
+        CASES["cli.sequence", "ok" if code == 0 else "refused"] += 1
+        SEEN[step, code] += 1
+        assert code in (0, 2, 130), (argv, code, err)
+        after = _files_in(tmp)
+        assert not [n for n in after if n.endswith(".tmp")], after.keys()
+        if code == 2:
+            lines = [line for line in err.splitlines() if line.startswith("sparse-mlp: error: ")]
+            assert len(lines) == 1, (argv, err)
+            if step != "train" or "--overwrite" not in argv:
+                # nothing lost: every file is still there, unchanged
+                assert {k: v for k, v in after.items() if k in before} == before, (argv, err)
+        if code == 130:
+            assert "resume with:" in err or "cannot be resumed" in err, err
+        for name in after:
+            if name.endswith(".npz"):
+                sm.SparseMLP.load(tmp / name)  # whole and loadable
+        if step != "train" and os.path.isfile(model):
+            # a model the command line wrote is always usable, on its own data too
+            assert code == 0, (argv, err)
+
+
+def test_the_sequences_covered_each_outcome():
+    if not SEEN:
+        pytest.skip("the sequence fuzzer did not run in this session")
+    for outcome in [("train", 0), ("train", 2), ("train", 130), ("evaluate", 0), ("predict", 0),
+                    ("info", 0), ("evaluate-test", 0)]:
+        assert SEEN[outcome] > 0, (outcome, SEEN)

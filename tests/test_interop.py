@@ -21,7 +21,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from sparse_mlp.estimator import SparseMLPClassifier  # noqa: E402
 
 
-@parametrize_with_checks([SparseMLPClassifier(hidden_layer_sizes=(32,), epochs=20, random_state=0)])
+@parametrize_with_checks([SparseMLPClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -30,14 +30,14 @@ def test_pipeline_and_grid_search():
     X, y = blobs(300, 10, 3, seed=4)
     labels = np.array(["red", "green", "blue"])[y]
     search = GridSearchCV(
-        make_pipeline(StandardScaler(), SparseMLPClassifier(epochs=15, random_state=0)),
+        make_pipeline(StandardScaler(), SparseMLPClassifier(max_iter=15, random_state=0)),
         {"sparsemlpclassifier__hidden_layer_sizes": [(16,), (64, 64)],
-         "sparsemlpclassifier__learning_rate": [0.01, 0.05]},
+         "sparsemlpclassifier__learning_rate_init": [0.01, 0.05]},
         cv=3,
     )
     search.fit(X, labels)
     assert set(search.cv_results_["params"][0]) == {"sparsemlpclassifier__hidden_layer_sizes",
-                                                    "sparsemlpclassifier__learning_rate"}
+                                                    "sparsemlpclassifier__learning_rate_init"}
     assert len(search.cv_results_["mean_test_score"]) == 4
     assert search.best_score_ > 0.8
     assert set(search.predict(X)) <= {"red", "green", "blue"}
@@ -47,10 +47,10 @@ def test_pipeline_and_grid_search():
 
 def test_params_clone_pickle_and_determinism():
     X, y = blobs(200, 10, 3, seed=5)
-    clf = SparseMLPClassifier(hidden_layer_sizes=(40,), epochs=10, random_state=3)
+    clf = SparseMLPClassifier(hidden_layer_sizes=(40,), max_iter=10, random_state=3)
     assert clf.get_params()["hidden_layer_sizes"] == (40,)
-    clf.set_params(learning_rate=0.02)
-    assert clf.learning_rate == 0.02 and clone(clf).get_params() == clf.get_params()
+    clf.set_params(learning_rate_init=0.02)
+    assert clf.learning_rate_init == 0.02 and clone(clf).get_params() == clf.get_params()
     clf.fit(X, y)
     again = clone(clf).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
@@ -60,6 +60,48 @@ def test_params_clone_pickle_and_determinism():
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+
+
+def test_estimator_names_follow_scikit_learn():
+    X, y = blobs(200, 10, 3, seed=5)
+    base = dict(hidden_layer_sizes=(24,), random_state=1)
+    clf = SparseMLPClassifier(max_iter=3, alpha=1e-3, learning_rate_init=0.02, all_relu_slope=0.4,
+                              **base).fit(X, y)
+    assert clf.n_iter_ == 3 and clf.model_.sizes == [10, 24, 3]
+    assert clf.model_._net.activations == [("leaky", pytest.approx(-0.4))]
+    # the old names still work, with a DeprecationWarning, and mean the same
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        old = SparseMLPClassifier(epochs=3, alpha=1e-3, learning_rate_init=0.02, all_relu_slope=0.4,
+                                  **base).fit(X, y)
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    with pytest.warns(DeprecationWarning) as caught:
+        old = SparseMLPClassifier(max_iter=3, weight_decay=1e-3, learning_rate=0.02, all_relu_slope=0.4,
+                                  **base).fit(X, y)
+    assert sorted("alpha" in str(w.message) for w in caught) == [False, True]  # and learning_rate_init
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    # alpha is the L2 penalty now; a slope-sized value is flagged
+    with pytest.warns(UserWarning, match="all_relu_slope"):
+        SparseMLPClassifier(max_iter=1, alpha=0.6, **base).fit(X, y)
+    for schedule in ("invscaling", "adaptive", "cosine"):
+        with pytest.raises(ValueError, match="only 'constant'"):
+            SparseMLPClassifier(max_iter=1, learning_rate=schedule, **base).fit(X, y)
+    assert SparseMLPClassifier(max_iter=1, batch_size="auto", **base).fit(X, y).n_iter_ == 1
+
+
+def test_warm_start_continues_the_same_model():
+    X, y = blobs(200, 10, 3, seed=5)
+    warm = SparseMLPClassifier(hidden_layer_sizes=(24,), max_iter=2, random_state=1, warm_start=True)
+    warm.fit(X, y)
+    first = warm.model_
+    warm.fit(X, y)
+    assert warm.model_ is first and first.epochs_trained == 4
+    whole = SparseMLPClassifier(hidden_layer_sizes=(24,), max_iter=4, random_state=1).fit(X, y)
+    np.testing.assert_array_equal(warm.predict_proba(X), whole.predict_proba(X))
+    cold = SparseMLPClassifier(hidden_layer_sizes=(24,), max_iter=2, random_state=1).fit(X, y)
+    cold.fit(X, y)
+    assert cold.model_.epochs_trained == 2
+    with pytest.raises(ValueError, match="classes"):
+        warm.fit(X, np.where(y == 0, 5, y))
 
 
 def test_model_pickle_and_deepcopy_keep_the_training_state():

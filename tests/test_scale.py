@@ -58,7 +58,9 @@ def test_the_memory_estimate_is_what_training_allocates():
     model = sm.SparseMLP([10, 50, 30, 3], epsilon=4, seed=0)
     est = model.memory_estimate(batch_size=16)
     assert est["parameters"] == model.memory_bytes  # nothing else allocated yet
-    assert est["total"] == est["parameters"] + est["training_buffers"] + est["topology_change"]
+    assert est["training_total"] == est["parameters"] + est["training_buffers"] + est["topology_change"]
+    assert est["inference_total"] == est["parameters"] + est["inference_buffers"]
+    assert all(est[k] <= est["training_total"] for k in ("parameters", "training_buffers", "topology_change"))
     # 24 bytes per connection, and per neuron its pointers and bias state
     assert est["parameters"] >= 24 * model.n_connections
     model.fit(X, y, epochs=1, batch_size=16, validation_data=(X, y), verbose=0)
@@ -73,7 +75,7 @@ def test_fit_refuses_before_allocating_when_memory_is_short(monkeypatch):
     before = model.memory_bytes
     est = model.memory_estimate(batch_size=64)
     # room for everything but a 64-sample batch: 40 samples fit
-    room = est["total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
+    room = est["training_total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
     monkeypatch.setattr(model_module, "available_bytes", lambda: room)
     with pytest.raises(sm.InsufficientMemoryError, match=r"batch_size=40 would fit") as err:
         model.fit(X, y, epochs=1, batch_size=64, verbose=0)
@@ -90,7 +92,7 @@ def test_a_batch_larger_than_the_data_is_the_data(monkeypatch):
     X, y = blobs(50, 10, 3)
     model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
     est = model.memory_estimate(batch_size=50)
-    monkeypatch.setattr(model_module, "available_bytes", lambda: est["total"])
+    monkeypatch.setattr(model_module, "available_bytes", lambda: est["training_total"])
     model.fit(X, y, epochs=1, batch_size=10**12, verbose=0)  # trains with one batch of 50
     assert model.memory_bytes - est["parameters"] == model._net.training_bytes(50)
     assert model.predict_proba(X, batch_size=2**70).shape == (50, 3)

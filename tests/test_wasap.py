@@ -92,6 +92,16 @@ def test_sync_run_is_deterministic_and_chunking_changes_nothing(tmp_path):
     assert big[0]["accuracy"] > 0.9
 
 
+def test_the_datas_own_labels_train_the_same_model(tmp_path):
+    rc, numbers, output, _ = run_job(tmp_path, "--sync", "--epochs", "3", name="numbers")
+    assert rc == 0, output
+    rc, words, output, _ = run_job(tmp_path, "--sync", "--epochs", "3", "--word-labels", name="words")
+    assert rc == 0, output
+    assert words[0]["sha"] == words[1]["sha"] == numbers[0]["sha"]
+    assert [r["classes"] for r in words.values()] == [["ant", "bee", "cat", "dog"]] * 3
+    assert words[2]["predicted"] == [["ant", "bee", "cat", "dog"][k] for k in numbers[2]["predicted"]]
+
+
 def test_importance_pruning_on_the_server_reaches_the_workers(tmp_path):
     rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--pruning")
     assert rc == 0, output
@@ -245,7 +255,7 @@ def test_memory_needs_add_up_per_host():
     X = np.zeros((100, 30), np.float32)
     data = _Data(X, np.zeros(100, np.int64), None, (), np.arange(4))
     server, worker = _memory_needs(model, 16, data, 2)
-    assert worker > model.memory_estimate(16)["total"] > 0 and server > 0
+    assert worker > model.memory_estimate(16)["training_total"] > 0 and server > 0
     # each host holds what its ranks need, however they are spread (2 workers)
     spread = [("a", server), ("b", 2 * worker), ("b", 2 * worker + 1)]
     assert _memory_problem(model, 16, data, spread) is None

@@ -673,9 +673,11 @@ def info(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequen
     if checkpoint:
         print(f"checkpoint of a run at epoch {checkpoint['done']} of {checkpoint['plan']['epochs']}")
     available = result["training_memory"]["available"]
-    print(f"training at batch {batch} needs {format_bytes(estimate['total'])} "
+    print(f"training at batch {batch} needs {format_bytes(estimate['training_total'])} "
           f"({format_bytes(estimate['parameters'])} parameters, "
-          f"{format_bytes(estimate['training_buffers'])} buffers)"
+          f"{format_bytes(estimate['training_buffers'])} buffers, "
+          f"{format_bytes(estimate['topology_change'])} for SET); inference "
+          f"{format_bytes(estimate['inference_total'])}"
           + (f"; {format_bytes(available)} available" if available is not None else ""))
     return 0
 

@@ -415,13 +415,19 @@ class SparseMLP:
         ones of the saved run (an error names what differs). The result is
         bit-identical to a run that was never stopped, and the returned
         history covers the whole run; with ``recycling``, the checkpoint also
-        holds the strategy's books and pending interpolations.
+        holds the strategy's books and pending interpolations. A new run
+        (``resume=False``) never replaces an existing file at ``checkpoint``:
+        it raises :class:`InvalidInputError` unless ``overwrite=True``.
+
+        ``y`` holds the data's own labels (numbers or strings); see
+        ``classes_``. Validation labels must be among them.
 
         ``verbose``: 0 silent; 1 a progress bar on a terminal (tqdm), else a
         line per epoch at most once a second; 2 a line per epoch.
 
         Ctrl-C stops between two mini-batches; the model stays usable and
-        ``KeyboardInterrupt`` propagates. A NaN/inf loss raises
+        ``KeyboardInterrupt`` propagates. A checkpoint write that has begun
+        finishes first, so the checkpoint holds the last completed epoch. A NaN/inf loss raises
         :class:`DivergenceError` naming the epoch and batch; the checkpoint
         file keeps the last completed epoch.
 
@@ -712,11 +718,14 @@ class SparseMLP:
         - ``training_buffers``: activations of every layer, derivative factors
           of the hidden layers and two error blocks, for ``batch_size`` samples;
         - ``topology_change``: SET rebuilds one layer at a time, the largest;
-        - ``total``: the sum of these three. The training data are not
-          included (a memory-mapped ``X`` is read through the page cache);
-          evaluation during training runs in the training buffers;
-        - ``inference_buffers`` (not in the total): what :meth:`predict_proba`
-          allocates on a model that has not trained in this process.
+        - ``training_total``: what training needs, the sum of these three. The
+          training data are not included (a memory-mapped ``X`` is read
+          through the page cache); evaluation during training runs in the
+          training buffers;
+        - ``inference_buffers``: what :meth:`predict_proba` allocates on a
+          model that has not trained in this process;
+        - ``inference_total``: what inference needs, ``parameters`` plus
+          ``inference_buffers``.
 
         ``fit`` compares this with the memory the machine has available and
         refuses (:class:`InsufficientMemoryError`) before allocating.
@@ -733,8 +742,9 @@ class SparseMLP:
             "training_buffers": net.training_bytes(batch_size),
             "topology_change": max(net.layer_bytes),
         }
-        est["total"] = sum(est.values())
+        est["training_total"] = sum(est.values())
         est["inference_buffers"] = net.inference_bytes(net.inference_batch())
+        est["inference_total"] = est["parameters"] + est["inference_buffers"]
         return est
 
     def _check_memory(self, batch_size: int) -> None:
@@ -744,16 +754,16 @@ class SparseMLP:
             return
         est = self.memory_estimate(batch_size)
         allocated = self._net.memory_bytes  # parameters and any buffers already there
-        more = est["total"] - allocated
+        more = est["training_total"] - allocated
         if more <= available:
             return
         per_sample = self._net.training_bytes(1)
-        fits = (available + allocated - (est["total"] - est["training_buffers"])) // per_sample
+        fits = (available + allocated - (est["training_total"] - est["training_buffers"])) // per_sample
         advice = (f"batch_size={fits} would fit" if fits >= 1 else
                   "the model itself does not fit: use fewer neurons or connections")
         raise InsufficientMemoryError(
             f"training {'-'.join(map(str, self.sizes))} ({self.n_connections} connections) with "
-            f"batch_size={batch_size} needs {format_bytes(est['total'])}: "
+            f"batch_size={batch_size} needs {format_bytes(est['training_total'])}: "
             f"{format_bytes(est['parameters'])} of parameters, "
             f"{format_bytes(est['training_buffers'])} of training buffers, "
             f"{format_bytes(est['topology_change'])} for SET; that is {format_bytes(more)} "

@@ -584,7 +584,7 @@ def _memory_needs(model: SparseMLP, batch_size: int, data: _Data, n_workers: int
     replica = 12 * nnz + 12 * neurons   # int64 indices and float32 values, no momentum
     union = 12 * n_workers * max(model._net.layer_nnz)
     shard = (data.X.nbytes + data.y.nbytes) // n_workers
-    worker = est["total"] + message + packed + shard
+    worker = est["training_total"] + message + packed + shard
     server = message + packed + n_workers * replica + union
     if data.val is not None:
         server += est["inference_buffers"]
@@ -1050,8 +1050,8 @@ class _Worker:
                 raise ParallelError(self.link.recv_text(SERVER, hdr))
             return False
 
-        if local_epochs > 0:
-            self.model.fit(self.X, self.y, epochs=local_epochs, batch_size=cfg.batch_size,
+        if local_epochs > 0:  # (the shard's labels are output indices; fit takes the classes)
+            self.model.fit(self.X, self.model._output_labels()[self.y], epochs=local_epochs, batch_size=cfg.batch_size,
                            learning_rate=cfg.learning_rate, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
                            topology=cfg.topology, pruning=None, verbose=0, callbacks=[report])

@@ -91,17 +91,23 @@ def plot_importance(model: SparseMLP, bins: int = 50, ax: Any = None) -> Any:
     return fig
 
 
+# Input sizes known to be images when no shape is given: MNIST-like and CIFAR.
+_IMAGES = {784: (28, 28), 3072: (3, 32, 32)}
+
+
 def input_connectivity(model: SparseMLP, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Connections per input feature of the first layer, shaped as an image:
-    ``image_shape`` when given (e.g. ``(28, 28)``, or ``(3, 32, 32)`` whose
-    channels are summed), else 28×28 for 784 features, 32×32 summed over 3
-    channels for 3072, a square for a square count, or one row."""
+    """Connections per input feature of the first layer. Shaped as an image
+    for image data: ``image_shape`` when given (e.g. ``(28, 28)``, or
+    ``(3, 32, 32)`` whose channels are summed), else 28×28 for 784 features
+    and 32×32 summed over 3 channels for 3072. Other inputs (tables) give one
+    count per feature, a 1-D array."""
     st = model._net.layer_state(0)
     counts = np.bincount(st["row_idx"], minlength=model.n_features)
     n = model.n_features
     if image_shape is None:
-        side = math.isqrt(n)
-        image_shape = {784: (28, 28), 3072: (3, 32, 32)}.get(n, (side, side) if side * side == n else (1, n))
+        image_shape = _IMAGES.get(n)
+        if image_shape is None:
+            return counts
     if len(image_shape) not in (2, 3):
         raise InvalidInputError(f"image_shape {image_shape} must be (height, width) or "
                                 "(channels, height, width)")
@@ -113,12 +119,26 @@ def input_connectivity(model: SparseMLP, image_shape: tuple[int, ...] | None = N
 
 def plot_input_connectivity(model: SparseMLP, image_shape: tuple[int, ...] | None = None,
                             ax: Any = None) -> Any:
-    """The input layer's connections per feature (pixel) as an image."""
+    """The input layer's connections per feature: as an image for image data
+    (per pixel: the SET paper's figure), else per feature number (column of
+    the data, counted from 1)."""
+    counts = input_connectivity(model, image_shape)
+    if counts.ndim == 1:
+        fig, (axis,) = _axes(ax, 1, width=8.0)
+        features = np.arange(1, counts.size + 1)
+        if counts.size <= 200:
+            axis.bar(features, counts, width=1.0)
+        else:
+            axis.plot(features, counts, linewidth=0.6)
+        axis.set_xlim(0.5, counts.size + 0.5)
+        axis.set_xlabel("input feature (column of the data)")
+        axis.set_ylabel("connections")
+        axis.set_title(f"connections per input feature ({counts.size} features)")
+        return fig
     fig, (axis,) = _axes(ax, 1, width=5.0)
-    image = input_connectivity(model, image_shape)
-    shown = axis.imshow(image, cmap="viridis", aspect="auto" if image.shape[0] == 1 else "equal")
+    shown = axis.imshow(counts, cmap="viridis")
     fig.colorbar(shown, ax=axis, label="connections")
-    axis.set_title("connections per input feature")
+    axis.set_title("connections per input pixel")
     return fig
 
 

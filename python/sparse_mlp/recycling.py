@@ -281,6 +281,7 @@ class _Run:
             self._reset_layer(h)
         self.round = 0
         self.n_events = 0
+        self.width_warned = False
         # per entry of self.layers: sum and count of the overlaps with the previous selection
         self.overlap_sum = [0.0] * len(self.layers)
         self.overlap_n = [0] * len(self.layers)
@@ -306,8 +307,11 @@ class _Run:
         books of a layer that changed width start over."""
         for h in self.layers:
             if self.counts[h].size != self._width(h):
-                log.warning("hidden layer %d changed width (%d -> %d neurons); its recycling "
-                            "statistics start over", h, self.counts[h].size, self._width(h))
+                if not self.width_warned:  # once a run: pruning shrinks layers again and again
+                    log.warning("Importance Pruning changed the width of hidden layers (layer %d: "
+                                "%d -> %d neurons); the recycling statistics of a layer start over "
+                                "each time it shrinks", h, self.counts[h].size, self._width(h))
+                    self.width_warned = True
                 self._reset_layer(h)
 
     def next_event(self, step: int) -> int | None:
