@@ -309,3 +309,26 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
     assert progress.bar.n == 30 and progress.bar.desc.startswith("epoch 4/4")
     progress.close()
     assert model_module._Progress(2, 4, n_batches=10).batches(1) is None
+
+
+def test_one_dimensional_x_gets_a_hint_that_fits_its_size():
+    model = sm.SparseMLP([5, 8, 2], epsilon=2, seed=0)
+    with pytest.raises(sm.InvalidInputError, match=r"one sample of 5 features\? use X.reshape\(1, -1\)"):
+        model.predict(np.zeros(5))
+    with pytest.raises(sm.InvalidInputError, match=r"takes an array of shape \(n_samples, 5\)") as e:
+        model.predict(np.zeros(1000))
+    assert "reshape(1, -1)" not in str(e.value)
+    single = sm.SparseMLP([1, 8, 2], epsilon=2, seed=0)
+    with pytest.raises(sm.InvalidInputError, match=r"samples of one feature\? use X.reshape\(-1, 1\)"):
+        single.predict(np.zeros(1000))
+
+
+def test_input_connectivity_is_an_image_only_for_images():
+    from sparse_mlp import plots
+
+    table = sm.SparseMLP([500, 40, 2], epsilon=10, seed=0)
+    counts = plots.input_connectivity(table)
+    assert counts.shape == (500,) and counts.sum() == table.layers[0].nnz
+    assert plots.input_connectivity(table, (20, 25)).shape == (20, 25)
+    image = sm.SparseMLP([784, 40, 2], epsilon=10, seed=0)
+    assert plots.input_connectivity(image).shape == (28, 28)

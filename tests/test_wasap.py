@@ -305,6 +305,12 @@ def test_checkpoint_survives_a_killed_job_and_the_run_resumes(tmp_path):
     final = sm.SparseMLP.load(ckpt)
     assert final._config["wasap"]["finished"] and final.epochs_trained == 100
     assert res[0]["nnz"] == target_nnz()
+    # a new run does not replace that checkpoint: every rank refuses, the file stays
+    before = ckpt.read_bytes()
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "4", "--checkpoint", str(ckpt), name="again")
+    assert rc != 0 and sorted(res) == [0, 1, 2]
+    assert all("overwrite=True" in r["error"] and "resume=True" in r["error"] for r in res.values())
+    assert ckpt.read_bytes() == before
 
 
 # ------------------------------------------------------------ without MPI

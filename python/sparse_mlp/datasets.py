@@ -348,21 +348,43 @@ def load_cifar10(directory: str | os.PathLike, standardized: bool = True) -> Spl
                    standardized)
 
 
-def load_higgs(path: str | os.PathLike, n_train: int = 105_000, n_test: int = 50_000,
+# The paper's HIGGS split; smaller files (such as the 25,971-row subset in
+# ../shared/data/higgs-subset) train on their first SMALL_HIGGS_TRAIN rows.
+HIGGS_PAPER_SPLIT, SMALL_HIGGS_TRAIN = (105_000, 50_000), 20_000
+
+
+def load_higgs(path: str | os.PathLike, n_train: int | None = None, n_test: int | None = None,
                standardized: bool = True) -> Split:
-    """HIGGS (UCI) from ``HIGGS.csv`` or ``HIGGS.csv.gz`` (a directory holding
-    it also works): label first, then 28 features. The first ``n_train``
-    rows train and the next ``n_test`` test (the paper's 105,000 / 50,000);
-    only those rows are read."""
+    """HIGGS (UCI) from ``HIGGS.csv`` or ``HIGGS.csv.gz``, or a folder holding
+    it (or a single ``HIGGS*.csv[.gz]``, such as ``HIGGS_subset.csv``):
+    label first, then 28 features. The first ``n_train`` rows train and the
+    next ``n_test`` test; only those rows are read. By default the paper's
+    105,000 / 50,000 when the file has that many rows, else the first 20,000
+    rows train and the rest test (20,000 / 5,971 for the 25,971-row subset)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = _find(path, ["HIGGS.csv"], "HIGGS.csv")
-    n_train, n_test = positive_int("n_train", n_train), positive_int("n_test", n_test)
+        found = sorted(n for n in os.listdir(path) if n.startswith("HIGGS") and
+                       (n.endswith(".csv") or n.endswith(".csv.gz")))
+        path = _find(path, ["HIGGS.csv"], "HIGGS.csv") if len(found) != 1 else os.path.join(path, found[0])
+    if n_train is not None:
+        n_train = positive_int("n_train", n_train)
+    if n_test is not None:
+        n_test = positive_int("n_test", n_test)
+    wanted = n_train + n_test if n_train and n_test else sum(HIGGS_PAPER_SPLIT)
     with formats.open_maybe_gzip(path) as f:
         try:
-            table = np.loadtxt(f, delimiter=",", dtype=np.float64, max_rows=n_train + n_test, ndmin=2)
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2, max_rows=wanted)
         except (ValueError, EOFError, OSError, gzip.BadGzipFile) as e:
             raise InvalidInputError(f"{path} is not a HIGGS CSV file: {e}") from None
+    if n_train is None or n_test is None:
+        if table.shape[0] >= sum(HIGGS_PAPER_SPLIT) and n_train is None and n_test is None:
+            n_train, n_test = HIGGS_PAPER_SPLIT
+        else:
+            n_train = n_train or min(SMALL_HIGGS_TRAIN, table.shape[0] - (n_test or 1))
+            n_test = n_test or table.shape[0] - n_train
+        if n_train < 1 or n_test < 1:
+            raise InvalidInputError(f"{path} has {table.shape[0]} rows: too few for a training and a "
+                                    "test part")
     if table.shape[0] < n_train + n_test or table.shape[1] != 29:
         raise InvalidInputError(f"{path}: need {n_train + n_test} rows of 29 columns (label, 28 "
                                 f"features), found {table.shape[0]} rows of {table.shape[1]}")
@@ -370,7 +392,8 @@ def load_higgs(path: str | os.PathLike, n_train: int = 105_000, n_test: int = 50
     if not np.isin(labels, (0.0, 1.0)).all():
         raise InvalidInputError(f"{path}: HIGGS labels (first column) must be 0 or 1")
     y = labels.astype(np.int64)
-    return _finish(table[:n_train, 1:], y[:n_train], table[n_train:, 1:], y[n_train:], standardized)
+    end = n_train + n_test
+    return _finish(table[:n_train, 1:], y[:n_train], table[n_train:end, 1:], y[n_train:end], standardized)
 
 
 def read_table(path: str | os.PathLike, label: int | str | None = -1

@@ -1051,7 +1051,8 @@ class _Worker:
             return False
 
         if local_epochs > 0:  # (the shard's labels are output indices; fit takes the classes)
-            self.model.fit(self.X, self.model._output_labels()[self.y], epochs=local_epochs, batch_size=cfg.batch_size,
+            self.model.fit(self.X, self.model._output_labels()[self.y], epochs=local_epochs,
+                           batch_size=cfg.batch_size,
                            learning_rate=cfg.learning_rate, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
                            topology=cfg.topology, pruning=None, verbose=0, callbacks=[report])

@@ -13,7 +13,6 @@ Each function draws into ``ax`` when given one and otherwise makes a figure;
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
