@@ -46,7 +46,7 @@ def loss_and_grads(layers, acts, X, y, loss="cross_entropy", output="softmax"):
     return value, grads
 
 
-def sgd(layers, grads, velocity, lr, mu, wd, nesterov=False):
+def sgd(layers, grads, velocity, lr, mu, wd, nesterov=False, bias_decay=True):
     """The papers' update on dense copies, masked to existing connections."""
     new_layers, new_velocity = [], []
     for (W, b), (gW, gb), (vW, vb), in zip(layers, grads, velocity):
@@ -56,6 +56,6 @@ def sgd(layers, grads, velocity, lr, mu, wd, nesterov=False):
         vb = mu * vb - lr * gb
         uW = mu * vW - lr * gW if nesterov else vW
         ub = mu * vb - lr * gb if nesterov else vb
-        new_layers.append((W + uW - wd * W, b + ub - wd * b))
+        new_layers.append((W + uW - wd * W, b + ub - (wd * b if bias_decay else 0)))
         new_velocity.append((vW, vb))
     return new_layers, new_velocity

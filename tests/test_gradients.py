@@ -62,8 +62,8 @@ def test_gradients_match_finite_differences():
     assert checked >= 24
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_full_batch_sgd_steps_equal_numpy(nesterov):
+@pytest.mark.parametrize("nesterov, bias_decay", [(False, True), (True, True), (False, False)])
+def test_full_batch_sgd_steps_equal_numpy(nesterov, bias_decay):
     X, y = blobs(n=64, f=10, c=3, seed=4)
     model = sm.SparseMLP([10, 24, 16, 3], activation=sm.AllReLU(0.5), epsilon=4, dropout=0.0,
                          seed=9)
@@ -73,9 +73,9 @@ def test_full_batch_sgd_steps_equal_numpy(nesterov):
     velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in layers]
     for _ in range(3):
         _, grads = loss_and_grads(layers, acts, X, y)
-        layers, velocity = sgd(layers, grads, velocity, lr, mu, wd, nesterov)
+        layers, velocity = sgd(layers, grads, velocity, lr, mu, wd, nesterov, bias_decay)
     model.fit(X, y, epochs=3, batch_size=64, learning_rate=lr, momentum=mu, weight_decay=wd,
-              nesterov=nesterov, topology=None, shuffle=False, verbose=0)
+              nesterov=nesterov, topology=None, shuffle=False, verbose=0, bias_decay=bias_decay)
     for (W, b), (rW, rb) in zip(dense_layers(model), layers):
         # the reference masked with W != 0; compare at the stored positions
         np.testing.assert_allclose(W, rW * (W != 0), rtol=1e-4, atol=1e-6)
@@ -102,3 +102,19 @@ def test_dropout_gradients_differ_from_inference_but_are_reproducible():
     drop2 = model._net.gradients(X, y, dropout=True)[1][0][0]
     assert not np.array_equal(plain, drop1)
     np.testing.assert_array_equal(drop1, drop2)  # same step, same masks
+
+
+@pytest.mark.parametrize("init, fan_out", [("he_uniform_sparse", False), ("xavier_sparse", True)])
+def test_sparse_inits_scale_by_the_real_fan_in(init, fan_out):
+    model = sm.SparseMLP([784, 1000, 10], epsilon=20, init=init, seed=0)
+    for layer in model.layers:
+        n_in, n_out = layer.shape
+        fan = layer.nnz / n_out + (layer.nnz / n_in if fan_out else 0)
+        limit = np.sqrt(6 / fan)
+        values = np.abs(layer.to_scipy().data)
+        assert values.max() <= limit and values.max() > 0.98 * limit
+    # SET's regrowth draws from the same distribution
+    model._net.evolve_set(0.5)
+    first = model.layers[0]
+    fan = first.nnz / 1000 + (first.nnz / 784 if fan_out else 0)
+    assert np.abs(first.to_scipy().data).max() <= np.sqrt(6 / fan)

@@ -184,3 +184,61 @@ def test_pruning_without_shrinking_empties_neurons_and_keeps_the_width():
     assert model.n_connections == nnz
     regrown = model.layers[0].to_scipy().toarray()[:, dead[0]]
     assert (regrown != 0).any()
+
+
+@pytest.mark.parametrize("shrink", [True, False])
+def test_a_connection_budget_leaves_its_share_of_the_connections(shrink):
+    X, y = blobs(n=200, f=20, c=3)
+    model = sm.SparseMLP([20, 80, 60, 3], epsilon=5, seed=2)
+    pruning = sm.ImportancePruning(start_epoch=3, every=2, keep=0.25, events=4, shrink=shrink)
+    assert pruning.budget == 0.25 and pruning.count(30) == 4
+    history = model.fit(X, y, epochs=30, batch_size=20, pruning=pruning, verbose=0)
+    events = [r["epoch"] for r in history if r.get("pruned_neurons")]
+    assert events == [3, 5, 7, 9]
+    before = history[2]["n_connections"]  # measured before the first event
+    after = model.n_connections
+    # each event removes the smallest share of neurons that meets its quota,
+    # so the result is at most the budget and close to it
+    assert 0.8 * 0.25 * before <= after <= 0.25 * before
+    assert (model.sizes[1:-1] == [80, 60]) != shrink
+    # every layer lost the same share of its neurons at each event
+    for r in history:
+        if r.get("pruned_neurons"):
+            widths = [80, 60] if not shrink else None
+            if widths:
+                shares = [k / w for k, w in zip(r["pruned_neurons"], widths)]
+                assert abs(shares[0] - shares[1]) < 0.05
+
+
+def test_the_default_pruning_is_a_budget_and_a_percentile_is_the_old_rule():
+    default = sm.ImportancePruning()
+    assert (default.start_epoch, default.every, default.budget, default.max_events) == (200, 10, 0.2, 5)
+    assert sm.ImportancePruning(percentile=20).budget is None
+    assert sm.ImportancePruning(percentile=20).max_events is None
+    assert [e for e in range(1, 500) if default.is_due(e, 500)] == [200, 210, 220, 230, 240]
+    with pytest.raises(sm.InvalidInputError, match="either percentile .* or keep"):
+        sm.ImportancePruning(percentile=20, keep=0.2)
+    for bad in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(sm.InvalidInputError, match="keep"):
+            sm.ImportancePruning(keep=bad)
+    with pytest.raises(sm.InvalidInputError, match="events"):
+        sm.ImportancePruning(events=0)
+
+
+def test_set_on_chosen_layers_only():
+    X, y = blobs(n=100, f=20, c=3)
+    model = sm.SparseMLP([20, 40, 30, 3], epsilon=3, seed=1)
+    before = [layer.to_scipy() for layer in model.layers]
+    steps = model._net.evolve_set(0.3, [1])
+    assert steps[0] == (0, 0) and steps[2] == (0, 0) and sum(steps[1]) > 0
+    after = [layer.to_scipy() for layer in model.layers]
+    assert (before[0] != after[0]).nnz == 0 and (before[2] != after[2]).nnz == 0
+    assert (before[1] != after[1]).nnz > 0
+    first = model.layers[1].to_scipy()
+    model.fit(X, y, epochs=3, verbose=0, topology=sm.SET(0.3, layers=[0]))
+    assert (model.layers[1].to_scipy() != 0).toarray().tolist() == (first != 0).toarray().tolist()
+    with pytest.raises(sm.InvalidInputError, match="layer 7 does not exist"):
+        model._net.evolve_set(0.3, [7])
+    for bad in ("0", [0, 0], [-1]):
+        with pytest.raises(sm.InvalidInputError):
+            sm.SET(layers=bad)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets, labels
+from . import _core, datasets, labels
 from .activations import AllReLU
 from .checkpoint import atomic_write, check_writable
 from .errors import CheckpointError, InvalidInputError, SparseMLPError
@@ -46,8 +46,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULTS: dict[str, Any] = dict(
     data="synthetic", label="-1", test_fraction=0.25, momentum=0.9, weight_decay=2e-4,
-    nesterov=False, shuffle=True, dropout=0.3, activation="all_relu", zeta=0.3, set_every=1,
-    prune=False, prune_start=200, prune_every=20, prune_percentile=10.0, prune_keep_width=False,
+    nesterov=False, bias_decay=True, shuffle=True, dropout=0.3, activation="all_relu", zeta=0.3, set_every=1,
+    prune=False, prune_start=200, prune_every=10, prune_percentile=None, prune_keep=None,
+    prune_keep_width=False,
     recycling="none", seed=0, phase2_fraction=0.3, checkpoint_every=1, resume=False, overwrite=False,
     quiet=False, verbose=1,
 )
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 1000,1000,1000")
     m.add_argument("--epsilon", type=float, help="Erdős–Rényi sparsity ε")
     m.add_argument("--density", type=float, help="a global density instead of ε (ERK spread)")
-    m.add_argument("--init", choices=["he_uniform", "xavier", "normal"])
+    m.add_argument("--init", choices=list(_core.INIT_NAMES),
+                   help="weight distribution; the *_sparse ones scale by a neuron's real fan-in")
     m.add_argument("--activation", choices=["all_relu", "relu", "tanh", "sigmoid"])
     m.add_argument("--alpha", type=float, help="All-ReLU slope")
     m.add_argument("--dropout", type=float)
@@ -113,13 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--momentum", type=float)
     f.add_argument("--weight-decay", type=float)
     f.add_argument("--nesterov", action="store_true")
+    f.add_argument("--no-bias-decay", dest="bias_decay", action="store_false",
+                   help="weight decay on the weights only, not the biases")
     f.add_argument("--no-shuffle", dest="shuffle", action="store_false")
     f.add_argument("--zeta", type=float, help="SET fraction (0 disables SET; default 0.3)")
     f.add_argument("--set-every", type=int, help="SET every this many epochs")
     f.add_argument("--prune", action="store_true", help="Importance Pruning")
     f.add_argument("--prune-start", type=int)
     f.add_argument("--prune-every", type=int)
-    f.add_argument("--prune-percentile", type=float)
+    f.add_argument("--prune-percentile", type=float,
+                   help="remove this percentile of each layer's neurons at every event (instead of "
+                        "a connection budget)")
+    f.add_argument("--prune-keep", type=float,
+                   help="share of the connections the pruning events leave (default 0.2)")
     f.add_argument("--prune-keep-width", action="store_true",
                    help="empty pruned neurons instead of removing them (shrink=False)")
     f.add_argument("--threads", type=int, help="worker threads (default: all cores)")
@@ -513,7 +521,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
                 f"{progress['plan']['epochs']}")
     say(f"model {'-'.join(map(str, model.sizes))}: {model.n_connections} connections; {plan}")
     pruning = (ImportancePruning(s["prune_start"], s["prune_every"], s["prune_percentile"],
-                                 shrink=not s["prune_keep_width"]) if s["prune"] else None)
+                                 shrink=not s["prune_keep_width"], keep=s["prune_keep"])
+               if s["prune"] else None)
     callbacks: list[Any] = []
     if out and rank == 0:
         atomic_write(os.path.join(out, "settings.json"), lambda f: f.write(json.dumps(
@@ -529,8 +538,9 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
     outputs = [p for p in (s.get("save"), os.path.join(out, "model.npz") if out else None) if p]
     start, started = time.perf_counter(), time.time()
     if s.get("parallel"):
-        if _recycling(s) is not None:
-            raise InvalidInputError("--recycling and --midpoint do not combine with --parallel")
+        if _recycling(s) is not None or not s["bias_decay"]:
+            raise InvalidInputError("--recycling, --midpoint and --no-bias-decay do not combine with "
+                                    "--parallel")
         trainer = parallel.WASAP(phase2_fraction=s["phase2_fraction"], sync=s["parallel"] == "wassp",
                                  threads=s.get("threads"))
         history = trainer.fit(model, X_train, y_train, nesterov=s["nesterov"], callbacks=callbacks,
@@ -540,6 +550,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
                 else _EpochEnds(model.epochs_trained, model._net.run_state[2]))
         try:
             history = model.fit(X_train, y_train, nesterov=s["nesterov"], shuffle=s["shuffle"],
+                                bias_decay=s["bias_decay"],
                                 recycling=_recycling(s), callbacks=[*callbacks, ends],
                                 checkpoint_every=s["checkpoint_every"], **options)
         except KeyboardInterrupt:

@@ -47,7 +47,7 @@ FORMAT_VERSION = 1
 _LAYER_ARRAYS = ("col_ptr", "row_idx", "values", "momentum", "bias", "bias_momentum")
 # dtypes a model file's index arrays may have (earlier files stored int64 row indices)
 _ARCHIVE_DTYPES = {"col_ptr": (np.int64,), "row_idx": (np.uint32, np.int64)}
-_INITS = ("he_uniform", "xavier", "normal")
+_INITS = tuple(_core.INIT_NAMES)
 _OUTPUTS = {"cross_entropy": ("softmax",), "mse": ("identity", "sigmoid")}
 
 Callback = Callable[["SparseMLP", dict], Optional[bool]]
@@ -241,7 +241,12 @@ class SparseMLP:
         (default 20). Layers where that exceeds ``n_in·n_out`` are dense.
     density, distribution :
         Alternatively a global density spread by ``"erk"`` or ``"uniform"``.
-    init : ``"he_uniform"`` (default), ``"xavier"`` or ``"normal"`` (N(0, 0.1²)).
+    init : ``"he_uniform"`` (default, U(±√(6/n_in))), ``"xavier"`` (U(±√(6/(n_in+n_out)))),
+        ``"normal"`` (N(0, 0.1²)), or ``"he_uniform_sparse"`` / ``"xavier_sparse"``:
+        the same scaled by the connections a neuron really has (``nnz/n_out``
+        in, ``nnz/n_in`` out) rather than the layer's width; at ε 20 a
+        784-1000 layer's neurons have about 36 inputs, not 784. The
+        distribution also draws SET's regrown weights.
     dropout : float
         Dropout probability of hidden units during training (default 0.3).
     loss : ``"cross_entropy"`` (softmax output, default) or ``"mse"``.
@@ -382,6 +387,7 @@ class SparseMLP:
         checkpoint_every: int = 1,
         resume: bool = False,
         overwrite: bool = False,
+        bias_decay: bool = True,
     ) -> list[dict[str, Any]]:
         """Trains with momentum SGD for ``epochs`` epochs.
 
@@ -425,6 +431,9 @@ class SparseMLP:
         ``verbose``: 0 silent; 1 a progress bar on a terminal (tqdm), else a
         line per epoch at most once a second; 2 a line per epoch.
 
+        ``bias_decay``: the weight decay applies to the biases too (the
+        papers' choice, default); False decays only the weights.
+
         Ctrl-C stops between two mini-batches; the model stays usable and
         ``KeyboardInterrupt`` propagates. A checkpoint write that has begun
         finishes first, so the checkpoint holds the last completed epoch. A NaN/inf loss raises
@@ -448,8 +457,8 @@ class SparseMLP:
         check_training(learning_rate, momentum, weight_decay, topology, pruning)
         if callable(callbacks):
             callbacks = [callbacks]
-        if not isinstance(shuffle, (bool, np.bool_)) or not isinstance(nesterov, (bool, np.bool_)):
-            raise InvalidInputError("shuffle and nesterov must be True or False")
+        if not all(isinstance(v, (bool, np.bool_)) for v in (shuffle, nesterov, bias_decay)):
+            raise InvalidInputError("shuffle, nesterov and bias_decay must be True or False")
         checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
         if resume and checkpoint is None:
             raise InvalidInputError("resume=True needs the checkpoint path to resume from")
@@ -475,6 +484,8 @@ class SparseMLP:
             "momentum": float(momentum), "weight_decay": float(weight_decay),
             "nesterov": bool(nesterov), "shuffle": bool(shuffle),
         }
+        if not bias_decay:  # (plans of earlier checkpoints have no key: decay on)
+            plan["bias_decay"] = False
         self._config.pop("fit", None)  # a loaded checkpoint's progress is not this run's
         state: dict[str, Any] = {"done": 0, "first": len(self.history)}
         runs: list[Any] | None = None
@@ -492,7 +503,7 @@ class SparseMLP:
         self._config["classes"] = labels.to_json(classes)
         progress = _Progress(verbose, epochs, state["done"], -(-X.shape[0] // batch_size))
         run: list[dict[str, Any]] = self.history[state["first"]:]
-        sgd = (learning_rate, momentum, weight_decay, nesterov)
+        sgd = (learning_rate, momentum, weight_decay, nesterov, bool(bias_decay))
         try:
             for epoch in range(state["done"] + 1, epochs + 1):
                 if state.get("finished"):
@@ -567,7 +578,7 @@ class SparseMLP:
         return progress, runs
 
     def _fit_epoch(self, X: np.ndarray, y: np.ndarray, val: Any, batch_size: int,
-                   sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
+                   sgd: tuple[float, float, float, bool, bool], shuffle: bool, runs: list[Any],
                    strategies: list[Any], epoch: int, epochs: int,
                    progress: _Progress) -> dict[str, Any]:
         """One epoch of ``fit``: training (split at recycling events), then
@@ -579,7 +590,7 @@ class SparseMLP:
                 stats = self._train_with_events(X, y, batch_size, sgd, shuffle, runs, epoch, events,
                                                 progress)
             else:
-                stats = self._net.train_epoch(X, y, batch_size, *sgd, shuffle,
+                stats = self._net.train_epoch(X, y, batch_size, *sgd[:4], shuffle, bias_decay=sgd[4],
                                               progress=progress.batches(epoch))
         except DivergenceError as err:
                 raise DivergenceError(
@@ -620,7 +631,7 @@ class SparseMLP:
         return record
 
     def _train_with_events(self, X: np.ndarray, y: np.ndarray, batch_size: int,
-                           sgd: tuple[float, float, float, bool], shuffle: bool, runs: list[Any],
+                           sgd: tuple[float, float, float, bool, bool], shuffle: bool, runs: list[Any],
                            epoch: int, events: list[dict[str, Any]],
                            progress: _Progress) -> dict[str, Any]:
         """One epoch in stretches of mini-batches between recycling events;
@@ -637,7 +648,8 @@ class SparseMLP:
             stretch = n_batches - done if not due else min(n_batches - done, min(due) - step)
             part = order[done * batch_size:(done + stretch) * batch_size]
             try:
-                stats = self._net.train_epoch(X, y, batch_size, *sgd, order=part, **options,
+                stats = self._net.train_epoch(X, y, batch_size, *sgd[:4], order=part, bias_decay=sgd[4],
+                                              **options,
                                               progress=progress.batches(epoch, done))
             except DivergenceError as err:
                 err.batch = (err.batch or 0) + done

@@ -456,7 +456,7 @@ impl Network {
     pub fn apply_gradients(&mut self, sgd: &Sgd) {
         for layer in &mut self.layers {
             sgd.step(layer.w.values_mut(), &mut layer.momentum, &layer.grad);
-            sgd.step(&mut layer.bias, &mut layer.bias_momentum, &layer.bias_grad);
+            sgd.step_bias(&mut layer.bias, &mut layer.bias_momentum, &layer.bias_grad);
         }
     }
 
@@ -538,7 +538,7 @@ impl Network {
             let (gw, tail) = rest.split_at(l.nnz());
             sgd.step(l.w.values_mut(), &mut l.momentum, gw);
             let (gb, tail) = tail.split_at(l.bias.len());
-            sgd.step(&mut l.bias, &mut l.bias_momentum, gb);
+            sgd.step_bias(&mut l.bias, &mut l.bias_momentum, gb);
             rest = tail;
         }
         Ok(())
@@ -741,12 +741,24 @@ impl Network {
     /// Connections of protected neurons (see [`Self::protect_neurons`]) are
     /// not pruned.
     pub fn evolve_set(&mut self, zeta: f64) -> Result<Vec<SetStep>> {
+        self.evolve_set_layers(zeta, None)
+    }
+
+    /// SET on the sparse layers among `only` (every layer when None).
+    pub fn evolve_set_layers(&mut self, zeta: f64, only: Option<&[usize]>) -> Result<Vec<SetStep>> {
         if !(0.0..=1.0).contains(&zeta) {
             invalid!("zeta must be in [0, 1], got {zeta}");
         }
+        if let Some(&bad) = only.and_then(|o| o.iter().find(|&&l| l >= self.layers.len())) {
+            invalid!(
+                "SET layer {bad} does not exist: the network has {} layers (0..{})",
+                self.layers.len(),
+                self.layers.len() - 1
+            );
+        }
         let mut steps = Vec::with_capacity(self.layers.len());
         for l in 0..self.layers.len() {
-            if self.layers[l].w.is_dense() {
+            if self.layers[l].w.is_dense() || only.is_some_and(|o| !o.contains(&l)) {
                 steps.push(SetStep::default());
                 continue;
             }

@@ -12,6 +12,8 @@ pub struct Sgd {
     pub momentum: f32,
     pub weight_decay: f32,
     pub nesterov: bool,
+    /// Weight decay on the biases too (the papers' choice; default true).
+    pub bias_decay: bool,
 }
 
 impl Sgd {
@@ -35,7 +37,27 @@ impl Sgd {
             momentum: momentum as f32,
             weight_decay: weight_decay as f32,
             nesterov,
+            bias_decay: true,
         })
+    }
+
+    /// The same optimizer, with or without weight decay on the biases.
+    pub fn with_bias_decay(self, bias_decay: bool) -> Self {
+        Sgd { bias_decay, ..self }
+    }
+
+    /// Updates biases `b` and their momentum `v` in place: `step`, without
+    /// weight decay unless `bias_decay`.
+    pub fn step_bias(&self, b: &mut [f32], v: &mut [f32], g: &[f32]) {
+        if self.bias_decay {
+            self.step(b, v, g);
+        } else {
+            Sgd {
+                weight_decay: 0.0,
+                ..*self
+            }
+            .step(b, v, g);
+        }
     }
 
     /// Updates `w` and its momentum `v` in place from the gradient `g`.
@@ -78,6 +100,17 @@ mod tests {
         let (mut w, mut v) = (vec![1.0f32], vec![0.5f32]);
         nag.step(&mut w, &mut v, &[2.0]);
         assert!((w[0] - (1.0 + 0.9 * vn - 0.1 * 2.0)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn biases_decay_only_when_asked() {
+        let sgd = Sgd::new(0.1, 0.9, 0.01, false).unwrap();
+        let (mut a, mut va) = (vec![1.0f32], vec![0.0f32]);
+        let (mut b, mut vb) = (vec![1.0f32], vec![0.0f32]);
+        sgd.step_bias(&mut a, &mut va, &[0.0]);
+        sgd.with_bias_decay(false)
+            .step_bias(&mut b, &mut vb, &[0.0]);
+        assert_eq!((a[0], b[0]), (0.99, 1.0));
     }
 
     #[test]

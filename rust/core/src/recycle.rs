@@ -213,6 +213,7 @@ struct Draw {
     init: WeightInit,
     n_in: usize,
     n_out: usize,
+    nnz: usize,
     mean: f64,
     std: f64,
 }
@@ -225,6 +226,7 @@ impl Draw {
             init,
             n_in: w.n_in(),
             n_out: w.n_out(),
+            nnz: w.nnz(),
             mean,
             std,
         }
@@ -232,7 +234,7 @@ impl Draw {
 
     fn value(&self, rng: &mut Rng) -> f32 {
         match self.reinit {
-            Reinit::Initial => self.init.sample(rng, self.n_in, self.n_out),
+            Reinit::Initial => self.init.sample(rng, self.n_in, self.n_out, self.nnz),
             Reinit::MatrixNormal => (self.mean + self.std * rng.normal()) as f32,
             Reinit::Zero => 0.0,
             Reinit::Copy => self.noise(rng),

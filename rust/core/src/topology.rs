@@ -57,7 +57,7 @@ pub fn set_prune_regrow(
     let (n_in, n_out) = (w.n_in(), w.n_out());
     let new_values: Vec<f32> = new_positions
         .iter()
-        .map(|_| init.sample(rng, n_in, n_out))
+        .map(|_| init.sample(rng, n_in, n_out, nnz))
         .collect();
 
     // Merge the kept connections (already in CSC order) with the sorted new ones.

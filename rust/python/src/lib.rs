@@ -542,7 +542,8 @@ impl PyNetwork {
     /// With `order` (sample indices, e.g. a slice of `epoch_order`), trains
     /// on those samples in that order instead of a fresh shuffle. `midpoint`
     /// = (weight, "mean"|"median", "l1"|"l2") adds the midpoint-loss step.
-    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None, order=None, midpoint=None))]
+    /// `bias_decay=False` leaves the biases out of the weight decay.
+    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None, order=None, midpoint=None, bias_decay=true))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &mut self,
@@ -558,6 +559,7 @@ impl PyNetwork {
         progress: Option<Bound<'py, PyAny>>,
         order: Option<PyReadonlyArray1<'py, i64>>,
         midpoint: Option<(f64, String, String)>,
+        bias_decay: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (xs, n) = matrix(&x, self.net.n_features(), "X")?;
         let ys = labels(&y, n, self.net.n_outputs())?;
@@ -567,7 +569,9 @@ impl PyNetwork {
             .map_err(to_py)?;
         let cfg = TrainConfig {
             batch_size,
-            sgd: Sgd::new(learning_rate, momentum, weight_decay, nesterov).map_err(to_py)?,
+            sgd: Sgd::new(learning_rate, momentum, weight_decay, nesterov)
+                .map_err(to_py)?
+                .with_bias_decay(bias_decay),
             shuffle,
             midpoint,
         };
@@ -696,7 +700,8 @@ impl PyNetwork {
     }
 
     /// One momentum-SGD step, in place, from a packed gradient computed elsewhere.
-    #[pyo3(signature = (g, learning_rate, momentum, weight_decay, nesterov=false))]
+    #[pyo3(signature = (g, learning_rate, momentum, weight_decay, nesterov=false, bias_decay=true))]
+    #[allow(clippy::too_many_arguments)]
     fn apply_packed_gradient(
         &mut self,
         py: Python<'_>,
@@ -705,8 +710,11 @@ impl PyNetwork {
         momentum: f64,
         weight_decay: f64,
         nesterov: bool,
+        bias_decay: bool,
     ) -> PyResult<()> {
-        let sgd = Sgd::new(learning_rate, momentum, weight_decay, nesterov).map_err(to_py)?;
+        let sgd = Sgd::new(learning_rate, momentum, weight_decay, nesterov)
+            .map_err(to_py)?
+            .with_bias_decay(bias_decay);
         let g = vector(&g, "g")?;
         let net = &mut self.net;
         compute(py, || net.apply_packed_gradient(g, &sgd))
@@ -718,9 +726,15 @@ impl PyNetwork {
     }
 
     /// One SET step on every sparse layer: [(removed positive, removed negative)].
-    fn evolve_set(&mut self, py: Python<'_>, zeta: f64) -> PyResult<Vec<(usize, usize)>> {
+    #[pyo3(signature = (zeta, layers=None))]
+    fn evolve_set(
+        &mut self,
+        py: Python<'_>,
+        zeta: f64,
+        layers: Option<Vec<usize>>,
+    ) -> PyResult<Vec<(usize, usize)>> {
         let net = &mut self.net;
-        let steps = compute(py, || net.evolve_set(zeta))?;
+        let steps = compute(py, || net.evolve_set_layers(zeta, layers.as_deref()))?;
         Ok(steps
             .iter()
             .map(|s| (s.removed_positive, s.removed_negative))
@@ -1289,5 +1303,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // the widest layer (and the most connections in one layer) the core indexes
     m.add("MAX_INDEX", core::csr::MAX_INDEX)?;
+    m.add("INIT_NAMES", core::init::INIT_NAMES.to_vec())?;
     Ok(())
 }
