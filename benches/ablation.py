@@ -51,7 +51,8 @@ def parse(variant: str) -> dict:
             changes[key] = value
         else:
             number = float(value)
-            changes[key] = int(number) if number.is_integer() and key in ("batch_size", "set_every") else number
+            whole = number.is_integer() and key in ("batch_size", "set_every")
+            changes[key] = int(number) if whole else number
     return changes
 
 

@@ -146,7 +146,7 @@ def main() -> int:
     model.fit(X_train, y_train, epochs=args.epochs, batch_size=128, learning_rate=0.01,
               momentum=0.9, weight_decay=2e-4, topology=sm.SET(0.3),
               pruning=sm.ImportancePruning(start_epoch=20, every=10, percentile=5.0,
-                                           min_neurons=800),
+                                           min_neurons=800, shrink=True),
               recycling=sm.NeuronRecycling(fraction=0.01, every_steps=500, interpolate_steps=50),
               validation_data=(X_val, y_val), verbose=0, callbacks=[watch],
               checkpoint=checkpoint, checkpoint_every=10)

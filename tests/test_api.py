@@ -25,7 +25,7 @@ def test_contract_example_runs_and_reports_history():
                          init="normal", dropout=0.3, loss="cross_entropy", seed=0)
     history = model.fit(X, y, epochs=12, batch_size=32, learning_rate=0.01, momentum=0.9,
                         weight_decay=2e-4, topology=sm.SET(zeta=0.3),
-                        pruning=sm.ImportancePruning(start_epoch=6, every=3, percentile=20),
+                        pruning=sm.ImportancePruning(start_epoch=6, every=3, percentile=20, shrink=True),
                         validation_data=(Xt, yt), verbose=0)
     assert len(history) == 12 and model.history == history
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "n_connections", "seconds"):

@@ -124,7 +124,8 @@ TRAIN = {
     "phase2-fraction": (_floats(0, 1), NUMBERS),
     "verbose": (st.sampled_from([0, 1, 2]), st.sampled_from([3, -1, "x", 1.5])),
 }
-SWITCHES = ["nesterov", "no-shuffle", "prune", "prune-keep-width", "quiet", "resume", "overwrite"]
+SWITCHES = ["nesterov", "no-shuffle", "prune", "prune-shrink", "quiet", "resume", "overwrite",
+            "no-bias-decay"]
 PATHS = {  # settings naming files: good and bad choices among the fixed files
     "test": (["test"], ["wide", "nan", "empty", "missing", "dir", "model", "features"]),
     "save": (["new"], ["dir", "under_a_file", "train"]),

@@ -321,7 +321,7 @@ def test_recycling_with_shrinking_importance_pruning_restarts_the_books(caplog):
     model = sm.SparseMLP([12, 40, 3], epsilon=4, seed=1)
     with caplog.at_level(logging.WARNING, logger="sparse_mlp"):
         model.fit(X, y, epochs=4, batch_size=16, verbose=0,
-                  pruning=sm.ImportancePruning(start_epoch=2, every=1, percentile=20),
+                  pruning=sm.ImportancePruning(start_epoch=2, every=1, percentile=20, shrink=True),
                   recycling=sm.NeuronRecycling(fraction=0.1, every_steps=13))
     assert model.sizes[1] < 40
     assert caplog.text.count("changed the width") == 1  # once a run, not at every shrink

@@ -16,7 +16,7 @@ def train(threads, evolve=True):
                          seed=11)
     if evolve:
         model.fit(X, y, epochs=8, batch_size=32, topology=sm.SET(0.3),
-                  pruning=sm.ImportancePruning(start_epoch=4, every=2, percentile=10), verbose=0)
+                  pruning=sm.ImportancePruning(start_epoch=4, every=2, percentile=10, shrink=True), verbose=0)
     else:
         model.fit(X, y, epochs=3, batch_size=32, verbose=0)
     return [model._net.layer_state(i) for i in range(len(model.sizes) - 1)], model.predict_proba(X)

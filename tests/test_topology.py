@@ -116,7 +116,7 @@ def test_importance_pruning_really_removes_neurons():
     model.fit(X, y, epochs=2, batch_size=10, topology=None, verbose=0)
     before = dense_layers(model)
     strength = [model._net.neuron_importance(h) for h in range(2)]
-    pruning = sm.ImportancePruning(start_epoch=1, every=1, percentile=25)
+    pruning = sm.ImportancePruning(start_epoch=1, every=1, percentile=25, shrink=True)
     record = pruning.on_epoch_end(model, 1, 10)
     keeps = [s > np.percentile(s, 25) for s in strength]
     assert record["pruned_neurons"] == [int((~k).sum()) for k in keeps]
@@ -147,7 +147,7 @@ def test_fit_with_pruning_lowers_connections_permanently():
     X, y = blobs(n=120, f=20, c=3)
     model = sm.SparseMLP([20, 60, 60, 3], epsilon=5, seed=0)
     history = model.fit(X, y, epochs=8, batch_size=20,
-                        pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=20),
+                        pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=20, shrink=True),
                         verbose=0)
     nnz = [r["n_connections"] for r in history]
     assert nnz[-1] < nnz[0]
@@ -212,10 +212,11 @@ def test_a_connection_budget_leaves_its_share_of_the_connections(shrink):
 
 def test_the_default_pruning_is_a_budget_and_a_percentile_is_the_old_rule():
     default = sm.ImportancePruning()
-    assert (default.start_epoch, default.every, default.budget, default.max_events) == (200, 10, 0.2, 5)
+    assert (default.start_epoch, default.every, default.budget, default.max_events) == (200, 10, 0.15, 8)
+    assert default.shrink is False
     assert sm.ImportancePruning(percentile=20).budget is None
     assert sm.ImportancePruning(percentile=20).max_events is None
-    assert [e for e in range(1, 500) if default.is_due(e, 500)] == [200, 210, 220, 230, 240]
+    assert [e for e in range(1, 500) if default.is_due(e, 500)] == list(range(200, 280, 10))
     with pytest.raises(sm.InvalidInputError, match="either percentile .* or keep"):
         sm.ImportancePruning(percentile=20, keep=0.2)
     for bad in (0, -0.1, 1.5, float("nan")):

@@ -42,7 +42,7 @@ GOOD = {
     "weight_decay": lambda r: r.uniform(0, 1e-3),
     "nesterov": lambda r: r.random() < 0.5,
     "topology": lambda r: r.choice([None, sm.SET(0.3), sm.SET(0.1, every=2)]),
-    "pruning": lambda r: r.choice([None, sm.ImportancePruning(1, 1, 10.0)]),
+    "pruning": lambda r: r.choice([None, sm.ImportancePruning(1, 1, 10.0, shrink=True)]),
     "validation_data": lambda r: r.choice([None, (X[:30], Y[:30])]),
     "verbose": lambda r: 0,
 }

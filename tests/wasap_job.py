@@ -105,7 +105,8 @@ try:
                                 timeout=args.timeout).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=lr,
         validation_data=(Xv, yv),
-        pruning=sm.ImportancePruning(start_epoch=2, every=2, percentile=10) if args.pruning else None,
+        pruning=(sm.ImportancePruning(start_epoch=2, every=2, percentile=10, shrink=True)
+                 if args.pruning else None),
         checkpoint=args.checkpoint, resume=args.resume, verbose=0, callbacks=callbacks)
 except sm.SparseMLPError as e:
     result["error"] = f"{type(e).__name__}: {e}"

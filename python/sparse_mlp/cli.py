@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = dict(
     data="synthetic", label="-1", test_fraction=0.25, momentum=0.9, weight_decay=2e-4,
     nesterov=False, bias_decay=True, shuffle=True, dropout=0.3, activation="all_relu", zeta=0.3, set_every=1,
     prune=False, prune_start=200, prune_every=10, prune_percentile=None, prune_keep=None,
-    prune_keep_width=False,
+    prune_shrink=False,
     recycling="none", seed=0, phase2_fraction=0.3, checkpoint_every=1, resume=False, overwrite=False,
     quiet=False, verbose=1,
 )
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a connection budget)")
     f.add_argument("--prune-keep", type=float,
                    help="share of the connections the pruning events leave (default 0.2)")
-    f.add_argument("--prune-keep-width", action="store_true",
-                   help="empty pruned neurons instead of removing them (shrink=False)")
+    f.add_argument("--prune-shrink", action="store_true",
+                   help="remove pruned neurons from the layers (compact them) instead of emptying them")
     f.add_argument("--threads", type=int, help="worker threads (default: all cores)")
     r = t.add_argument_group("neuron recycling")
     r.add_argument("--recycling", choices=["none", "magnitude", "random", "largest", "redo", "cbp"])
@@ -521,7 +521,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
                 f"{progress['plan']['epochs']}")
     say(f"model {'-'.join(map(str, model.sizes))}: {model.n_connections} connections; {plan}")
     pruning = (ImportancePruning(s["prune_start"], s["prune_every"], s["prune_percentile"],
-                                 shrink=not s["prune_keep_width"], keep=s["prune_keep"])
+                                 shrink=s["prune_shrink"], keep=s["prune_keep"])
                if s["prune"] else None)
     callbacks: list[Any] = []
     if out and rank == 0:
