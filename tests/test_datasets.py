@@ -292,3 +292,32 @@ def test_load_dataset_by_name(tmp_path, monkeypatch, madelon_dir):
     monkeypatch.delenv("SPARSE_MLP_DATA_DIR")
     with pytest.raises(sm.InvalidInputError, match="needs its files"):
         datasets.load_dataset("cifar10")
+
+
+def test_data_sets_are_found_where_they_usually_are(tmp_path, monkeypatch):
+    shared, debian = tmp_path / "shared" / "data", tmp_path / "usr-share-datasets"
+    (debian / "fashion-mnist").mkdir(parents=True)
+    (debian / "fashion-mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    roots = [str(shared), str(debian)]
+    monkeypatch.delenv("SPARSE_MLP_DATA_DIR", raising=False)
+    assert datasets.locate("fashion_mnist", roots) == str(debian / "fashion-mnist")
+    (shared / "fashion-mnist").mkdir(parents=True)
+    (shared / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert datasets.locate("fashion_mnist", roots) == str(shared / "fashion-mnist")  # the first root
+    monkeypatch.setenv("SPARSE_MLP_DATA_DIR", str(tmp_path / "mine"))
+    (tmp_path / "mine" / "higgs-subset").mkdir(parents=True)
+    (tmp_path / "mine" / "higgs-subset" / "HIGGS_subset.csv").write_text("")
+    assert datasets.locate("higgs", roots) == str(tmp_path / "mine" / "higgs-subset")
+    monkeypatch.delenv("SPARSE_MLP_DATA_DIR")
+    with pytest.raises(sm.InvalidInputError, match="looked in .*madelon.*usr-share-datasets/madelon"):
+        datasets.locate("madelon", roots)
+
+
+def test_the_higgs_subset_splits_as_the_benchmarks_do():
+    shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "higgs-subset")
+    if not os.path.isdir(shared):
+        pytest.skip("../shared/data/higgs-subset is not present")
+    split = datasets.load_higgs(shared)
+    assert split.X_train.shape == (20_000, 28) and split.X_test.shape == (5_971, 28)
+    again = datasets.load_higgs(os.path.join(shared, "HIGGS_subset.csv"), n_train=20_000, n_test=5_971)
+    np.testing.assert_array_equal(split.X_test, again.X_test)

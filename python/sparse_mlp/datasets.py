@@ -494,21 +494,45 @@ DATASETS: dict[str, tuple[Callable[..., Split], str]] = {
 }
 
 
+# The folder names a data set goes by, and where to look for them when no
+# path is given: $SPARSE_MLP_DATA_DIR, the shared data of a checkout next to
+# this one, and Debian's dataset packages (dataset-fashion-mnist installs
+# /usr/share/datasets/fashion-mnist).
+FOLDERS = {"madelon": ["madelon"], "mnist": ["mnist"], "fashion_mnist": ["fashion-mnist", "fashion_mnist"],
+           "cifar10": ["cifar-10-batches-py", "cifar10", "cifar-10"],
+           "higgs": ["higgs", "higgs-subset", "HIGGS"]}
+SEARCH_ROOTS = [os.path.join("..", "shared", "data"), "/usr/share/datasets"]
+
+
+def locate(name: str, roots: list[str] | None = None) -> str:
+    """The folder of data set ``name`` when no path is given: the first of
+    ``$SPARSE_MLP_DATA_DIR`` (itself, or its sub-folder named after the data
+    set) and ``roots`` (default :data:`SEARCH_ROOTS`, relative to the current
+    folder) that holds it. The error lists every place looked at."""
+    if name not in DATASETS:
+        raise InvalidInputError(f"unknown data set {name!r}; known: synthetic, {', '.join(DATASETS)}")
+    tried = []
+    env = os.environ.get("SPARSE_MLP_DATA_DIR")
+    candidates = []
+    if env:
+        candidates += [os.path.join(env, f) for f in FOLDERS[name]] + [env]
+    for root in SEARCH_ROOTS if roots is None else roots:
+        candidates += [os.path.join(root, f) for f in FOLDERS[name]]
+    for path in candidates:
+        tried.append(path)
+        if os.path.isdir(path) and os.listdir(path):
+            return path
+    raise InvalidInputError(f"data set {name!r} needs its files ({DATASETS[name][1]}): give --data-dir "
+                            f"DIR; looked in {', '.join(tried)}")
+
+
 def load_dataset(name: str, path: str | os.PathLike | None = None, seed: int = 0) -> Split:
     """A data set by name: ``"synthetic"`` (built in) or one of
-    :data:`DATASETS` read from ``path`` (default: the environment variable
-    ``SPARSE_MLP_DATA_DIR``, joined with the data set's name when such a
-    folder exists)."""
+    :data:`DATASETS` read from ``path`` (default: found by :func:`locate`)."""
     if name == "synthetic":
         return synthetic(seed=seed)
     if name not in DATASETS:
         raise InvalidInputError(f"unknown data set {name!r}; known: synthetic, {', '.join(DATASETS)} "
                                 "(or give files with --train/--test)")
-    loader, what = DATASETS[name]
-    if path is None:
-        root = os.environ.get("SPARSE_MLP_DATA_DIR")
-        if not root:
-            raise InvalidInputError(f"data set {name!r} needs its files: give {what} with --data-dir "
-                                    "(or set SPARSE_MLP_DATA_DIR)")
-        path = os.path.join(root, name) if os.path.isdir(os.path.join(root, name)) else root
-    return loader(path)
+    loader, _ = DATASETS[name]
+    return loader(locate(name) if path is None else path)
