@@ -286,9 +286,9 @@ def test_data_helpers_reject_bad_arguments():
 
 
 def test_progress_bar_on_a_terminal(capsys, monkeypatch):
-    import sparse_mlp.model as model_module
+    import sparse_mlp.training.progress as progress_module
 
-    monkeypatch.setattr(model_module, "_is_terminal", lambda stream: True)
+    monkeypatch.setattr(progress_module, "_is_terminal", lambda stream: True)
     X, y = _valid()
     model = sm.SparseMLP([6, 12, 3], epsilon=3, seed=0)
     model.fit(X, y, epochs=3, verbose=1, validation_data=(X, y))
@@ -299,7 +299,7 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
     assert "nnz=" in out and "val_acc=" in out and "loss " not in out
 
     # During an epoch the core reports the batches done since the stretch began.
-    progress = model_module._Progress(1, 4, done=1, n_batches=10)
+    progress = progress_module.Progress(1, 4, done=1, n_batches=10)
     assert progress.bar.n == 10
     progress.batches(2)(3)
     assert progress.bar.n == 13
@@ -308,7 +308,7 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
     progress.report(3, {"loss": 0.5, "accuracy": 0.8, "n_connections": 7})
     assert progress.bar.n == 30 and progress.bar.desc.startswith("epoch 4/4")
     progress.close()
-    assert model_module._Progress(2, 4, n_batches=10).batches(1) is None
+    assert progress_module.Progress(2, 4, n_batches=10).batches(1) is None
 
 
 def test_one_dimensional_x_gets_a_hint_that_fits_its_size():

@@ -138,11 +138,11 @@ def test_checkpoint_argument_errors(tmp_path):
         def on_epoch_end(self, model, epoch, epochs):
             return {}
 
-    with pytest.raises(sm.InvalidInputError, match="cannot be saved in a checkpoint"):
+    with pytest.raises(sm.InvalidInputError, match="is not a registered strategy"):
         model.fit(X, y, checkpoint=tmp_path / "a.npz", **{**OPTIONS, "topology": Custom()})
     plain = tmp_path / "plain.npz"
     model.save(plain)
-    with pytest.raises(sm.CheckpointError, match="not a checkpoint of fit"):
+    with pytest.raises(sm.CheckpointError, match="not a checkpoint of a training run"):
         _build().fit(X, y, checkpoint=plain, resume=True, **OPTIONS)
     assert model.epochs_trained == 0 and not (tmp_path / "a.npz").exists()
 
@@ -317,7 +317,7 @@ def test_resume_with_another_recycling_strategy_is_refused(tmp_path):
     ("magnitude", "recycling.core.weight_col", lambda a: a + 10_000, "outside layer"),
     ("magnitude", "recycling.core.weight_delta", lambda a: np.full_like(a, np.nan), "weight change"),
     ("magnitude", "recycling.core.blend_weights", lambda a: a + 1, "counts add up"),
-    ("magnitude", "recycling.core.protected_ids", lambda a: np.append(a, [-1]), "not a valid index"),
+    ("magnitude", "recycling.core.protected_ids", lambda a: np.append(a, [-1]), "holds -1, out of range"),
     ("magnitude", "recycling.core.activity_sum_abs", lambda a: np.append(a, [1.0]), "activity is off"),
     ("magnitude", "recycling.0.counts.1", lambda a: a.astype(np.float64), "counts.1"),
     ("magnitude", "recycling.0.immune_until.0", lambda a: a[:-1], "immune_until.0"),

@@ -67,7 +67,8 @@ no_shuffle = true
     assert s["batch_size"] == 64 and s["prune"] is True and s["shuffle"] is False
     assert s["init"] == "normal" and s["epsilon"] == 10.0  # the Madelon preset
     model = sm.SparseMLP.load(out / "model.npz")
-    assert model.sizes[0] == 500 and model.sizes[1] < 50  # pruned at epoch 1
+    assert model.sizes == [500, 50, 20, 2]  # pruned at epoch 1, the layers' width kept
+    assert model.n_connections < model.history[0]["n_connections"]
     ev = run("evaluate", out / "model.npz", "--json")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["samples"] == 600
@@ -159,7 +160,8 @@ def test_checkpoint_and_resume_from_the_command_line(tmp_path):
         np.testing.assert_array_equal(la.to_scipy().toarray(), lb.to_scipy().toarray())
     assert [r["recycled"] for r in a.history] == [r["recycled"] for r in b.history] == [[2], [3], [2], [3]]
     assert a.history[-1]["recycling_summary"] == b.history[-1]["recycling_summary"]
-    assert [r["epoch"] for r in read_metrics(tmp_path / "out")] == [3, 4]
+    # the metrics files hold the whole run (its history), the saved epochs too
+    assert [r["epoch"] for r in read_metrics(tmp_path / "out")] == [1, 2, 3, 4]
 
 
 def _kill_after_epochs(args, checkpoint, epochs):

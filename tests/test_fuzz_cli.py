@@ -345,16 +345,18 @@ def test_command_sequences(files, tmp_path_factory, capsys, threads, monkeypatch
     steps = data.draw(st.lists(st.sampled_from(
         ["train", "train", "evaluate", "predict", "info", "evaluate-test"]), min_size=2, max_size=7),
         "steps")
+    from sparse_mlp.training import loop
+
     interrupt = {"epoch": None}
-    real_epoch = sm.SparseMLP._fit_epoch
+    real_epoch = loop._Loop._epoch
 
     def fit_epoch(self, *args, **kwargs):
         record = real_epoch(self, *args, **kwargs)
-        if interrupt["epoch"] is not None and self.epochs_trained == interrupt["epoch"]:
+        if interrupt["epoch"] is not None and self.model.epochs_trained == interrupt["epoch"]:
             raise KeyboardInterrupt  # as Ctrl-C would, in the next epoch's first batches
         return record
 
-    monkeypatch.setattr(sm.SparseMLP, "_fit_epoch", fit_epoch)
+    monkeypatch.setattr(loop._Loop, "_epoch", fit_epoch)
     for step in steps:
         before = _files_in(tmp)
         model = str(tmp / data.draw(st.sampled_from(["m.npz", "run/model.npz", "ck.npz"]), "model"))

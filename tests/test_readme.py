@@ -215,7 +215,7 @@ def test_the_wasap_example_under_mpiexec(beside_shared):
     assert r.returncode == 0, r.stderr[-3000:]
     accuracy, connections = r.stdout.strip().split("\n")[-1].split()  # its print(), after the progress
     assert 0.4 < float(accuracy) <= 1 and int(connections) > 1000
-    assert sm.SparseMLP.load(beside_shared / "wasap.npz")._config["wasap"]["finished"]
+    assert sm.SparseMLP.load(beside_shared / "wasap.npz")._config["fit"]["finished"]
 
 
 def test_the_recycling_example(beside_shared):

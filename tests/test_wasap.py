@@ -14,7 +14,7 @@ import pytest
 
 import sparse_mlp as sm
 from conftest import blobs
-from sparse_mlp.parallel import _Packing
+from sparse_mlp.parallel.server import Packing
 
 JOB = os.path.join(os.path.dirname(__file__), "wasap_job.py")
 
@@ -100,6 +100,32 @@ def test_the_datas_own_labels_train_the_same_model(tmp_path):
     assert words[0]["sha"] == words[1]["sha"] == numbers[0]["sha"]
     assert [r["classes"] for r in words.values()] == [["ant", "bee", "cat", "dog"]] * 3
     assert words[2]["predicted"] == [["ant", "bee", "cat", "dog"][k] for k in numbers[2]["predicted"]]
+
+
+def test_the_ranks_compare_the_same_things_as_checkpoints(tmp_path):
+    # (each of these was a drift between WASAP and fit, fixed by the redesign)
+    # the data: one value of one row differs on one rank (the old sampled
+    # fingerprint did not look at that row)
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "2", "--other-row-rank", "2", name="row")
+    assert rc != 0 and all("different training data" in r["error"] for r in res.values()), output
+    # strategies by their registered names and fields, not by repr (a
+    # dataclass without a repr has a different one on every rank)
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "3", "--custom-topology", name="custom")
+    assert rc == 0, output
+    assert res[0]["history"][1]["set_regrown"] > 0 and "set_regrown" not in res[0]["history"][0]
+    # the batch size is capped at 2**32 - 1 as in fit, not refused
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "2", "--batch", str(2**40), name="batch")
+    assert rc == 0, output
+    # a resumed run must match every option of the saved one, not only epochs and sync
+    path = tmp_path / "ck.npz"
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "3", "--checkpoint", path, name="first")
+    assert rc == 0, output
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "3", "--checkpoint", path, "--resume",
+                                 "--lr", "0.02", name="other")
+    assert rc != 0 and all("learning_rate: saved 0.01, given 0.02" in r["error"] for r in res.values())
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "3", "--checkpoint", path, "--resume", name="same")
+    assert rc == 0, output  # finished: nothing to train, the saved run's history on every rank
+    assert [r["epoch"] for r in res[2]["history"]] == [r["epoch"] for r in res[0]["history"]]
 
 
 def test_importance_pruning_on_the_server_reaches_the_workers(tmp_path):
@@ -192,7 +218,7 @@ def test_a_server_that_cannot_write_its_checkpoint_stops_every_rank(tmp_path):
     assert sorted(res) == [0, 1, 2], output
     for r in res.values():
         assert r["error"].startswith("ParallelError") and "No space left on device" in r["error"], r
-    assert sm.SparseMLP.load(path)._config["wasap"]["done"] == 2
+    assert sm.SparseMLP.load(path)._config["fit"]["done"] == 2
 
 
 def test_ranks_with_different_options_are_refused_on_every_rank(tmp_path):
@@ -250,10 +276,11 @@ def test_a_run_that_does_not_fit_in_memory_is_refused_on_every_rank(tmp_path):
 
 
 def test_memory_needs_add_up_per_host():
-    from sparse_mlp.parallel import _Data, _memory_needs, _memory_problem
+    from sparse_mlp.parallel import _memory_needs, _memory_problem
+    from sparse_mlp.training.data import TrainingData
     model = sm.SparseMLP([30, 48, 48, 4], epsilon=4, seed=0)
     X = np.zeros((100, 30), np.float32)
-    data = _Data(X, np.zeros(100, np.int64), None, (), np.arange(4))
+    data = TrainingData(X, np.zeros(100, np.int64), None, np.arange(4))
     server, worker = _memory_needs(model, 16, data, 2)
     assert worker > model.memory_estimate(16)["training_total"] > 0 and server > 0
     # each host holds what its ranks need, however they are spread (2 workers)
@@ -286,24 +313,25 @@ def test_checkpoint_survives_a_killed_job_and_the_run_resumes(tmp_path):
         while done < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
             if ckpt.exists():
-                done = sm.SparseMLP.load(ckpt)._config["wasap"]["done"]
+                done = sm.SparseMLP.load(ckpt)._config["fit"]["done"]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert done >= 3, "the job wrote checkpoints while running"
     saved = sm.SparseMLP.load(ckpt)  # loadable after the kill
-    done = saved._config["wasap"]["done"]
+    done = saved._config["fit"]["done"]
     assert saved.n_connections == sum(sm.connection_counts([30, 48, 48, 4], epsilon=4))
 
     rc, res, output, _ = run_job(tmp_path, "--epochs", "100", "--samples", "3000", "--checkpoint",
                                  str(ckpt), "--resume", name="resumed")
     assert rc == 0, output
-    h = res[0]["history"]
+    h = res[0]["history"]  # the whole run's, as a resumed fit's
     phase1 = [rec["epoch"] for rec in h if rec["phase"] == 1]
-    assert phase1 == list(range(done + 1, 71)), "phase 1 continues after the saved epoch"
+    assert phase1 == list(range(1, 71)), "phase 1 continues after the saved epoch"
     assert [rec["phase"] for rec in h[len(phase1):]] == [2] * 30 + ["average"]
+    assert res[0]["seen"] == list(range(done + 1, 102)), "the callbacks saw the new records"
     final = sm.SparseMLP.load(ckpt)
-    assert final._config["wasap"]["finished"] and final.epochs_trained == 100
+    assert final._config["fit"]["finished"] and final.epochs_trained == 100
     assert res[0]["nnz"] == target_nnz()
     # a new run does not replace that checkpoint: every rank refuses, the file stays
     before = ckpt.read_bytes()
@@ -320,10 +348,10 @@ def test_packed_stale_gradient_is_remapped_layer_by_layer():
     X, y = blobs(n=200, f=30, c=3)
     model = sm.SparseMLP([30, 60, 40, 3], epsilon=5, seed=2)
     model.fit(X, y, epochs=1, batch_size=20, topology=None, verbose=0)
-    old = _Packing(model)
+    old = Packing(model._net)
     g = np.random.default_rng(1).standard_normal(old.length).astype(np.float32)
     model._net.evolve_set(0.3)
-    new = _Packing(model)
+    new = Packing(model._net)
     out = np.full(new.length, np.nan, np.float32)
     dropped = new.remap(g, old, out)
     want_dropped = 0
@@ -336,7 +364,7 @@ def test_packed_stale_gradient_is_remapped_layer_by_layer():
     assert dropped == want_dropped > 0
     # a layer whose shape changed (Importance Pruning with shrink) loses its entries
     model._net.remove_neurons(0, np.array([0, 5]), True)
-    shrunk = _Packing(model)
+    shrunk = Packing(model._net)
     out = np.full(shrunk.length, np.nan, np.float32)
     dropped = shrunk.remap(g[:new.length], new, out)
     a, _, c = shrunk.spans[0]

@@ -254,6 +254,7 @@ epochs = 12
 prune = true
 prune_start = 2
 prune_every = 2
+prune_shrink = true
 recycling = "magnitude"
 recycle-every = 20
 """)

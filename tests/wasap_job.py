@@ -5,6 +5,7 @@ and bytes, nnz per layer, the history, or the error it stopped with.
 """
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,6 +36,10 @@ p.add_argument("--pause", type=float, help="--kill-on makes the rank sleep this 
 p.add_argument("--kill-on", help="KIND:N: --kill-rank kills itself (SIGKILL) as it is about to "
                "send its Nth message of KIND (GRAD: phase 1, PROGRESS: phase 2, PARAMS: server)")
 p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
+p.add_argument("--other-row-rank", type=int, help="this rank's X differs in one value of row 1")
+p.add_argument("--batch", type=int, default=16)
+p.add_argument("--custom-topology", action="store_true",
+               help="a registered strategy of the job's own, whose repr differs on every rank")
 p.add_argument("--other-lr-rank", type=int, help="this rank passes another learning rate")
 p.add_argument("--bad-trainer-rank", type=int,
                help="this rank's WASAP(...) is invalid, so it never calls fit")
@@ -57,12 +62,26 @@ X = (centers[y] + rng.normal(size=(n, f))).astype(np.float32)
 Xt, yt, Xv, yv = X[:args.samples], y[:args.samples], X[args.samples:], y[args.samples:]
 if rank == args.other_data_rank:
     Xt = Xt + 1.0
+if rank == args.other_row_rank:
+    Xt = Xt.copy()
+    Xt[1, 3] += 0.5
+
+
+@sm.strategies.register
+@dataclasses.dataclass(frozen=True, repr=False)
+class EveryOtherSET:
+    """SET on even epochs; its repr (the default object repr) names its address."""
+
+    zeta: float = 0.3
+
+    def on_epoch_end(self, model, epoch, epochs):
+        return sm.SET(self.zeta).on_epoch_end(model, epoch, epochs) if epoch % 2 == 0 else {}
 if args.word_labels:  # sorted as 0..3 are, so the outputs mean the same
     yt, yv = (np.array(["ant", "bee", "cat", "dog"])[a] for a in (yt, yv))
 model = sm.SparseMLP([f, 48, 48, c], epsilon=4, seed=3 + rank)  # the server's model is the one used
 if rank == args.kill_rank and args.kill_on:
     kind, count = args.kill_on.split(":")
-    code, sent, send_header = getattr(sm.parallel, kind), [0], sm.parallel._Link.send_header
+    code, sent, send_header = getattr(sm.parallel, kind), [0], sm.parallel.transport._Link.send_header
 
     def counting_send_header(link, dest, tag, k, *fields):
         """Dies at a known point of the protocol, as a crash would."""
@@ -74,19 +93,22 @@ if rank == args.kill_rank and args.kill_on:
                 os.kill(os.getpid(), signal.SIGSTOP if args.hang else signal.SIGKILL)
         send_header(link, dest, tag, k, *fields)
 
-    sm.parallel._Link.send_header = counting_send_header
+    sm.parallel.transport._Link.send_header = counting_send_header
 elif rank == args.kill_rank:
     threading.Timer(args.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
 if rank == 0 and args.full_disk_at:
-    saves, save = [0], sm.SparseMLP.save
+    from sparse_mlp.training.checkpoint import RunCheckpoint
 
-    def failing_save(model, path):
+    saves, save = [0], RunCheckpoint.write
+
+    def failing_save(checkpoint, *args, **kwargs):
         saves[0] += 1
-        if saves[0] == args.full_disk_at:
-            raise OSError(28, "No space left on device", str(path))
-        save(model, path)
+        if saves[0] == args_full_disk_at:
+            raise OSError(28, "No space left on device", checkpoint.path)
+        save(checkpoint, *args, **kwargs)
 
-    sm.SparseMLP.save = failing_save
+    args_full_disk_at = args.full_disk_at
+    RunCheckpoint.write = failing_save
 result = {"rank": rank, "seen": []}
 
 
@@ -103,7 +125,8 @@ try:
     lr = 2 * args.lr if rank == args.other_lr_rank else args.lr
     history = sm.parallel.WASAP(phase2_fraction=phase2, sync=args.sync, chunk_mb=args.chunk_mb,
                                 timeout=args.timeout).fit(
-        model, Xt, yt, epochs=args.epochs, batch_size=16, learning_rate=lr,
+        model, Xt, yt, epochs=args.epochs, batch_size=args.batch, learning_rate=lr,
+        topology=EveryOtherSET() if args.custom_topology else sm.SET(),
         validation_data=(Xv, yv),
         pruning=(sm.ImportancePruning(start_epoch=2, every=2, percentile=10, shrink=True)
                  if args.pruning else None),

@@ -23,10 +23,13 @@ from .errors import (
     ParallelError,
     SparseMLPError,
 )
+from .layer import Layer
 from .metrics import MetricsLogger, read_metrics
-from .model import Layer, SparseMLP, connection_counts
+from .model import SparseMLP
+from .pruning import ImportancePruning
 from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
-from .topology import SET, ImportancePruning
+from .shape import connection_counts
+from .topology import SET
 
 __all__ = [
     "__version__",

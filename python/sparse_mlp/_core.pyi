@@ -18,11 +18,11 @@ __all__ = [
     "union_average",
     "__version__",
     "MAX_INDEX",
-    "INIT_NAMES",
+    "NAMES",
 ]
 __version__: str
 MAX_INDEX: int
-INIT_NAMES: list[str]
+NAMES: dict[str, Any]
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
@@ -34,20 +34,24 @@ def bench_layer(
 ) -> tuple[list[float], int]: ...
 def remap_values(
     from_col_ptr: npt.NDArray[np.int64],
-    from_row_idx: npt.NDArray[np.int64],
+    from_row_idx: npt.NDArray[np.uint32] | npt.NDArray[np.int64],
     values: npt.NDArray[np.float32],
     to_col_ptr: npt.NDArray[np.int64],
-    to_row_idx: npt.NDArray[np.int64],
+    to_row_idx: npt.NDArray[np.uint32] | npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.float32], int]: ...
 
 def union_average(
     replicas: list[
-        tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+        tuple[
+            npt.NDArray[np.int64],
+            npt.NDArray[np.uint32] | npt.NDArray[np.int64],
+            npt.NDArray[np.float32],
+        ]
     ],
     n_in: int,
     target_nnz: int,
 ) -> tuple[
-    tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]], int
+    tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.float32]], int
 ]: ...
 
 @final

@@ -109,6 +109,8 @@ _BY_NAME = {
 }
 
 ActivationLike = Union[str, Activation]
+# The names an activation may be given by (the command line's choices).
+ACTIVATION_NAMES = tuple(_BY_NAME)
 
 
 def _one(a: ActivationLike) -> Activation:

@@ -33,7 +33,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .activations import AllReLU
 from .datasets import feature_scaling
 from .model import SparseMLP
-from .topology import SET, ImportancePruning
+from .pruning import ImportancePruning
+from .topology import SET
 
 # The value of a deprecated parameter that was not given (scikit-learn's own convention).
 _DEPRECATED = "deprecated"
@@ -133,7 +134,7 @@ class SparseMLPClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn("SparseMLPClassifier(weight_decay=...) is deprecated: use alpha=... "
                           "(scikit-learn's name for the L2 penalty)", DeprecationWarning, stacklevel=3)
             decay = self.weight_decay
-        elif isinstance(decay, (int, float, np.number)) and decay >= 0.01:
+        elif isinstance(decay, (int, float, np.number)) and 0.01 <= decay < 1:
             # alpha used to be the All-ReLU slope here (0.05 to 0.75 in the papers)
             warnings.warn(f"alpha={decay} is the L2 penalty, as in scikit-learn: every step shrinks "
                           f"each weight by {decay:.0%}. The All-ReLU slope is all_relu_slope (its "

@@ -19,8 +19,9 @@ import json
 import os
 from typing import Any
 
-from .checkpoint import atomic_write
 from .errors import InvalidInputError
+from .files import atomic_write
+from .training.callbacks import Callback, TrainingRun
 
 # CSV columns in this order first; other scalar entries follow as they appear.
 _FIRST = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "n_connections", "n_neurons",
@@ -49,14 +50,17 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class MetricsLogger:
-    """A ``fit`` callback that adds each epoch's record to
+class MetricsLogger(Callback):
+    """A training callback that adds each epoch's record to
     ``directory/metrics.jsonl`` (everything) and ``directory/metrics.csv``
     (the scalars, one column each). Both files are replaced atomically after
     every epoch, so a killed run leaves whole files.
 
-    A resumed run (``fit(resume=True)``) first drops the records of epochs it
-    is about to train again, so the files hold each epoch once.
+    As a callback of a training run, the files hold the run's whole history:
+    a resumed run (``fit(resume=True)``) writes the saved run's records too,
+    those of epochs trained again are not repeated, and a record an
+    interrupted run had no time to write is not lost. Called as a function
+    ``logger(model, record)``, it keeps the file's records of earlier epochs.
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -65,6 +69,12 @@ class MetricsLogger:
         self.jsonl = os.path.join(self.directory, "metrics.jsonl")
         self.csv = os.path.join(self.directory, "metrics.csv")
         self.records: list[dict[str, Any]] | None = None
+
+    def on_epoch_end(self, run: TrainingRun, record: dict[str, Any]) -> None:
+        if self.records is None:  # the run's earlier records, as its history holds them
+            self.records = [json.loads(json.dumps(r, default=_scalar)) for r in run.history
+                            if r is not record]
+        self(run.model, record)
 
     def __call__(self, model: Any, record: dict[str, Any]) -> None:
         entry = json.loads(json.dumps(record, default=_scalar))

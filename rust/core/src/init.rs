@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::csr::{SparseMatrix, MAX_INDEX};
+use crate::csc::{SparseMatrix, MAX_INDEX};
 use crate::error::{invalid, Result};
 use crate::rng::Rng;
 

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::csr::SparseMatrix;
+use crate::csc::SparseMatrix;
 use crate::simd::{madd, multiversion, Isa};
 
 /// Work (multiply-adds) a rayon task should get at least, to amortize the

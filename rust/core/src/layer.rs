@@ -1,6 +1,6 @@
 //! One sparse layer: weights with their aligned optimizer state, and the bias.
 
-use crate::csr::SparseMatrix;
+use crate::csc::SparseMatrix;
 use crate::error::{invalid, Result};
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,7 +1,7 @@
 //! sparse-mlp-core: truly sparse multilayer perceptrons on CPUs.
 //!
 //! Only existing connections are stored and computed: CSC layers with a
-//! transposed index view ([`csr`]), kernels on feature-major activations
+//! transposed index view ([`csc`]), kernels on feature-major activations
 //! ([`kernels`]), momentum SGD ([`optim`]), Erdős–Rényi initialization
 //! ([`init`]), SET and neuron removal ([`topology`]), neuron recycling
 //! ([`recycle`]), and the training loop
@@ -9,7 +9,8 @@
 
 pub mod activation;
 pub mod bench;
-pub mod csr;
+pub mod columns;
+pub mod csc;
 pub mod error;
 pub mod init;
 pub mod kernels;
@@ -24,7 +25,7 @@ pub mod simd;
 pub mod topology;
 
 pub use activation::Activation;
-pub use csr::SparseMatrix;
+pub use csc::SparseMatrix;
 pub use error::{CoreError, Result};
 pub use init::WeightInit;
 pub use layer::Layer;

@@ -21,6 +21,13 @@ pub struct BatchLoss {
     pub correct: usize,
 }
 
+/// The losses [`Loss::parse`] takes and the output activations of each (the
+/// first is the default).
+pub const LOSS_OUTPUTS: [(&str, &[&str]); 2] = [
+    ("cross_entropy", &["softmax"]),
+    ("mse", &["identity", "sigmoid"]),
+];
+
 impl Loss {
     pub fn parse(loss: &str, output_activation: &str) -> Result<Self> {
         Ok(match (loss, output_activation) {

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::activation::Activation;
-use crate::csr::{SparseMatrix, MAX_INDEX};
+use crate::csc::{SparseMatrix, MAX_INDEX};
 use crate::error::{invalid, CoreError, Result};
 use crate::init::{random_sparse, WeightInit};
 use crate::kernels;

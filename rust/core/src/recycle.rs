@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::csr::SparseMatrix;
+use crate::csc::SparseMatrix;
 use crate::error::{invalid, Result};
 use crate::init::{sample_distinct_sorted, WeightInit};
 use crate::layer::{ColumnBuilder, Layer};
@@ -37,6 +37,12 @@ pub enum Outgoing {
     Keep,
 }
 
+/// The names [`Reinit::parse`], [`Outgoing::parse`] and [`Midpoint::new`] take.
+pub const REINIT_NAMES: [&str; 4] = ["initial", "matrix_normal", "copy", "zero"];
+pub const OUTGOING_NAMES: [&str; 3] = ["reinit", "zero", "keep"];
+pub const MIDPOINT_NAMES: [&str; 2] = ["mean", "median"];
+pub const DISTANCE_NAMES: [&str; 2] = ["l1", "l2"];
+
 impl Reinit {
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
@@ -44,9 +50,7 @@ impl Reinit {
             "matrix_normal" => Reinit::MatrixNormal,
             "copy" => Reinit::Copy,
             "zero" => Reinit::Zero,
-            _ => invalid!(
-                "reinit must be 'initial', 'matrix_normal', 'copy' or 'zero', got {name:?}"
-            ),
+            _ => invalid!("reinit must be one of {REINIT_NAMES:?}, got {name:?}"),
         })
     }
 }
@@ -57,7 +61,7 @@ impl Outgoing {
             "reinit" => Outgoing::Reinit,
             "zero" => Outgoing::Zero,
             "keep" => Outgoing::Keep,
-            _ => invalid!("outgoing must be 'reinit', 'zero' or 'keep', got {name:?}"),
+            _ => invalid!("outgoing must be one of {OUTGOING_NAMES:?}, got {name:?}"),
         })
     }
 }
@@ -736,12 +740,12 @@ impl Midpoint {
         let median = match midpoint {
             "mean" => false,
             "median" => true,
-            _ => invalid!("midpoint must be 'mean' or 'median', got {midpoint:?}"),
+            _ => invalid!("midpoint must be one of {MIDPOINT_NAMES:?}, got {midpoint:?}"),
         };
         let l2 = match distance {
             "l1" => false,
             "l2" => true,
-            _ => invalid!("distance must be 'l1' or 'l2', got {distance:?}"),
+            _ => invalid!("distance must be one of {DISTANCE_NAMES:?}, got {distance:?}"),
         };
         Ok(Midpoint {
             weight: weight as f32,

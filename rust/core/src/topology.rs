@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use crate::csr::SparseMatrix;
+use crate::csc::SparseMatrix;
 use crate::error::{invalid, Result};
 use crate::init::{PositionSet, WeightInit};
 use crate::layer::{ColumnBuilder, Layer};

@@ -1,19 +1,9 @@
-"""Checkpoints of a training run: the plan a resumed run must match, the
-fingerprint of its training data, and atomic file writes.
-
-A checkpoint is an ordinary model file (:meth:`SparseMLP.save`) whose
-configuration also holds ``fit``: the run's options as JSON, how many of its
-epochs are done, where its history starts and the data fingerprint. The
-weights, momentum, random state and step counter are part of every model file,
-so a run resumed from a checkpoint continues exactly as if it had not stopped.
-"""
+"""Files written safely: atomic replacement, the umask, Ctrl-C deferred
+during a write, and ``.npz`` archives written one array at a time."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import os
 import signal
 import stat
@@ -26,60 +16,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InvalidInputError
-from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
-from .topology import SET, ImportancePruning
-
-# The strategies a checkpoint can name; a custom object cannot be rebuilt.
-STRATEGIES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (SET, ImportancePruning, NeuronRecycling, ReDo, ContinualBackprop, MidpointLoss)
-}
-
-
-def encode_strategy(strategy: Any, role: str) -> Any:
-    """A strategy (or list of them, or None) as JSON-compatible data."""
-    if strategy is None:
-        return None
-    if isinstance(strategy, (list, tuple)):
-        return [encode_strategy(s, role) for s in strategy]
-    name = type(strategy).__name__
-    if STRATEGIES.get(name) is not type(strategy):
-        raise InvalidInputError(
-            f"a checkpointed run can only use the built-in strategies ({', '.join(STRATEGIES)}); "
-            f"{role}={strategy!r} cannot be saved in a checkpoint"
-        )
-    return {"type": name, **json.loads(json.dumps(dataclasses.asdict(strategy)))}
-
-
-def decode_strategy(data: Any) -> Any:
-    """The inverse of :func:`encode_strategy`."""
-    if data is None:
-        return None
-    if isinstance(data, list):
-        return [decode_strategy(d) for d in data]
-    if not isinstance(data, dict) or data.get("type") not in STRATEGIES:
-        raise InvalidInputError(f"unknown strategy in checkpoint: {data!r}")
-    fields = {k: v for k, v in data.items() if k != "type"}
-    cls = STRATEGIES[data["type"]]
-    for f in dataclasses.fields(cls):
-        if isinstance(fields.get(f.name), list):
-            fields[f.name] = tuple(fields[f.name])
-    return cls(**fields)
-
-
-def fingerprint(X: np.ndarray, y: np.ndarray) -> str:
-    """A digest of the training data, so a run is not resumed on other data."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in (X, y):
-        h.update(repr((a.dtype.str, a.shape)).encode())
-        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
-    return h.hexdigest()
-
-
-def plan_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """The options of a resumed run that differ from the saved run's."""
-    return [f"{k}: saved {saved.get(k)!r}, given {wanted.get(k)!r}"
-            for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
 
 
 def check_writable(path: str, what: str = "the file") -> None:

@@ -1,0 +1,181 @@
+"""The model file: an uncompressed ``.npz`` archive (no pickled objects) of
+each layer's arrays, the random state and a JSON ``meta`` entry (the
+network's metadata, the model's configuration and history; a checkpoint's
+progress lives in the configuration). Written one layer at a time, read with
+every array checked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core, _netstate
+from .errors import CheckpointError, InvalidInputError
+from .files import write_npz
+from .formats import UNREADABLE_ARCHIVE, describe_file
+from .memory import require
+
+FORMAT = "sparse_mlp.model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Saved:
+    """What a model file holds: the network, the model's configuration and
+    history, and the extra arrays (a checkpoint's recycling books)."""
+
+    net: _core.Network
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    epochs_trained: int
+    extra: dict[str, np.ndarray]
+
+
+def _json_scalar(value: Any) -> Any:
+    """numpy scalars and arrays that callbacks may leave in history records."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a model file")
+
+
+def write(f: Any, net: _core.Network, config: dict[str, Any], history: list[dict[str, Any]],
+          epochs_trained: int, extra: dict[str, np.ndarray] | None = None) -> None:
+    """Writes the archive to the open file ``f``, fetching each layer from the
+    core only when it is written: saving holds one layer's copy at a time,
+    not the model's (a checkpoint of a 100M-connection model taken while
+    training's buffers are allocated must not double it)."""
+    meta = _netstate.describe(net)
+    rng_state = meta.pop("rng_state")
+    meta.update(format=FORMAT, version=FORMAT_VERSION, epochs_trained=epochs_trained, config=config,
+                history=history)
+    text = json.dumps(meta, default=_json_scalar)
+
+    def arrays() -> Iterator[tuple[str, np.ndarray]]:
+        yield from (extra or {}).items()
+        for i in range(len(meta["sizes"]) - 1):
+            st = _netstate.layer(net, i)
+            for k in _netstate.LAYER_ARRAYS:
+                yield f"layer{i}.{k}", st[k]
+            del st
+        yield "meta", np.frombuffer(text.encode(), dtype=np.uint8)
+        yield "rng_state", np.array(rng_state, dtype=np.uint64)
+
+    write_npz(f, arrays())
+
+
+@contextlib.contextmanager
+def _opened(source: Any, path: str) -> Iterator[Any]:
+    """``np.load`` of a model archive, its failures as :class:`CheckpointError`
+    that say what the file is instead (never numpy's advice on pickles)."""
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an archive")
+            yield z
+    except CheckpointError:
+        raise
+    except UNREADABLE_ARCHIVE as e:
+        if isinstance(source, str) and not zipfile.is_zipfile(source):
+            raise CheckpointError(f"{path} is not a sparse_mlp model file: it is "
+                                  f"{describe_file(source)}; expected an .npz archive written by "
+                                  "SparseMLP.save or `sparse-mlp train --save`") from None
+        detail = "" if "pickle" in str(e) else f" ({e})"
+        raise CheckpointError(f"{path} is a damaged or truncated model file{detail}") from None
+
+
+def _meta_of(z: Any, path: str) -> dict[str, Any]:
+    """The checked metadata of an open model archive."""
+    if "meta" not in z.files:
+        raise CheckpointError(f"{path} is not a sparse_mlp model file: it is {describe_file(path)}, "
+                              "without a model's metadata")
+    raw = z["meta"]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        # (bytes() of a crafted integer would allocate that many bytes)
+        raise CheckpointError(f"{path}: its metadata is not a byte string")
+    try:
+        meta = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path}: its metadata is not JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a sparse_mlp model file (its metadata is another program's)")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {meta.get('version')!r}; this version of "
+            f"sparse_mlp reads version {FORMAT_VERSION}"
+        )
+    if not isinstance(meta.get("sizes"), list) or len(meta["sizes"]) < 2:
+        raise CheckpointError(f"{path}: its metadata has no layer sizes")
+    return meta
+
+
+def read(source: Any, path: str, extra_prefix: str | None = None) -> Saved:
+    """The model in archive ``source`` (a path or a file object; ``path``
+    names it in errors). Arrays whose names start with ``extra_prefix``
+    are returned too. Crafted or damaged files raise :class:`CheckpointError`
+    before anything large is allocated."""
+    with _opened(source, path) as z:
+        meta = _meta_of(z, path)
+        layers = []
+        for i in range(len(meta["sizes"]) - 1):
+            layers.append({k: _netstate.check_array(k, z[f"layer{i}.{k}"], f"{path}: layer {i}")
+                           for k in _netstate.LAYER_ARRAYS})
+        rng = z["rng_state"]
+        if rng.dtype != np.uint64 or rng.shape != (4,):
+            raise CheckpointError(f"{path}: rng_state must be 4 uint64 values")
+        extra = ({k: z[k] for k in z.files if k.startswith(extra_prefix)} if extra_prefix else {})
+    try:
+        check_fits(meta["sizes"], [st["row_idx"].size for st in layers], f"loading {path}")
+        net = _netstate.build(dict(meta, rng_state=[int(v) for v in rng]), layers)
+    except (InvalidInputError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} holds an invalid model: {e}") from None
+    config, history, trained = (meta.get("config", {}), meta.get("history", []),
+                                meta.get("epochs_trained", 0))
+    if (not isinstance(config, dict) or not isinstance(history, list)
+            or not all(isinstance(r, dict) for r in history)
+            or not isinstance(trained, int) or trained < 0):
+        raise CheckpointError(f"{path} holds a malformed configuration or history")
+    return Saved(net, config, history, trained, extra)
+
+
+def check_fits(sizes: list[int], nnz: list[int], what: str) -> None:
+    """Refuses a network the machine cannot hold, before the core allocates
+    it: its parameters plus the largest layer again (initialization and
+    conversions build one layer at a time)."""
+    per_layer = [_core.parameter_bytes([a, b], [k]) for a, b, k in zip(sizes[:-1], sizes[1:], nnz)]
+    require(sum(per_layer) + max(per_layer, default=0),
+            f"{what} ({'-'.join(map(str, sizes))}, {sum(nnz)} connections)")
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a model file (sizes, configuration, history, a
+    checkpoint's progress under ``config["fit"]``), without reading its arrays."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no model file at {path}")
+    with _opened(path, path) as z:
+        return _meta_of(z, path)
+
+
+def describe_run(path: str | os.PathLike) -> str:
+    """What a file that is in the way holds, in a few words: a checkpoint's
+    progress, a model's epochs, or what kind of file it is."""
+    try:
+        meta = read_meta(path)
+    except CheckpointError:
+        return describe_file(os.fspath(path))
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    progress = config.get("fit")
+    if isinstance(progress, dict) and "done" in progress:
+        total = progress.get("plan", {}).get("epochs", "?")
+        state = "finished" if progress.get("finished") else "unfinished"
+        return f"the checkpoint of a run at epoch {progress['done']} of {total}, {state}"
+    return f"a model trained for {meta.get('epochs_trained', 0)} epochs"

@@ -1,0 +1,276 @@
+"""The ``train`` command's settings: the flags, the TOML files that hold them,
+the presets per data set, and the order they override one another."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .. import _core, datasets
+from ..activations import ACTIVATION_NAMES
+from ..errors import InvalidInputError
+from ..training.options import FitOptions
+
+# The paper's runs per data set (SPEC §8, its Table 7): network, sparsity,
+# initialization, slope, batch, learning rate; 500 epochs. `--paper-settings`
+# trains with these as they are.
+PAPER: dict[str, dict[str, Any]] = {
+    "madelon": dict(hidden=[400, 100, 400], epsilon=10.0, init="normal", alpha=0.5,
+                    batch_size=32, learning_rate=0.01, epochs=500),
+    "fashion_mnist": dict(hidden=[1000, 1000, 1000], epsilon=20.0, init="he_uniform", alpha=0.6,
+                          batch_size=128, learning_rate=0.01, epochs=500),
+    "cifar10": dict(hidden=[4000, 1000, 4000], epsilon=20.0, init="he_uniform", alpha=0.75,
+                    batch_size=128, learning_rate=0.01, epochs=500),
+    "higgs": dict(hidden=[1000, 1000, 1000], epsilon=10.0, init="xavier", alpha=0.05,
+                  batch_size=128, learning_rate=0.01, epochs=500),
+}
+# What the presets change: the training settings the ablation on the real data
+# found best (benches/ablation.py; the README's results), never the network or
+# its sparsity.
+RECIPES: dict[str, dict[str, Any]] = {
+    "madelon": {}, "fashion_mnist": {}, "cifar10": {}, "higgs": {},
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    **{name: {**PAPER[name], **RECIPES[name]} for name in PAPER},
+    "synthetic": dict(hidden=[1000, 1000, 1000], epsilon=20.0, init="he_uniform", alpha=0.6,
+                      batch_size=128, learning_rate=0.05, epochs=20),
+    "file": dict(hidden=[1000, 1000, 1000], epsilon=20.0, init="he_uniform", alpha=0.6,
+                 batch_size=32, learning_rate=0.01, epochs=100),
+}
+# The command line's defaults: the training options' own (FitOptions), then
+# its settings of data, model and output.
+DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in FitOptions.defaults().items()
+       if k in ("momentum", "weight_decay", "nesterov", "bias_decay", "shuffle", "checkpoint_every",
+                "resume", "overwrite", "verbose")},
+    **dict(data="synthetic", label="-1", test_fraction=0.25, dropout=0.3, activation="all_relu",
+           zeta=0.3, set_every=1, prune=False, prune_start=200, prune_every=10, prune_percentile=None,
+           prune_keep=None, prune_shrink=False, recycling="none", seed=0, phase2_fraction=0.3,
+           quiet=False, paper_settings=False),
+}
+PRESETS["mnist"] = PRESETS["fashion_mnist"]  # same shape; the paper ran Fashion-MNIST
+PAPER["mnist"] = PAPER["fashion_mnist"]
+IMAGE_SHAPES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (3, 32, 32)}
+
+
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def _data_arguments(p: argparse.ArgumentParser, with_name: bool = True) -> None:
+    if with_name:
+        p.add_argument("--data", choices=["synthetic", *datasets.DATASETS],
+                       help="a known data set (default: synthetic, built in); its files with --data-dir")
+        p.add_argument("--data-dir", help="the data set's folder or file (default: found in "
+                                          "$SPARSE_MLP_DATA_DIR, ../shared/data or /usr/share/datasets)")
+    p.add_argument("--train", help="training data file: .csv/.tsv/.txt[.gz], .npy, .npz, .svm")
+    p.add_argument("--test", help="test data file (default: --test-fraction of --train)")
+    p.add_argument("--label", help="label column of a table: header name, or index from 0 (-1: the last, "
+                                   "the default)")
+    p.add_argument("--test-fraction", type=float, help="held-out share without --test (default 0.25)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sparse-mlp", description="Truly sparse MLP training on CPUs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a sparse MLP and report its accuracy",
+                       argument_default=argparse.SUPPRESS,
+                       description="Settings: built-in defaults < the data set's preset < "
+                                   "--config file < flags.")
+    t.add_argument("--config", help="TOML file of settings named like the flags (e.g. hidden = [400, 100])")
+    t.add_argument("--paper-settings", action="store_true",
+                   help="with --data: the paper's training settings instead of the preset's recipe")
+    _data_arguments(t)
+    m = t.add_argument_group("model")
+    m.add_argument("--hidden", type=_sizes, help="hidden layer sizes, e.g. 1000,1000,1000")
+    m.add_argument("--epsilon", type=float, help="Erdős–Rényi sparsity ε")
+    m.add_argument("--density", type=float, help="a global density instead of ε (ERK spread)")
+    m.add_argument("--init", choices=list(_core.NAMES["init"]),
+                   help="weight distribution; the *_sparse ones scale by a neuron's real fan-in")
+    m.add_argument("--activation", choices=list(ACTIVATION_NAMES))
+    m.add_argument("--alpha", type=float, help="All-ReLU slope")
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--seed", type=int)
+    f = t.add_argument_group("training")
+    f.add_argument("--epochs", type=int)
+    f.add_argument("--batch-size", type=int)
+    f.add_argument("--learning-rate", type=float)
+    f.add_argument("--momentum", type=float)
+    f.add_argument("--weight-decay", type=float)
+    f.add_argument("--nesterov", action="store_true")
+    f.add_argument("--no-bias-decay", dest="bias_decay", action="store_false",
+                   help="weight decay on the weights only, not the biases")
+    f.add_argument("--no-shuffle", dest="shuffle", action="store_false")
+    f.add_argument("--zeta", type=float, help="SET fraction (0 disables SET; default 0.3)")
+    f.add_argument("--set-every", type=int, help="SET every this many epochs")
+    f.add_argument("--prune", action="store_true", help="Importance Pruning")
+    f.add_argument("--prune-start", type=int)
+    f.add_argument("--prune-every", type=int)
+    f.add_argument("--prune-percentile", type=float,
+                   help="remove this percentile of each layer's neurons at every event (instead of "
+                        "a connection budget)")
+    f.add_argument("--prune-keep", type=float,
+                   help="share of the connections the pruning events leave (default 0.2)")
+    f.add_argument("--prune-shrink", action="store_true",
+                   help="remove pruned neurons from the layers (compact them) instead of emptying them")
+    f.add_argument("--threads", type=int, help="worker threads (default: all cores)")
+    r = t.add_argument_group("neuron recycling")
+    r.add_argument("--recycling", choices=["none", "magnitude", "random", "largest", "redo", "cbp"])
+    r.add_argument("--recycle-every", type=int, help="training steps between events")
+    r.add_argument("--recycle-fraction", type=float,
+                   help="share of neurons per event (magnitude/random/largest)")
+    r.add_argument("--recycle-reinit", choices=list(_core.NAMES["reinit"]))
+    r.add_argument("--recycle-outgoing", choices=list(_core.NAMES["outgoing"]))
+    r.add_argument("--recycle-immunity", type=int)
+    r.add_argument("--recycle-interpolate", type=int, help="steps to blend into the new weights")
+    r.add_argument("--redo-tau", type=float)
+    r.add_argument("--cbp-rate", type=float)
+    r.add_argument("--cbp-maturity", type=int)
+    r.add_argument("--midpoint", type=float, help="weight of the midpoint loss (0: off)")
+    o = t.add_argument_group("output")
+    o.add_argument("--save", help="write the trained model to this file")
+    o.add_argument("--out", help="run folder: metrics.jsonl, metrics.csv, settings.json, model.npz")
+    o.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-every epochs "
+                                        "(default with --out: DIR/checkpoint.npz)")
+    o.add_argument("--checkpoint-every", type=int)
+    o.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")
+    o.add_argument("--overwrite", action="store_true",
+                   help="start a new run even where a checkpoint or run folder of another run exists")
+    o.add_argument("--verbose", type=int, choices=[0, 1, 2],
+                   help="0: the result only; 1: a progress bar (default); 2: a line per epoch")
+    o.add_argument("--quiet", action="store_true", help="the result only: no progress, no warnings")
+    par = t.add_argument_group("several processes")
+    par.add_argument("--parallel", choices=["wasap", "wassp"],
+                     help="data-parallel training over MPI; start with mpiexec -n K+1 sparse-mlp train ...")
+    par.add_argument("--phase2-fraction", type=float,
+                     help="with --parallel: share of the epochs trained locally, then averaged")
+
+    e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a data set's test split")
+    e.add_argument("model")
+    _data_arguments(e)
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    pr = sub.add_parser("predict", help="predicted classes (or probabilities) for the samples of a file")
+    pr.add_argument("model")
+    pr.add_argument("input", help="features: .csv/.tsv/.txt[.gz] (no label column unless --label), "
+                                  ".npy, .npz (array X), .svm")
+    pr.add_argument("--label", help="the input's label column, which is then ignored")
+    pr.add_argument("--output", help=".csv or .npy (default: one prediction per line on stdout)")
+    pr.add_argument("--proba", action="store_true", help="class probabilities instead of classes")
+
+    b = sub.add_parser("bench", help="time training epochs of a model shape on random data")
+    b.add_argument("--sizes", type=_sizes, default=[784, 1000, 1000, 1000, 10],
+                   help="layer sizes (default: W1, 784,1000,1000,1000,10)")
+    b.add_argument("--epsilon", type=float, default=20.0)
+    b.add_argument("--samples", type=_positive, default=10_000)
+    b.add_argument("--batch-size", type=_positive, default=128)
+    b.add_argument("--epochs", type=_positive, default=3)
+    b.add_argument("--threads", type=int)
+    b.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("info", help="summarize a saved model: layers, nnz, density, memory, training")
+    i.add_argument("model")
+    i.add_argument("--batch-size", type=_positive,
+                   help="batch for the training memory estimate (default: the checkpoint's, else 32)")
+    i.add_argument("--json", action="store_true")
+
+    pl = sub.add_parser("plot", help="learning curves, connections, importance, input connectivity (PNG)")
+    pl.add_argument("model")
+    pl.add_argument("--out", required=True, help="folder for the PNG files")
+    pl.add_argument("--image-shape", type=_sizes, help="input image shape, e.g. 28,28 or 3,32,32")
+    return p
+
+
+def _config_value(action: argparse.Action, key: str, value: Any) -> Any:
+    """A value from the TOML file, converted and checked as its flag would be.
+    ``key`` is the flag's name or its destination (``no_shuffle`` or ``shuffle``)."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"config: {key} must be true or false, got {value!r}")
+        negated = key != action.dest and isinstance(action, argparse._StoreFalseAction)
+        return not value if negated else value
+    if action.type is _sizes and isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if isinstance(value, (list, dict, bool)):
+        raise InvalidInputError(f"config: {key} cannot be {value!r}")
+    try:
+        converted = action.type(str(value)) if callable(action.type) else str(value)
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise InvalidInputError(f"config: {key} = {value!r}: {e}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise InvalidInputError(f"config: {key} must be one of {sorted(action.choices)}, got {value!r}")
+    return converted
+
+
+def read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The settings of a TOML file; keys are flag names (``batch_size`` or
+    ``batch-size``), at the top level or inside tables such as ``[model]``."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidInputError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"{path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise InvalidInputError(f"cannot read config file {path}: {e.strerror}") from None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            flat[k.replace("-", "_")] = v
+    actions: dict[str, argparse.Action] = {}
+    for a in parser._actions:
+        if a.option_strings and a.option_strings[0].startswith("--") and a.dest != "help":
+            actions[a.option_strings[0][2:].replace("-", "_")] = a
+            actions.setdefault(a.dest, a)
+    unknown = sorted(set(flat) - set(actions) - {"config"})
+    if unknown:
+        raise InvalidInputError(f"{path}: unknown settings {unknown}; valid: {sorted(actions)}")
+    return {actions[k].dest: _config_value(actions[k], k, v) for k, v in flat.items() if k != "config"}
+
+
+def settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Defaults < preset < config file < flags."""
+    given = {k: v for k, v in vars(args).items() if k != "command"}
+    config = read_config(given["config"], parser) if "config" in given else {}
+    chosen = {**config, **given}
+    data = chosen.get("data") or ("file" if chosen.get("train") else DEFAULTS["data"])
+    if chosen.get("train") and chosen.get("data"):
+        raise InvalidInputError("give either --data or --train, not both")
+    preset = PRESETS[data]
+    if chosen.get("paper_settings"):
+        if data not in PAPER:
+            raise InvalidInputError(f"--paper-settings needs one of the paper's data sets: --data "
+                                    f"{'|'.join(PAPER)}")
+        preset = PAPER[data]
+    return {**DEFAULTS, **preset, **chosen, "data": data}
+
+
+def train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["train"]

@@ -1,0 +1,351 @@
+"""The parameter server of WASAP-SGD (rank 0): applies the workers'
+gradients as they come (phase 1), runs the topology strategies once per
+server epoch, gathers the replicas trained locally (phase 2) and averages
+them. Its records go through the same callbacks as the sequential loop's."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import _core, _netstate
+from ..errors import InvalidInputError, ParallelError
+from ..training.callbacks import CallbackList, TrainingRun
+from ..training.checkpoint import RunCheckpoint
+from ..training.data import TrainingData
+from ..training.options import FitOptions
+from ..training.progress import Progress
+from .transport import (
+    DONE,
+    FAILED,
+    FINAL,
+    GRAD,
+    LOCAL,
+    MODEL,
+    PARAMS,
+    PROGRESS,
+    STOP,
+    TAG_HEADER,
+    TAG_REPLY,
+    _Link,
+    _mpi,
+)
+
+log = logging.getLogger("sparse_mlp.parallel")
+
+
+class Packing:
+    """Where each layer's values and bias sit in the packed parameter array,
+    and the index arrays of that topology (to remap stale gradients)."""
+
+    def __init__(self, net: _core.Network) -> None:
+        self.sizes = list(net.sizes)
+        self.topology = []
+        self.spans = []
+        off = 0
+        for i in range(len(self.sizes) - 1):
+            st = net.layer_state(i)
+            nnz, n_out = st["row_idx"].size, self.sizes[i + 1]
+            self.topology.append((st["col_ptr"], st["row_idx"]))
+            self.spans.append((off, off + nnz, off + nnz + n_out))
+            off += nnz + n_out
+        self.length = off
+
+    def remap(self, g: np.ndarray, old: Packing, out: np.ndarray) -> int:
+        """Moves gradient ``g`` packed for ``old`` onto this topology (by
+        connection; a layer whose shape changed loses everything). Returns the
+        number of dropped entries."""
+        dropped = 0
+        shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        old_shapes = list(zip(old.sizes[:-1], old.sizes[1:]))
+        for (a, b, c), (oa, ob, oc), (ptr, rows), (optr, orows), shape, old_shape in zip(
+                self.spans, old.spans, self.topology, old.topology, shapes, old_shapes):
+            if shape != old_shape:
+                out[a:c] = 0.0
+                dropped += oc - oa
+                continue
+            out[a:b], lost = _core.remap_values(optr, orows, g[oa:ob], ptr, rows)
+            out[b:c] = g[ob:oc]
+            dropped += lost
+        return dropped
+
+
+class Server:
+    def __init__(self, trainer: Any, link: _Link, model: Any, data: TrainingData,
+                 options: FitOptions, state: dict, checkpoint: RunCheckpoint | None,
+                 callbacks: CallbackList) -> None:
+        self.t, self.link, self.model, self.data, self.o = trainer, link, model, data, options
+        self.state, self.checkpoint, self.callbacks = state, checkpoint, callbacks
+        self.K = link.comm.Get_size() - 1
+        self.workers = list(range(1, self.K + 1))
+        self.version = 0  # parameter version: updates applied
+        self.packing = Packing(model._net)
+        self.packings = {self._topo(): self.packing}
+        self.worker_topo = dict.fromkeys(self.workers, self._topo())
+        self.params = np.empty(self.packing.length, np.float32)
+        self.local: set[int] = set()  # workers in phase 2
+        self.awaiting: set[int] = set()  # workers whose message has no answer yet
+        self.last_report = time.perf_counter()
+        self.run_info = TrainingRun(model, options, state["epochs"], state["done"],
+                                    model.history[state["first"]:])
+        self.progress = Progress(options.verbose, state["epochs"])
+
+    def _topo(self) -> int:
+        return self.model._net.run_state[3]
+
+    def _publish(self, record: dict[str, Any], save: bool = False) -> None:
+        """Adds a record to the histories, writes the checkpoint (with
+        ``save``) and hands the record to the callbacks."""
+        self.run_info.history.append(record)
+        self.model.history.append(record)
+        self.run_info.epoch = self.model.epochs_trained
+        if save and self.checkpoint is not None:
+            self.checkpoint.write(self.model, self.state)
+        try:
+            stop = self.callbacks.on_epoch_end(self.run_info, record)
+        except Exception as e:
+            raise ParallelError(f"the server's callback failed: {type(e).__name__}: {e}") from e
+        if stop:
+            log.warning("a callback asked to stop; a WASAP run cannot stop early, so training goes on")
+
+    def run(self) -> list[dict[str, Any]]:
+        try:
+            self.callbacks.on_train_begin(self.run_info)
+            if not self.state["finished"]:
+                while self.state["done"] < self.state["phase1"]:
+                    self._server_epoch()
+                self._local_phase()
+            self.callbacks.on_train_end(self.run_info)
+        except ParallelError as e:
+            self._stop_all(str(e))
+            raise
+        except Exception as e:  # e.g. a checkpoint that cannot be written (a full disk)
+            reason = f"the server failed: {type(e).__name__}: {e}"
+            self._stop_all(reason)
+            raise ParallelError(reason) from e
+        finally:
+            self.progress.close()
+        for w in self.workers:
+            self.link.send_header(w, TAG_REPLY, DONE)
+        return self.run_info.history
+
+    # ---- phase 1
+
+    def _updates_per_epoch(self) -> int:
+        per_update = self.o.batch_size * (self.K if self.t.sync else 1)
+        return max(1, math.ceil(self.data.y.size / per_update))
+
+    def _server_epoch(self) -> None:
+        t0 = time.perf_counter()
+        sent0, recv0, wait0 = self.link.sent, self.link.received, self.link.wait_seconds
+        epoch = self.state["done"] + 1
+        n_updates = self._updates_per_epoch()
+        acc = {"loss": 0.0, "correct": 0, "samples": 0, "staleness": [], "dropped": 0}
+        lr = self.o.learning_rate
+        for u in range(n_updates):
+            last = u == n_updates - 1
+            if self.t.sync:
+                lr = self._lr_sync(epoch, u, n_updates)
+                grads = sorted(self._receive_gradient(acc) for _ in self.workers)
+                total = np.zeros(self.packing.length, np.float64)
+                for _, g in grads:  # in worker order, so the sum does not depend on timing
+                    total += g
+                self._apply((total / self.K).astype(np.float32), lr, [w for w, _ in grads])
+                if last:
+                    record = self._end_of_epoch(epoch, acc, n_updates, lr)
+                for w, _ in grads:
+                    self._reply(w)
+            else:
+                w, g = self._receive_gradient(acc)
+                self._apply(g, lr, [w])
+                if last:
+                    record = self._end_of_epoch(epoch, acc, n_updates, lr)
+                self._reply(w)
+        record.update(bytes_sent=self.link.sent - sent0, bytes_received=self.link.received - recv0,
+                      server_wait_seconds=self.link.wait_seconds - wait0,
+                      seconds=time.perf_counter() - t0)
+        record["samples_per_second"] = acc["samples"] / record["seconds"]
+        self._publish(record, save=True)
+        self.progress.report(epoch, record)
+
+    def _lr_sync(self, epoch: int, u: int, n_updates: int) -> float:
+        """Learning rate × K, reached linearly over the warm-up epochs."""
+        warm = self.t.warmup_epochs
+        progress = 1.0 if warm == 0 else min(1.0, (epoch - 1 + (u + 1) / n_updates) / warm)
+        return self.o.learning_rate * (1 + (self.K - 1) * progress)
+
+    def _receive_gradient(self, acc: dict) -> tuple[int, np.ndarray]:
+        """The next gradient from any worker, on the current topology."""
+        while True:
+            src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
+            kind = int(hdr[0])
+            if kind == FAILED:
+                raise self._failed(src, hdr)
+            if kind != GRAD:
+                raise ParallelError(f"worker {src} sent message kind {kind} during phase 1")
+            topo, pulled, samples, loss_sum, correct = int(hdr[1]), int(hdr[2]), *hdr[3:6].tolist()
+            packing = self.packings[topo]
+            g = self.link.recv(np.empty(packing.length, np.float32), src)
+            if topo != self._topo():
+                fresh = np.empty(self.packing.length, np.float32)
+                acc["dropped"] += self.packing.remap(g, packing, fresh)
+                g = fresh
+            acc["loss"] += loss_sum
+            acc["correct"] += int(correct)
+            acc["samples"] += int(samples)
+            acc["staleness"].append(self.version - pulled)
+            self.awaiting.add(src)
+            return src, g
+
+    def _failed(self, src: int, hdr: np.ndarray) -> ParallelError:
+        self.awaiting.add(src)
+        return ParallelError(f"worker {src} failed: {self.link.recv_text(src, hdr)}")
+
+    def _apply(self, g: np.ndarray, lr: float, workers: list[int]) -> None:
+        try:
+            self.model._net.apply_packed_gradient(g, **dict(self.o.sgd(), learning_rate=lr))
+        except InvalidInputError as e:
+            who = ", ".join(map(str, workers))
+            raise ParallelError(
+                f"training diverged: the gradient from worker {who} at server update "
+                f"{self.version + 1} was refused ({e}). Lower the learning rate or check the data."
+            ) from None
+        self.version += 1
+
+    def _reply(self, w: int) -> None:
+        self.awaiting.discard(w)
+        if self.worker_topo[w] != self._topo():
+            self.link.send_model(w, MODEL, self.model._net, False, self.version)
+            self.worker_topo[w] = self._topo()
+            live = set(self.worker_topo.values()) | {self._topo()}
+            self.packings = {v: p for v, p in self.packings.items() if v in live}
+        else:
+            self.model._net.pack_params(self.params)
+            self.link.send_header(w, TAG_REPLY, PARAMS, self.version)
+            self.link.send(self.params, w)
+
+    def _end_of_epoch(self, epoch: int, acc: dict, n_updates: int, lr: float) -> dict[str, Any]:
+        """Evaluation, then the topology step (pruning, SET) on the server's model."""
+        samples = max(acc["samples"], 1)
+        stale = acc["staleness"]
+        record: dict[str, Any] = {
+            "epoch": self.model.epochs_trained + 1, "phase": 1,
+            "loss": acc["loss"] / samples, "accuracy": acc["correct"] / samples,
+            "updates": n_updates, "learning_rate": lr,
+            "mean_staleness": float(np.mean(stale)) if stale else 0.0,
+            "max_staleness": int(max(stale, default=0)), "dropped_gradient_entries": acc["dropped"],
+        }
+        if self.data.val is not None:
+            record["val_loss"], record["val_accuracy"] = self.model._net.evaluate(*self.data.val)
+        record["n_connections"] = self.model.n_connections
+        record["n_neurons"] = int(sum(self.model.sizes[1:-1]))
+        t = time.perf_counter()
+        for strategy in (self.o.pruning, self.o.topology):
+            if strategy is not None:
+                record.update(strategy.on_epoch_end(self.model, epoch, self.state["epochs"]))
+        record["topology_seconds"] = time.perf_counter() - t
+        record["topology_version"] = self._topo()
+        if self._topo() not in self.packings:
+            self.packing = Packing(self.model._net)
+            self.packings[self._topo()] = self.packing
+            self.params = np.empty(self.packing.length, np.float32)
+        self.model.epochs_trained += 1
+        self.state["done"] = epoch
+        return record
+
+    # ---- phase 2
+
+    def _local_phase(self) -> None:
+        """Answers each worker's next gradient with the model (with momentum)
+        and the number of local epochs, gathers the workers' reports after
+        each local epoch and their replicas, and averages them. A fast worker
+        can report (or even finish) before a slow one has sent its last
+        gradient, so one loop takes every kind of message as it comes."""
+        t0 = time.perf_counter()
+        local_epochs = self.state["epochs"] - self.state["phase1"]
+        pending = set(self.workers)  # not yet sent into the local phase
+        reports: dict[int, list] = {}
+        replicas: dict[int, list[dict[str, Any]]] = {}
+        comm_share: list[float] = []
+        self.last_report = t0
+        while pending or len(replicas) < self.K:
+            src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
+            kind = int(hdr[0])
+            if kind == FAILED:
+                raise self._failed(src, hdr)
+            if kind == GRAD and src in pending:
+                self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), src)
+                self.link.send_model(src, LOCAL, self.model._net, True, self.version, local_epochs)
+                pending.discard(src)
+                self.local.add(src)
+            elif kind == PROGRESS and src in self.local:
+                reports.setdefault(int(hdr[1]), []).append(hdr[2:5].copy())
+                if len(reports[int(hdr[1])]) == self.K:
+                    self._local_record(int(hdr[1]), reports.pop(int(hdr[1])), local_epochs)
+            elif kind == FINAL and src in self.local and src not in replicas:
+                comm_share.append(float(hdr[5]))
+                # kept as received (indices and values), not built into a network
+                replicas[src] = self.link.recv_layers(src, hdr)
+            else:
+                raise ParallelError(f"worker {src} sent message kind {kind} during phase 2")
+        self._average([replicas[w] for w in self.workers], comm_share, time.perf_counter() - t0)
+
+    def _local_record(self, local_epoch: int, reports: list, local_epochs: int) -> None:
+        loss, correct, samples = np.sum(reports, axis=0).tolist()
+        self.model.epochs_trained += 1
+        now = time.perf_counter()
+        record = {"epoch": self.model.epochs_trained, "phase": 2, "local_epoch": local_epoch,
+                  "loss": loss / max(samples, 1), "accuracy": correct / max(samples, 1),
+                  "n_connections": self.model.n_connections, "seconds": now - self.last_report}
+        self.last_report = now
+        self._publish(record)
+        self.progress.report(self.state["phase1"] + local_epoch, record)
+
+    def _average(self, replicas: list[list[dict[str, Any]]], comm_share: list[float],
+                 seconds: float) -> None:
+        """Union average per layer, pruned back to the server model's nnz (SPEC §6.5)."""
+        net = self.model._net
+        sizes = list(net.sizes)
+        layers, union = [], []
+        for i, target in enumerate(net.layer_nnz):
+            states = [r[i] for r in replicas]
+            (ptr, rows, vals), n_union = _core.union_average(
+                [(s["col_ptr"], s["row_idx"], s["values"]) for s in states], sizes[i], target)
+            bias = np.mean([s["bias"] for s in states], axis=0, dtype=np.float64).astype(np.float32)
+            layers.append({"col_ptr": ptr, "row_idx": rows, "values": vals, "bias": bias})
+            union.append(int(n_union))
+        meta = _netstate.describe(net)
+        averaged = _netstate.build(dict(meta, topology_version=meta["topology_version"] + 1), layers)
+        self.model._net = averaged
+        record: dict[str, Any] = {"epoch": self.model.epochs_trained, "phase": "average",
+                                  "union_connections": union, "n_connections": self.model.n_connections,
+                                  "local_phase_seconds": seconds,
+                                  "worker_comm_share_phase1": float(np.mean(comm_share))}
+        if self.data.val is not None:
+            record["val_loss"], record["val_accuracy"] = averaged.evaluate(*self.data.val)
+        self.state["finished"] = True
+        self._publish(record, save=True)
+        if self.o.verbose > 0:
+            val = f", val_acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+            print(f"averaged {self.K} replicas over {sum(union)} connections, pruned to "
+                  f"{self.model.n_connections}{val}", flush=True)
+
+    # ---- failure
+
+    def _stop_all(self, reason: str) -> None:
+        """Tells every worker to stop with ``reason``, so each raises too. A
+        worker in phase 1 that is computing gets it as the answer to its next
+        message; one in phase 2 finds it after its current local epoch."""
+        log.error("stopping every rank: %s", reason)
+        for w in self.workers:
+            if w not in self.awaiting and w not in self.local:
+                _, hdr = self.link.recv_header(w, TAG_HEADER)
+                if int(hdr[0]) == GRAD:
+                    self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), w)
+                elif int(hdr[0]) == FAILED:
+                    self.link.recv_text(w, hdr)
+            self.link.send_text(w, TAG_REPLY, STOP, reason)

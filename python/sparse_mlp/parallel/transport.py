@@ -1,0 +1,174 @@
+"""The messages of WASAP-SGD: buffer-based MPI sends of numpy arrays in
+chunks (no pickles, no 2 GiB limit), polling waits bounded by a timeout
+(a blocking MPI wait spins a core), and whole networks as one message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import _core, _netstate
+from ..errors import ParallelError
+
+log = logging.getLogger("sparse_mlp.parallel")
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ImportError(
+            "sparse_mlp.parallel needs mpi4py and an MPI runtime: pip install 'sparse_mlp[mpi]'"
+        ) from None
+    return MPI
+
+
+SERVER = 0
+TAG_HEADER = 11  # worker -> server: what follows
+TAG_REPLY = 12  # server -> worker: what follows
+TAG_DATA = 13  # arrays after a header, either way
+HEADER_LEN = 8  # float64 fields: kind, then up to 7 numbers (all exact below 2**53)
+
+# worker -> server
+GRAD, PROGRESS, FINAL, FAILED = 1, 2, 3, 4
+# server -> worker
+PARAMS, MODEL, LOCAL, STOP, DONE = 1, 2, 3, 4, 5
+
+
+# ---------------------------------------------------------------- transport
+
+
+class _Link:
+    """Buffer-based messages between the ranks, in chunks, with polling waits
+    (a blocking MPI wait spins a core) bounded by a timeout, and byte counts."""
+
+    def __init__(self, comm, chunk_elems: int, timeout: float | None) -> None:
+        self.MPI = _mpi()
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.chunk = chunk_elems
+        self.timeout = timeout
+        self.sent = 0
+        self.received = 0
+        self.wait_seconds = 0.0
+
+    def wait(self, req, what: str, status=None) -> None:
+        if req.Test(status):
+            return
+        t0 = time.monotonic()
+        delay = 2e-5
+        while not req.Test(status):
+            waited = time.monotonic() - t0
+            if self.timeout is not None and waited > self.timeout:
+                self.fatal(f"rank {self.rank} heard nothing for {self.timeout:g} s while waiting "
+                           f"for {what}; a process is stuck or gone. Aborting the MPI job.")
+            time.sleep(delay)
+            delay = min(2 * delay, 1e-3)
+        self.wait_seconds += time.monotonic() - t0
+
+    def fatal(self, message: str) -> None:
+        """Ends every rank of the job: for failures the ranks cannot agree on."""
+        print(f"sparse_mlp.parallel: {message}", file=sys.stderr, flush=True)
+        log.critical(message)
+        # mpiexec forwards each rank's output asynchronously and Abort tears
+        # the forwarding down: without a pause the message is sometimes lost
+        time.sleep(1.0)
+        self.comm.Abort(2)
+
+    def send_header(self, dest: int, tag: int, kind: int, *fields: float) -> None:
+        hdr = np.zeros(HEADER_LEN, np.float64)
+        hdr[0] = kind
+        hdr[1:1 + len(fields)] = fields
+        self.wait(self.comm.Isend(hdr, dest=dest, tag=tag), f"rank {dest} to take a message")
+        self.sent += hdr.nbytes
+
+    def recv_header(self, source: int, tag: int) -> tuple[int, np.ndarray]:
+        hdr = np.empty(HEADER_LEN, np.float64)
+        status = self.MPI.Status()
+        src_name = "any worker" if source == self.MPI.ANY_SOURCE else f"rank {source}"
+        self.wait(self.comm.Irecv(hdr, source=source, tag=tag), f"a message from {src_name}", status)
+        self.received += hdr.nbytes
+        return status.Get_source(), hdr
+
+    def send(self, a: np.ndarray, dest: int) -> None:
+        flat = np.ascontiguousarray(a).reshape(-1)
+        for i in range(0, max(flat.size, 1), self.chunk):
+            part = flat[i:i + self.chunk]
+            self.wait(self.comm.Isend(part, dest=dest, tag=TAG_DATA), f"rank {dest} to take data")
+        self.sent += flat.nbytes
+
+    def recv(self, out: np.ndarray, source: int) -> np.ndarray:
+        for i in range(0, max(out.size, 1), self.chunk):
+            self.wait(self.comm.Irecv(out[i:i + self.chunk], source=source, tag=TAG_DATA),
+                      f"data from rank {source}")
+        self.received += out.nbytes
+        return out
+
+    def bcast(self, a: np.ndarray) -> np.ndarray:
+        for i in range(0, max(a.size, 1), self.chunk):
+            self.comm.Bcast(a[i:i + self.chunk], root=SERVER)
+        return a
+
+    def send_text(self, dest: int, tag: int, kind: int, text: str) -> None:
+        data = np.frombuffer(text.encode()[:4000], np.uint8)
+        self.send_header(dest, tag, kind, data.size)
+        self.send(data, dest)
+
+    def recv_text(self, source: int, hdr: np.ndarray) -> str:
+        data = self.recv(np.empty(int(hdr[1]), np.uint8), source)
+        return bytes(data).decode(errors="replace")
+
+    # The whole model: metadata, index arrays, float arrays.
+
+    def send_model(self, dest: int, kind: int, net: _core.Network, momentum: bool, *fields: float) -> None:
+        meta, idx, vals = _netstate.pack(net, momentum)
+        text = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        self.send_header(dest, TAG_REPLY if self.rank == SERVER else TAG_HEADER, kind,
+                         text.size, idx.size, vals.size, *fields)
+        for a in (text, idx, vals):
+            self.send(a, dest)
+
+    def recv_model(self, source: int, hdr: np.ndarray) -> _core.Network:
+        return _netstate.build(*self._layers(*self.recv_payload(source, hdr)))
+
+    def recv_payload(self, source: int, hdr: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        """A model message as sent: its metadata and its two flat arrays."""
+        n_text, n_idx, n_vals = (int(v) for v in hdr[1:4])
+        text = self.recv(np.empty(n_text, np.uint8), source)
+        idx = self.recv(np.empty(n_idx, np.int64), source)
+        vals = self.recv(np.empty(n_vals, np.float32), source)
+        return json.loads(bytes(text).decode()), idx, vals
+
+    def recv_layers(self, source: int, hdr: np.ndarray) -> list[dict[str, Any]]:
+        """A model message's layers, as views into its arrays (not built into a network)."""
+        return self._layers(*self.recv_payload(source, hdr))[1]
+
+    @staticmethod
+    def _layers(meta: dict, idx: np.ndarray, vals: np.ndarray) -> tuple[dict, list[dict[str, Any]]]:
+        try:
+            return meta, _netstate.unpack(meta, idx, vals)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ParallelError(f"a model message is malformed: {e}") from None
+
+    def bcast_model(self, net: _core.Network | None, momentum: bool) -> _core.Network:
+        """The server's network on every rank; the server gets ``net`` itself."""
+        if self.rank == SERVER:
+            assert net is not None
+            meta, idx, vals = _netstate.pack(net, momentum)
+            sizes = (idx.size, vals.size)
+        else:
+            meta, sizes = None, None
+        meta, sizes = self.comm.bcast((meta, sizes), root=SERVER)
+        if self.rank != SERVER:
+            idx, vals = np.empty(sizes[0], np.int64), np.empty(sizes[1], np.float32)
+        self.bcast(idx)
+        self.bcast(vals)
+        if self.rank == SERVER:
+            assert net is not None
+            return net
+        return _netstate.build(*self._layers(meta, idx, vals))

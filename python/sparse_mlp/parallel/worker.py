@@ -1,0 +1,141 @@
+"""A worker of WASAP-SGD (ranks 1..K): gradients of its shard's mini-batches
+for the server (phase 1), then local training of its replica (phase 2)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..errors import DivergenceError, ParallelError
+from ..training import loop
+from ..training.data import TrainingData
+from ..training.options import FitOptions
+from .transport import (
+    FAILED,
+    FINAL,
+    GRAD,
+    LOCAL,
+    MODEL,
+    PARAMS,
+    PROGRESS,
+    SERVER,
+    STOP,
+    TAG_HEADER,
+    TAG_REPLY,
+    _Link,
+)
+
+
+def shard(data: TrainingData, worker: int, n_workers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Worker ``worker``'s fixed part (1-based), from a permutation all ranks agree on."""
+    perm = np.random.default_rng([seed, 0x5AA9]).permutation(data.y.size)
+    mine = np.sort(np.array_split(perm, n_workers)[worker - 1])
+    return np.ascontiguousarray(data.X[mine]), np.ascontiguousarray(data.y[mine])
+
+
+class Worker:
+    def __init__(self, trainer: Any, link: _Link, replica: Any, data: TrainingData,
+                 options: FitOptions, state: dict) -> None:
+        self.t, self.link, self.model, self.o = trainer, link, replica, options
+        self.rank = link.rank
+        self.K = link.comm.Get_size() - 1
+        self.run_seed = state["seed"]
+        self._reseed(self.model._net)
+        self.X, self.y = shard(data, self.rank, self.K, state["seed"])
+        self.rng = np.random.default_rng([self.run_seed, self.rank])
+        self.compute_seconds = 0.0
+
+    def _reseed(self, net: _core.Network) -> None:
+        """Replicas draw their own dropout masks and SET positions: the seed
+        mixes the run's seed, this worker's rank and the topology version."""
+        keys = [self.run_seed, self.rank, net.run_state[3]]
+        net.reseed(int(np.random.SeedSequence(keys).generate_state(1, np.uint64)[0]))
+
+    def run(self) -> None:
+        try:
+            local_epochs = self._phase1()
+            self._phase2(local_epochs)
+        except ParallelError:
+            raise
+        except Exception as e:  # report it, so that every rank stops with the reason
+            reason = f"{type(e).__name__}: {e}"
+            self.link.send_text(SERVER, TAG_HEADER, FAILED, reason)
+            _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
+            self.link.recv_text(SERVER, hdr)
+            raise ParallelError(f"worker {self.rank} failed: {reason}") from e
+
+    def _batches(self):
+        b = self.o.batch_size
+        while True:
+            order = self.rng.permutation(self.y.size)
+            for i in range(0, order.size, b):
+                idx = order[i:i + b]
+                yield self.X[idx], self.y[idx]
+
+    def _phase1(self) -> int:
+        """Gradients to the server until it starts the local phase; returns its epochs."""
+        net = self.model._net
+        grad = np.empty(net.packed_len, np.float32)
+        params = np.empty_like(grad)  # reused for every answer until the topology changes
+        topo, pulled = net.run_state[3], 0
+        for k, (xb, yb) in enumerate(self._batches()):
+            t = time.perf_counter()
+            loss_sum, correct = net.gradient_step(xb, yb, grad)
+            self.compute_seconds += time.perf_counter() - t
+            if not math.isfinite(loss_sum):
+                raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
+                                      "learning rate or check the data")
+            self.link.send_header(SERVER, TAG_HEADER, GRAD, topo, pulled, yb.size, loss_sum, correct)
+            self.link.send(grad, SERVER)
+            _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
+            kind = int(hdr[0])
+            if kind == PARAMS:
+                pulled = int(hdr[1])
+                net.unpack_params(self.link.recv(params, SERVER))
+            elif kind in (MODEL, LOCAL):
+                net = self.link.recv_model(SERVER, hdr)
+                self._reseed(net)
+                self.model._adopt(net, self.model._config, self.model.history, self.model.epochs_trained)
+                grad = np.empty(net.packed_len, np.float32)
+                params = np.empty_like(grad)
+                topo, pulled = net.run_state[3], int(hdr[4])
+                if kind == LOCAL:
+                    return int(hdr[5])
+            elif kind == STOP:
+                raise ParallelError(self.link.recv_text(SERVER, hdr))
+        raise AssertionError("unreachable")
+
+    def _phase2(self, local_epochs: int) -> None:
+        """Local training with SET on the shard; a heartbeat to the server
+        after each epoch (where a stop order is noticed); then the replica
+        goes to the server, and the worker waits for the average."""
+        waited = self.link.wait_seconds
+        phase1_share = waited / max(waited + self.compute_seconds, 1e-12)
+        done = 0
+
+        def report(model: Any, record: dict) -> bool:
+            nonlocal done
+            done += 1
+            n = self.y.size
+            self.link.send_header(SERVER, TAG_HEADER, PROGRESS, done, record["loss"] * n,
+                                  record["accuracy"] * n, n)
+            if self.link.comm.Iprobe(source=SERVER, tag=TAG_REPLY):
+                _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
+                raise ParallelError(self.link.recv_text(SERVER, hdr))
+            return False
+
+        if local_epochs > 0:  # the run's own options: local SET, no pruning, no checkpoint
+            local = self.o.replace(epochs=local_epochs, pruning=None, verbose=0, checkpoint=None,
+                                   resume=False)
+            loop.fit(self.model, self.X, self.model._output_labels()[self.y], local, callbacks=[report])
+        self.link.send_model(SERVER, FINAL, self.model._net, False, 0, phase1_share)
+        # The others may train for a while yet: wait without the silence limit.
+        timeout, self.link.timeout = self.link.timeout, None
+        _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
+        self.link.timeout = timeout
+        if int(hdr[0]) == STOP:
+            raise ParallelError(self.link.recv_text(SERVER, hdr))
