@@ -31,11 +31,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paper import NETWORKS, PAPER_TRAINING, SHARED, cpu, load  # noqa: E402
 
 ALIASES = {"lr": "learning_rate", "wd": "weight_decay", "batch": "batch_size"}
-STANDARD = [
-    "", "lr=0.05", "lr=0.1", "init=he_uniform_sparse", "init=he_uniform_sparse lr=0.05",
-    "bias_decay=false", "wd=1e-4", "wd=5e-5", "dropout=0.2", "dropout=0.4", "zeta=0.1", "set_every=5",
-    "batch=64", "init=he_uniform_sparse lr=0.05 bias_decay=false",
-]
+# One factor at a time from the paper's settings, then from the best
+# learning rate found (0.05).
+FACTORS = ["bias_decay=false", "wd=1e-4", "wd=5e-5", "dropout=0.2", "dropout=0.4", "zeta=0.1",
+           "set_every=5", "batch=64"]
+STANDARD = ["", "lr=0.05", "lr=0.1", "lr=0.02", "init=he_uniform_sparse",
+            "init=he_uniform_sparse lr=0.05", *FACTORS, *(f"lr=0.05 {f}" for f in FACTORS)]
 
 
 def parse(variant: str) -> dict:
@@ -62,15 +63,21 @@ def run(data, dataset: str, variant: str, epochs: int, seed: int) -> dict:
                          activation=sm.AllReLU(s["alpha"]), epsilon=s["epsilon"], init=s["init"],
                          dropout=s["dropout"], seed=seed)
     t0 = time.perf_counter()
-    history = model.fit(data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
-                        learning_rate=s["learning_rate"], momentum=s["momentum"],
-                        weight_decay=s["weight_decay"], bias_decay=s["bias_decay"],
-                        topology=sm.SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None,
-                        validation_data=(data.X_test, data.y_test), verbose=0)
-    curve = [r["val_accuracy"] for r in history]
+    diverged = None
+    try:
+        model.fit(data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
+                  learning_rate=s["learning_rate"], momentum=s["momentum"],
+                  weight_decay=s["weight_decay"], bias_decay=s["bias_decay"],
+                  topology=sm.SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None,
+                  validation_data=(data.X_test, data.y_test), verbose=0)
+    except sm.DivergenceError as e:
+        diverged = e.epoch  # the run so far is in model.history
+    history = model.history
+    curve = [r["val_accuracy"] for r in history] or [0.0]
     return {"dataset": dataset, "variant": variant, "epochs": epochs, "seed": seed, "settings": s,
             "curve": curve, "loss": [r["loss"] for r in history], "best": max(curve), "final": curve[-1],
-            "best_epoch": int(np.argmax(curve)) + 1, "seconds": time.perf_counter() - t0, "cpu": cpu()}
+            "best_epoch": int(np.argmax(curve)) + 1, "seconds": time.perf_counter() - t0, "cpu": cpu(),
+            "diverged_at": diverged}
 
 
 def table(rows: list[dict]) -> str:
@@ -81,8 +88,9 @@ def table(rows: list[dict]) -> str:
         b = base.get((r["dataset"], r["epochs"], r["seed"]))
         at = [f"{100 * r['curve'][e - 1]:.2f}" if len(r["curve"]) >= e else "" for e in (10, 50, 100)]
         delta = f"{100 * (r['best'] - b):+.2f}" if b is not None else ""
+        final = f"{100 * r['final']:.2f}" if not r.get("diverged_at") else f"diverged at {r['diverged_at']}"
         lines.append(f"| {r['variant'] or '(the paper: η 0.01, he_uniform, λ 2e-4 with biases)'} | "
-                     f"{r['epochs']} | {100 * r['best']:.2f} | {delta} | {100 * r['final']:.2f} | "
+                     f"{r['epochs']} | {100 * r['best']:.2f} | {delta} | {final} | "
                      f"{r['best_epoch']} | {' | '.join(at)} |")
     return "\n".join(lines)
 
