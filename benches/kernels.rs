@@ -17,7 +17,8 @@ use sparse_mlp_core::init::{er_nnz, random_sparse};
 use sparse_mlp_core::kernels;
 use sparse_mlp_core::topology::{node_strength, set_prune_regrow};
 use sparse_mlp_core::{
-    Activation, Layer, Loss, Network, NetworkSpec, Rng, Sgd, SparseMatrix, TrainConfig, WeightInit,
+    Activation, Layer, Loss, Network, NetworkSpec, Rng, Sgd, SparseMatrix, Targets, TrainConfig,
+    WeightInit,
 };
 
 fn block(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -123,7 +124,7 @@ fn layer_kernels(c: &mut Criterion) {
     let mut values = case.w.values().to_vec();
     let mut momentum = vec![0.0f32; nnz];
     g.bench_function("sgd_step", |bench| {
-        bench.iter(|| sgd.step(&mut values, &mut momentum, &grad))
+        bench.iter(|| sgd.step(0.01, 1, &mut values, &mut momentum, &mut [], &grad))
     });
     g.bench_function("node_strength", |bench| {
         bench.iter(|| black_box(node_strength(&case.w)))
@@ -166,12 +167,7 @@ fn w1(c: &mut Criterion) {
     let n = 10_000;
     let x = block(&mut rng, n * 784);
     let y: Vec<u32> = (0..n).map(|_| rng.below(10) as u32).collect();
-    let cfg = TrainConfig {
-        batch_size: 128,
-        sgd: Sgd::new(0.01, 0.9, 2e-4, false).unwrap(),
-        shuffle: true,
-        midpoint: None,
-    };
+    let cfg = TrainConfig::new(128, Sgd::new(0.01, 0.9, 2e-4, false).unwrap());
     let mut net = w1_network();
     let nnz = net.n_connections() as u64;
     let mut g = c.benchmark_group("w1");
@@ -180,14 +176,17 @@ fn w1(c: &mut Criterion) {
     g.throughput(Throughput::Elements(6 * 128 * nnz));
     g.bench_function("train_step_b128", |bench| {
         bench.iter(|| {
-            net.compute_gradients(&x[..128 * 784], &y[..128], true)
+            net.compute_gradients(&x[..128 * 784], &Targets::classes(&y[..128]), true)
                 .unwrap();
-            net.apply_gradients(&cfg.sgd);
+            net.apply_gradients(&cfg.optimizer, 0.01);
         })
     });
     g.throughput(Throughput::Elements(6 * n as u64 * nnz));
     g.bench_function("epoch_10000", |bench| {
-        bench.iter(|| net.train_epoch(&x, &y, &cfg, &mut |_| false).unwrap())
+        bench.iter(|| {
+            net.train_epoch(&x, &Targets::classes(&y), &cfg, &mut |_| false)
+                .unwrap()
+        })
     });
     g.throughput(Throughput::Elements(nnz));
     g.bench_function("set_evolution", |bench| {

@@ -55,6 +55,9 @@ def union_average(
 ]: ...
 
 @final
+# Class labels (n,) as int64, or regression targets (n, outputs) as float32.
+Targets = npt.NDArray[np.int64] | npt.NDArray[np.float32]
+
 class Network:
     def __new__(
         cls,
@@ -79,6 +82,8 @@ class Network:
         rng_state: list[int],
         step: int,
         topology_version: int,
+        optimizer: str = "sgd",
+        optimizer_steps: int = 0,
     ) -> Network: ...
     @property
     def sizes(self) -> list[int]: ...
@@ -97,6 +102,8 @@ class Network:
     @property
     def run_state(self) -> tuple[int, list[int], int, int]: ...
     @property
+    def optimizer_state(self) -> tuple[str, int]: ...
+    @property
     def memory_bytes(self) -> int: ...
     @property
     def layer_bytes(self) -> list[int]: ...
@@ -106,7 +113,7 @@ class Network:
     def train_epoch(
         self,
         x: npt.NDArray[np.float32],
-        y: npt.NDArray[np.int64],
+        y: Targets,
         batch_size: int,
         learning_rate: float,
         momentum: float,
@@ -117,22 +124,39 @@ class Network:
         order: npt.NDArray[np.int64] | None = None,
         midpoint: tuple[float, str, str] | None = None,
         bias_decay: bool = True,
+        optimizer: str = "sgd",
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        rates: npt.NDArray[np.float32] | None = None,
+        sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> dict[str, float]: ...
     def evaluate(
-        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], batch_size: int | None = None
+        self,
+        x: npt.NDArray[np.float32],
+        y: Targets,
+        batch_size: int | None = None,
+        sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, float]: ...
     def predict_proba(
         self, x: npt.NDArray[np.float32], batch_size: int | None = None
     ) -> npt.NDArray[np.float32]: ...
     def gradients(
-        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], dropout: bool = False
+        self,
+        x: npt.NDArray[np.float32],
+        y: Targets,
+        dropout: bool = False,
+        sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]]: ...
     @property
     def packed_len(self) -> int: ...
     def pack_params(self, out: npt.NDArray[np.float32]) -> None: ...
     def unpack_params(self, src: npt.NDArray[np.float32]) -> None: ...
     def gradient_step(
-        self, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], out: npt.NDArray[np.float32]
+        self,
+        x: npt.NDArray[np.float32],
+        y: Targets,
+        out: npt.NDArray[np.float32],
+        sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, int]: ...
     def apply_packed_gradient(
         self,
@@ -142,6 +166,9 @@ class Network:
         weight_decay: float,
         nesterov: bool = False,
         bias_decay: bool = True,
+        optimizer: str = "sgd",
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ) -> None: ...
     def reseed(self, seed: int) -> None: ...
     def evolve_set(self, zeta: float, layers: list[int] | None = None) -> list[tuple[int, int]]: ...

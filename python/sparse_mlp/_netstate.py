@@ -15,6 +15,8 @@ from .errors import InvalidInputError
 
 # A layer's arrays, in the order files store them.
 LAYER_ARRAYS = ("col_ptr", "row_idx", "values", "momentum", "bias", "bias_momentum")
+# Adam's second moments, present when the optimizer keeps them.
+SECOND_ARRAYS = ("second", "bias_second")
 # The dtypes each array may have (files before row indices were stored in
 # 32 bits hold int64 ones); everything else is float32.
 INDEX_DTYPES = {"col_ptr": (np.int64,), "row_idx": (np.uint32, np.int64)}
@@ -32,21 +34,24 @@ def describe(net: _core.Network) -> dict[str, Any]:
         "output_activation": output, "dropout": float(net.dropout), "init": net.init,
         "seed": seed, "rng_state": list(rng_state), "step": step,
         "topology_version": topology_version,
+        "optimizer": net.optimizer_state[0], "optimizer_steps": net.optimizer_state[1],
     }
 
 
 def layer(net: _core.Network, i: int, momentum: bool = True) -> dict[str, Any]:
     """Layer ``i``'s arrays (copies; row indices uint32 as the core holds
-    them), without the momentum when ``momentum`` is False."""
+    them), without the optimizer's moments when ``momentum`` is False."""
     st = net.layer_state(i)
     if not momentum:
-        del st["momentum"], st["bias_momentum"]
+        for k in ("momentum", "bias_momentum", *SECOND_ARRAYS):
+            st.pop(k, None)
     return st
 
 
 def build(meta: dict[str, Any], layers: list[dict[str, Any]]) -> _core.Network:
     """The network of ``meta`` (as :func:`describe` makes it) and ``layers``
-    (as :func:`layer` makes them; a missing momentum is zero). Every array is
+    (as :func:`layer` makes them; a missing momentum is zero, and layers
+    without their moments start the optimizer afresh). Every array is
     checked by the core; anything malformed raises InvalidInputError."""
     try:
         missing = [k for k in META_KEYS if k not in meta]
@@ -55,6 +60,9 @@ def build(meta: dict[str, Any], layers: list[dict[str, Any]]) -> _core.Network:
         sizes = meta["sizes"]
         if not isinstance(sizes, list) or len(sizes) != len(layers) + 1:
             raise InvalidInputError(f"{len(layers)} layers do not fit the sizes {sizes!r}")
+        optimizer, steps = meta.get("optimizer", "sgd"), meta.get("optimizer_steps", 0)
+        if any("momentum" not in st for st in layers):
+            optimizer, steps = "sgd", 0
         full = []
         for i, st in enumerate(layers):
             st = {**st, "n_in": sizes[i], "n_out": sizes[i + 1]}
@@ -66,7 +74,7 @@ def build(meta: dict[str, Any], layers: list[dict[str, Any]]) -> _core.Network:
             full, [(str(kind), float(slope)) for kind, slope in meta["activations"]],
             meta["loss"], meta["output_activation"], float(meta["dropout"]), meta["init"],
             int(meta["seed"]), [int(v) for v in meta["rng_state"]], int(meta["step"]),
-            int(meta["topology_version"]))
+            int(meta["topology_version"]), str(optimizer), int(steps))
     except InvalidInputError:
         raise
     except (TypeError, ValueError, KeyError, OverflowError) as e:
@@ -87,9 +95,18 @@ def pack(net: _core.Network, momentum: bool) -> tuple[dict[str, Any], np.ndarray
     meta = dict(describe(net), momentum=momentum)
     states = [layer(net, i, momentum) for i in range(len(meta["sizes"]) - 1)]
     idx = np.concatenate([a for st in states for a in (st["col_ptr"], st["row_idx"].astype(np.int64))])
-    keys = ("values", "bias", "momentum", "bias_momentum") if momentum else ("values", "bias")
-    vals = np.concatenate([st[k] for st in states for k in keys])
+    vals = np.concatenate([st[k] for st in states for k in _value_keys(meta) if k in st])
     return meta, idx, vals
+
+
+def _value_keys(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The float arrays of each layer in a message, in order."""
+    keys: tuple[str, ...] = ("values", "bias")
+    if meta["momentum"]:
+        keys += ("momentum", "bias_momentum")
+        if meta.get("optimizer", "sgd") != "sgd":
+            keys += SECOND_ARRAYS
+    return keys
 
 
 def unpack(meta: dict[str, Any], idx: np.ndarray, vals: np.ndarray) -> list[dict[str, Any]]:
@@ -101,11 +118,9 @@ def unpack(meta: dict[str, Any], idx: np.ndarray, vals: np.ndarray) -> list[dict
         st: dict[str, Any] = {}
         st["col_ptr"], i = idx[i:i + n_out + 1], i + n_out + 1
         st["row_idx"], i = idx[i:i + k], i + k
-        st["values"], v = vals[v:v + k], v + k
-        st["bias"], v = vals[v:v + n_out], v + n_out
-        if meta["momentum"]:
-            st["momentum"], v = vals[v:v + k], v + k
-            st["bias_momentum"], v = vals[v:v + n_out], v + n_out
+        for key in _value_keys(meta):
+            size = n_out if key.startswith("bias") else k
+            st[key], v = vals[v:v + size], v + size
         layers.append(st)
     if i != idx.size or v != vals.size:
         raise ValueError(f"it has {idx.size} indices and {vals.size} values; its metadata "

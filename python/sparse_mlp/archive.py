@@ -63,8 +63,9 @@ def write(f: Any, net: _core.Network, config: dict[str, Any], history: list[dict
         yield from (extra or {}).items()
         for i in range(len(meta["sizes"]) - 1):
             st = _netstate.layer(net, i)
-            for k in _netstate.LAYER_ARRAYS:
-                yield f"layer{i}.{k}", st[k]
+            for k in _netstate.LAYER_ARRAYS + _netstate.SECOND_ARRAYS:
+                if k in st:
+                    yield f"layer{i}.{k}", st[k]
             del st
         yield "meta", np.frombuffer(text.encode(), dtype=np.uint8)
         yield "rng_state", np.array(rng_state, dtype=np.uint64)
@@ -127,7 +128,8 @@ def read(source: Any, path: str, extra_prefix: str | None = None) -> Saved:
         layers = []
         for i in range(len(meta["sizes"]) - 1):
             layers.append({k: _netstate.check_array(k, z[f"layer{i}.{k}"], f"{path}: layer {i}")
-                           for k in _netstate.LAYER_ARRAYS})
+                           for k in _netstate.LAYER_ARRAYS + _netstate.SECOND_ARRAYS
+                           if k in _netstate.LAYER_ARRAYS or f"layer{i}.{k}" in z.files})
         rng = z["rng_state"]
         if rng.dtype != np.uint64 or rng.shape != (4,):
             raise CheckpointError(f"{path}: rng_state must be 4 uint64 values")

@@ -6,12 +6,17 @@ use crate::error::{invalid, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
     pub(crate) w: SparseMatrix,
-    /// Momentum of each connection, aligned with `w.values()`.
+    /// Momentum (the optimizer's first moment) of each connection, aligned
+    /// with `w.values()`.
     pub(crate) momentum: Vec<f32>,
+    /// Adam's second moment of each connection, aligned the same way; empty
+    /// while the optimizer keeps none.
+    pub(crate) second: Vec<f32>,
     /// Gradient of each connection from the last backward pass.
     pub(crate) grad: Vec<f32>,
     pub(crate) bias: Vec<f32>,
     pub(crate) bias_momentum: Vec<f32>,
+    pub(crate) bias_second: Vec<f32>,
     pub(crate) bias_grad: Vec<f32>,
 }
 
@@ -36,9 +41,11 @@ impl Layer {
         Layer {
             w,
             momentum: vec![0.0; nnz],
+            second: Vec::new(),
             grad: vec![0.0; nnz],
             bias: vec![0.0; n_out],
             bias_momentum: vec![0.0; n_out],
+            bias_second: Vec::new(),
             bias_grad: vec![0.0; n_out],
         }
     }
@@ -76,11 +83,82 @@ impl Layer {
         Ok(Layer {
             w,
             momentum,
+            second: Vec::new(),
             grad: vec![0.0; nnz],
             bias,
             bias_momentum,
+            bias_second: Vec::new(),
             bias_grad: vec![0.0; n_out],
         })
+    }
+
+    /// The same layer with Adam's second moments from saved state (checked:
+    /// one per connection and per bias, finite, not negative).
+    pub fn with_second(mut self, second: Vec<f32>, bias_second: Vec<f32>) -> Result<Self> {
+        if second.len() != self.nnz() || bias_second.len() != self.bias.len() {
+            invalid!(
+                "second moments have lengths {} and {}, expected {} connections and {} biases",
+                second.len(),
+                bias_second.len(),
+                self.nnz(),
+                self.bias.len()
+            );
+        }
+        if second
+            .iter()
+            .chain(&bias_second)
+            .any(|v| !(v.is_finite() && *v >= 0.0))
+        {
+            invalid!("second moments must be finite and not negative");
+        }
+        self.second = second;
+        self.bias_second = bias_second;
+        Ok(self)
+    }
+
+    /// Whether the layer keeps second moments (an Adam optimizer trained it).
+    pub fn has_second(&self) -> bool {
+        !self.bias_second.is_empty() || (!self.second.is_empty() && self.bias.is_empty())
+    }
+
+    /// Starts (at zero) or drops the second moments, for an optimizer that
+    /// keeps them or not.
+    pub(crate) fn keep_second(&mut self, keep: bool) {
+        if keep && !self.has_second() {
+            self.second = vec![0.0; self.nnz()];
+            self.bias_second = vec![0.0; self.bias.len()];
+        } else if !keep {
+            self.second = Vec::new();
+            self.bias_second = Vec::new();
+        }
+    }
+
+    /// Both moments of connection `k` (the second is 0 when none is kept).
+    pub(crate) fn state(&self, k: usize) -> (f32, f32) {
+        (self.momentum[k], self.second.get(k).copied().unwrap_or(0.0))
+    }
+
+    /// Zeroes both moments of connection `k` (a connection made anew).
+    pub(crate) fn reset_state(&mut self, k: usize) {
+        self.momentum[k] = 0.0;
+        if let Some(v) = self.second.get_mut(k) {
+            *v = 0.0;
+        }
+    }
+
+    /// Zeroes both moments of bias `j`.
+    pub(crate) fn reset_bias_state(&mut self, j: usize) {
+        self.bias_momentum[j] = 0.0;
+        if let Some(v) = self.bias_second.get_mut(j) {
+            *v = 0.0;
+        }
+    }
+
+    pub fn second(&self) -> &[f32] {
+        &self.second
+    }
+    pub fn bias_second(&self) -> &[f32] {
+        &self.bias_second
     }
 
     pub fn weights(&self) -> &SparseMatrix {
@@ -137,36 +215,49 @@ impl Layer {
     }
 
     /// Installs a new topology with its aligned momentum (gradient reset).
-    pub(crate) fn replace_weights(&mut self, w: SparseMatrix, momentum: Vec<f32>) {
+    /// New weights with their moments (`second` empty when none is kept).
+    pub(crate) fn replace_weights(
+        &mut self,
+        w: SparseMatrix,
+        momentum: Vec<f32>,
+        second: Vec<f32>,
+    ) {
         debug_assert_eq!(w.nnz(), momentum.len());
+        debug_assert!(second.is_empty() || second.len() == w.nnz());
         self.grad = vec![0.0; w.nnz()];
         self.w = w;
         self.momentum = momentum;
+        self.second = second;
     }
 
     /// Bytes of parameters and optimizer state held by this layer.
     pub fn memory_bytes(&self) -> usize {
         self.w.memory_bytes()
             + 4 * (self.momentum.len()
+                + self.second.len()
                 + self.grad.len()
                 + self.bias.len()
                 + self.bias_momentum.len()
+                + self.bias_second.len()
                 + self.bias_grad.len())
     }
 }
 
 /// Assembles a layer's new connections column by column, each with its
-/// momentum, then installs them (gradient reset). The topology operations
+/// moments, then installs them (gradient reset). The topology operations
 /// (neuron removal, recycling) rebuild layers this way.
 pub(crate) struct ColumnBuilder {
     col_ptr: Vec<usize>,
     row_idx: Vec<u32>,
     values: Vec<f32>,
     momentum: Vec<f32>,
+    second: Option<Vec<f32>>,
 }
 
 impl ColumnBuilder {
-    pub fn with_capacity(n_out: usize, nnz: usize) -> Self {
+    /// A builder for `layer`'s new connections (keeping second moments when it does).
+    pub fn for_layer(layer: &Layer, nnz: usize) -> Self {
+        let n_out = layer.w.n_out();
         let mut col_ptr = Vec::with_capacity(n_out + 1);
         col_ptr.push(0);
         ColumnBuilder {
@@ -174,13 +265,18 @@ impl ColumnBuilder {
             row_idx: Vec::with_capacity(nnz),
             values: Vec::with_capacity(nnz),
             momentum: Vec::with_capacity(nnz),
+            second: layer.has_second().then(|| Vec::with_capacity(nnz)),
         }
     }
 
-    pub fn push(&mut self, row: u32, value: f32, momentum: f32) {
+    /// A connection with its moments `(m, v)` (zero for a new one).
+    pub fn push(&mut self, row: u32, value: f32, (m, v): (f32, f32)) {
         self.row_idx.push(row);
         self.values.push(value);
-        self.momentum.push(momentum);
+        self.momentum.push(m);
+        if let Some(second) = &mut self.second {
+            second.push(v);
+        }
     }
 
     /// Copies connections `range` of `layer` (storage positions) as they are.
@@ -189,7 +285,11 @@ impl ColumnBuilder {
             .extend_from_slice(&layer.w.row_idx()[range.clone()]);
         self.values
             .extend_from_slice(&layer.w.values()[range.clone()]);
-        self.momentum.extend_from_slice(&layer.momentum[range]);
+        self.momentum
+            .extend_from_slice(&layer.momentum[range.clone()]);
+        if let Some(second) = &mut self.second {
+            second.extend_from_slice(&layer.second[range]);
+        }
     }
 
     pub fn end_column(&mut self) {
@@ -206,6 +306,6 @@ impl ColumnBuilder {
             self.row_idx,
             self.values,
         );
-        layer.replace_weights(m, self.momentum);
+        layer.replace_weights(m, self.momentum, self.second.unwrap_or_default());
     }
 }

@@ -30,7 +30,10 @@ pub use error::{CoreError, Result};
 pub use init::WeightInit;
 pub use layer::Layer;
 pub use loss::Loss;
-pub use network::{labels_from_i64, EpochStats, Network, NetworkSpec, RunState, TrainConfig};
-pub use optim::Sgd;
+pub use network::{
+    labels_from_i64, optimizer_name, EpochStats, Network, NetworkSpec, RunState, Target, Targets,
+    TrainConfig,
+};
+pub use optim::{Method, Optimizer, Sgd, OPTIMIZER_NAMES};
 pub use rng::Rng;
 pub use topology::SetStep;

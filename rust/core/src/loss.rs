@@ -13,6 +13,15 @@ pub enum Loss {
     Mse { sigmoid: bool },
 }
 
+/// What one batch's outputs are scored against: nothing (inference), class
+/// labels, or target values (`c × b`, feature-major like the outputs).
+#[derive(Clone, Copy, Debug)]
+pub enum BatchTarget<'a> {
+    None,
+    Classes(&'a [u32]),
+    Values(&'a [f32]),
+}
+
 /// Sums over one batch: the loss summed over samples and the number of
 /// correctly classified samples (arg-max equals the label).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -54,21 +63,33 @@ impl Loss {
     }
 
     /// Turns the pre-activations `out` (`c × b`, feature-major) into outputs
-    /// in place (probabilities for softmax). With `labels`, returns the batch
-    /// loss and accuracy count; with `delta` as well, writes `∂L/∂z` of the
-    /// batch-mean loss (so the 1/B of the gradient is already in it).
+    /// in place (probabilities for softmax). With a `target`, returns the
+    /// batch's loss (summed over samples, each times its weight) and accuracy
+    /// count (class labels only); with `delta` as well, writes `∂L/∂z` of the
+    /// weighted batch-mean loss `Σ wₛ lₛ / B` (so the 1/B is already in it).
     pub fn output(
         &self,
         out: &mut [f32],
         c: usize,
         b: usize,
-        labels: Option<&[u32]>,
+        target: BatchTarget<'_>,
+        weights: Option<&[f32]>,
         mut delta: Option<&mut [f32]>,
     ) -> BatchLoss {
         let mut total = BatchLoss::default();
-        let inv_b = 1.0 / b as f32;
+        let labels = match target {
+            BatchTarget::Classes(l) => Some(l),
+            _ => None,
+        };
+        let values = match target {
+            BatchTarget::Values(v) => Some(v),
+            _ => None,
+        };
+        let scored = !matches!(target, BatchTarget::None);
         for s in 0..b {
             let label = labels.map(|l| l[s] as usize);
+            let weight = weights.map_or(1.0, |w| w[s]);
+            let inv_b = weight / b as f32;
             let mut best = 0;
             match *self {
                 Loss::CrossEntropy => {
@@ -93,7 +114,7 @@ impl Loss {
                         se += ((out[k * b + s] - m) as f64).exp();
                     }
                     if let Some(y) = label {
-                        total.loss_sum += se.ln() - (out[y * b + s] - m) as f64;
+                        total.loss_sum += weight as f64 * (se.ln() - (out[y * b + s] - m) as f64);
                     }
                     for k in 0..c {
                         let p = (((out[k * b + s] - m) as f64).exp() / se) as f32;
@@ -115,8 +136,12 @@ impl Loss {
                             m = o;
                             best = k;
                         }
-                        if let Some(y) = label {
-                            let t = if k == y { 1.0 } else { 0.0 };
+                        let t = match (label, values) {
+                            (Some(y), _) => Some(if k == y { 1.0 } else { 0.0 }),
+                            (None, Some(v)) => Some(v[k * b + s]),
+                            _ => None,
+                        };
+                        if let Some(t) = t {
                             let e = o - t;
                             sq += (e as f64) * (e as f64);
                             if let Some(d) = delta.as_deref_mut() {
@@ -125,8 +150,8 @@ impl Loss {
                             }
                         }
                     }
-                    if label.is_some() {
-                        total.loss_sum += sq / c as f64;
+                    if scored {
+                        total.loss_sum += weight as f64 * sq / c as f64;
                     }
                 }
             }
@@ -143,12 +168,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn weights_scale_each_sample_and_values_are_regression_targets() {
+        // c = 2 outputs, b = 2 samples; identity outputs against target values
+        let z = [0.5f32, -1.0, 2.0, 0.0]; // feature-major: out[k * b + s]
+        let t = [1.0f32, 0.0, 1.5, 1.0];
+        let w = [2.0f32, 0.5];
+        let loss = Loss::Mse { sigmoid: false };
+        let (mut out, mut delta) = (z, [0.0f32; 4]);
+        let r = loss.output(
+            &mut out,
+            2,
+            2,
+            BatchTarget::Values(&t),
+            Some(&w),
+            Some(&mut delta),
+        );
+        let mut expect = 0.0f64;
+        for s in 0..2 {
+            let mut sq = 0.0f64;
+            for k in 0..2 {
+                let e = (z[k * 2 + s] - t[k * 2 + s]) as f64;
+                sq += e * e;
+                // d/dz of sum_s w_s * mean_k e^2 / B
+                let d = w[s] as f64 * 2.0 * e / 2.0 / 2.0;
+                assert!((delta[k * 2 + s] as f64 - d).abs() < 1e-6);
+            }
+            expect += w[s] as f64 * sq / 2.0;
+        }
+        assert!((r.loss_sum - expect).abs() < 1e-6 && r.correct == 0);
+        // weighted cross-entropy: each sample's gradient times its weight
+        let logits = [1.0f32, 0.0, 2.0, 0.0];
+        let (mut a, mut da) = (logits, [0.0f32; 4]);
+        let (mut b, mut db) = (logits, [0.0f32; 4]);
+        let ra = Loss::CrossEntropy.output(
+            &mut a,
+            2,
+            2,
+            BatchTarget::Classes(&[1, 0]),
+            None,
+            Some(&mut da),
+        );
+        let rb = Loss::CrossEntropy.output(
+            &mut b,
+            2,
+            2,
+            BatchTarget::Classes(&[1, 0]),
+            Some(&[3.0, 0.0]),
+            Some(&mut db),
+        );
+        for k in 0..2 {
+            assert!((db[k * 2] - 3.0 * da[k * 2]).abs() < 1e-6 && db[k * 2 + 1] == 0.0);
+        }
+        assert!(rb.loss_sum < 3.0 * ra.loss_sum && rb.correct == ra.correct);
+    }
+
+    #[test]
     fn softmax_cross_entropy_matches_definition() {
         // c = 3 classes, b = 2 samples, feature-major
         let logits = [1.0f32, 0.0, 2.0, 0.0, 3.0, 0.0];
         let mut out = logits;
         let mut delta = [0.0f32; 6];
-        let r = Loss::CrossEntropy.output(&mut out, 3, 2, Some(&[2, 1]), Some(&mut delta));
+        let r = Loss::CrossEntropy.output(
+            &mut out,
+            3,
+            2,
+            BatchTarget::Classes(&[2, 1]),
+            None,
+            Some(&mut delta),
+        );
         let mut expect = 0.0;
         for (s, y) in [(0usize, 2usize), (1, 1)] {
             let z: Vec<f64> = (0..3).map(|k| logits[k * 2 + s] as f64).collect();
@@ -168,7 +255,7 @@ mod tests {
     #[test]
     fn softmax_is_stable_for_large_logits() {
         let mut out = [1000.0f32, -1000.0];
-        let r = Loss::CrossEntropy.output(&mut out, 2, 1, Some(&[0]), None);
+        let r = Loss::CrossEntropy.output(&mut out, 2, 1, BatchTarget::Classes(&[0]), None, None);
         assert!(r.loss_sum.is_finite() && r.loss_sum < 1e-6);
         assert_eq!(out, [1.0, 0.0]);
     }
@@ -181,13 +268,22 @@ mod tests {
             let labels = [1u32, 0];
             let mut out = z;
             let mut delta = [0.0f32; 4];
-            loss.output(&mut out, 2, 2, Some(&labels), Some(&mut delta));
+            loss.output(
+                &mut out,
+                2,
+                2,
+                BatchTarget::Classes(&labels),
+                None,
+                Some(&mut delta),
+            );
             for i in 0..4 {
                 let h = 1e-3f32;
                 let f = |dz: f32| {
                     let mut o = z;
                     o[i] += dz;
-                    loss.output(&mut o, 2, 2, Some(&labels), None).loss_sum / 2.0
+                    loss.output(&mut o, 2, 2, BatchTarget::Classes(&labels), None, None)
+                        .loss_sum
+                        / 2.0
                 };
                 let fd = (f(h) - f(-h)) / (2.0 * h as f64);
                 assert!(

@@ -9,8 +9,8 @@ use crate::error::{invalid, CoreError, Result};
 use crate::init::{random_sparse, WeightInit};
 use crate::kernels;
 use crate::layer::Layer;
-use crate::loss::{BatchLoss, Loss};
-use crate::optim::Sgd;
+use crate::loss::{BatchLoss, BatchTarget, Loss};
+use crate::optim::{Optimizer, OPTIMIZER_NAMES};
 use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
     Selection,
@@ -44,15 +44,103 @@ pub struct RunState {
     pub step: u64,
     /// Bumped by every topology change.
     pub topology_version: u64,
+    /// The optimizer whose moments the layers hold ("sgd", "adam", "adamw").
+    pub optimizer: &'static str,
+    /// Steps that optimizer has taken (Adam's `t`).
+    pub optimizer_steps: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The canonical name of optimizer `name`, if the core knows it.
+pub fn optimizer_name(name: &str) -> Result<&'static str> {
+    match OPTIMIZER_NAMES.iter().find(|&&n| n == name) {
+        Some(n) => Ok(n),
+        None => invalid!(
+            "unknown optimizer {name:?}; known: {}",
+            OPTIMIZER_NAMES.join(", ")
+        ),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub batch_size: usize,
-    pub sgd: Sgd,
+    pub optimizer: Optimizer,
     pub shuffle: bool,
     /// A plain gradient step on the midpoint loss after each update (SPEC §7).
     pub midpoint: Option<Midpoint>,
+    /// The learning rate of each mini-batch of the call, in order (a
+    /// schedule's); empty: the optimizer's rate for all.
+    pub rates: Vec<f32>,
+}
+
+impl TrainConfig {
+    pub fn new(batch_size: usize, optimizer: Optimizer) -> Self {
+        TrainConfig {
+            batch_size,
+            optimizer,
+            shuffle: true,
+            midpoint: None,
+            rates: Vec::new(),
+        }
+    }
+
+    fn rate(&self, batch: usize) -> f32 {
+        self.rates
+            .get(batch)
+            .copied()
+            .unwrap_or(self.optimizer.learning_rate)
+    }
+
+    fn check_rates(&self, batches: usize) -> Result<()> {
+        if !self.rates.is_empty() && self.rates.len() < batches {
+            invalid!(
+                "{} learning rates given for {batches} mini-batches",
+                self.rates.len()
+            );
+        }
+        if let Some(p) = self.rates.iter().position(|r| !(r.is_finite() && *r > 0.0)) {
+            invalid!(
+                "the learning rate of mini-batch {p} is {}; rates must be positive and finite",
+                self.rates[p]
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the outputs are trained toward.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// One class index per sample.
+    Classes(&'a [u32]),
+    /// `n × c` values, sample-major (regression).
+    Values(&'a [f32]),
+}
+
+/// The targets of a set of samples, with optional per-sample weights (the
+/// loss of sample `s` counts `weights[s]` times).
+#[derive(Clone, Copy, Debug)]
+pub struct Targets<'a> {
+    pub target: Target<'a>,
+    pub weights: Option<&'a [f32]>,
+}
+
+impl<'a> Targets<'a> {
+    pub fn classes(labels: &'a [u32]) -> Self {
+        Targets {
+            target: Target::Classes(labels),
+            weights: None,
+        }
+    }
+    pub fn values(values: &'a [f32]) -> Self {
+        Targets {
+            target: Target::Values(values),
+            weights: None,
+        }
+    }
+    pub fn weighted(self, weights: Option<&'a [f32]>) -> Self {
+        Targets { weights, ..self }
+    }
 }
 
 /// Running means over the mini-batches of one epoch (training mode, so with
@@ -78,6 +166,16 @@ struct Workspace {
     dfac: Vec<Vec<f32>>,
     delta: [Vec<f32>; 2],
     labels: Vec<u32>,
+    /// Regression targets of the batch, feature-major (`c × b`).
+    values: Vec<f32>,
+    weights: Vec<f32>,
+}
+
+/// Which of the workspace's target buffers the batch filled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Filled {
+    Classes,
+    Values,
 }
 
 impl Workspace {
@@ -98,6 +196,8 @@ impl Workspace {
             .collect();
         self.delta = [vec![0.0; max * batch], vec![0.0; max * batch]];
         self.labels = vec![0; batch];
+        self.values = Vec::new();
+        self.weights = Vec::new();
         self.sizes = sizes.to_vec();
         self.batch = batch;
     }
@@ -117,6 +217,8 @@ pub struct Network {
     rng: Rng,
     step: u64,
     topology_version: u64,
+    optimizer: &'static str,
+    optimizer_steps: u64,
     ws: Workspace,
     /// Pending interpolations of recycled neurons.
     blends: Vec<Blend>,
@@ -200,6 +302,8 @@ impl Network {
             rng,
             step: 0,
             topology_version: 0,
+            optimizer: "sgd",
+            optimizer_steps: 0,
             ws: Workspace::default(),
             blends: Vec::new(),
             activity: None,
@@ -236,6 +340,14 @@ impl Network {
         let Some(rng) = Rng::from_state(state.rng) else {
             invalid!("the random generator state is all zeros");
         };
+        let adam = optimizer_name(state.optimizer)? != "sgd";
+        if let Some(l) = layers.iter().position(|l| l.has_second() != adam) {
+            invalid!(
+                "layer {l} {} second moments, but the saved optimizer is {}",
+                if adam { "has no" } else { "has" },
+                state.optimizer
+            );
+        }
         Ok(Network {
             layers,
             hidden,
@@ -246,6 +358,8 @@ impl Network {
             rng,
             step: state.step,
             topology_version: state.topology_version,
+            optimizer: state.optimizer,
+            optimizer_steps: state.optimizer_steps,
             ws: Workspace::default(),
             blends: Vec::new(),
             activity: None,
@@ -295,6 +409,8 @@ impl Network {
             rng: self.rng.state(),
             step: self.step,
             topology_version: self.topology_version,
+            optimizer: self.optimizer,
+            optimizer_steps: self.optimizer_steps,
         }
     }
     /// Bytes of parameters, optimizer state and work buffers.
@@ -307,22 +423,117 @@ impl Network {
             .chain(&ws.delta)
             .map(Vec::len)
             .sum::<usize>();
-        self.parameter_bytes() + 4 * (buffers + ws.labels.len())
+        self.parameter_bytes()
+            + 4 * (buffers + ws.labels.len() + ws.values.len() + ws.weights.len())
     }
 
-    /// Checks that `x` holds `labels.len()` rows of `n_features` floats and
-    /// that every label names an output class.
-    pub fn check_batch(&self, x: &[f32], labels: &[u32]) -> Result<()> {
-        self.check_inputs(x, labels.len())?;
+    /// Checks the targets (every label names an output class, values are
+    /// finite and `c` per sample, weights finite, not negative, one per
+    /// sample) and that `x` holds as many rows of `n_features` floats.
+    /// Returns the number of samples.
+    pub fn check_targets(&self, x: &[f32], targets: &Targets) -> Result<usize> {
         let c = self.n_outputs();
-        if let Some(p) = labels.iter().position(|&y| y as usize >= c) {
-            invalid!(
-                "label {} at sample {p} is out of range for {c} classes (labels must be 0..{})",
-                labels[p],
-                c - 1
-            );
+        let n = match targets.target {
+            Target::Classes(labels) => {
+                if let Some(p) = labels.iter().position(|&y| y as usize >= c) {
+                    invalid!(
+                        "label {} at sample {p} is out of range for {c} classes (labels must be 0..{})",
+                        labels[p],
+                        c - 1
+                    );
+                }
+                labels.len()
+            }
+            Target::Values(v) => {
+                if v.len() % c != 0 {
+                    invalid!("{} target values do not make rows of {c} outputs", v.len());
+                }
+                if let Some(p) = v.iter().position(|t| !t.is_finite()) {
+                    invalid!(
+                        "target value {} at sample {}, output {}",
+                        v[p],
+                        p / c,
+                        p % c
+                    );
+                }
+                v.len() / c
+            }
+        };
+        if let Some(w) = targets.weights {
+            if w.len() != n {
+                invalid!("{} sample weights given for {n} samples", w.len());
+            }
+            if let Some(p) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                invalid!(
+                    "sample weight {} at sample {p}: weights must be finite and not negative",
+                    w[p]
+                );
+            }
         }
-        Ok(())
+        self.check_inputs(x, n)?;
+        Ok(n)
+    }
+
+    /// Copies the targets (and weights) of samples `idx(0..b)` into the
+    /// workspace's batch buffers.
+    fn gather_targets(
+        &mut self,
+        targets: &Targets,
+        idx: impl Fn(usize) -> usize,
+        b: usize,
+    ) -> Filled {
+        let ws = &mut self.ws;
+        match targets.weights {
+            Some(w) => {
+                ws.weights.resize(ws.batch, 0.0);
+                for s in 0..b {
+                    ws.weights[s] = w[idx(s)];
+                }
+            }
+            None => ws.weights.clear(),
+        }
+        match targets.target {
+            Target::Classes(labels) => {
+                for s in 0..b {
+                    ws.labels[s] = labels[idx(s)];
+                }
+                Filled::Classes
+            }
+            Target::Values(v) => {
+                let c = *ws.sizes.last().unwrap_or(&0);
+                ws.values.resize(c * ws.batch, 0.0);
+                for s in 0..b {
+                    let row = &v[idx(s) * c..(idx(s) + 1) * c];
+                    for (k, &t) in row.iter().enumerate() {
+                        ws.values[k * b + s] = t;
+                    }
+                }
+                Filled::Values
+            }
+        }
+    }
+
+    /// Makes the layers hold `opt`'s moments: a different optimizer than
+    /// the one that trained them starts from zero moments (SGD's velocity is
+    /// not Adam's mean gradient) and its own step count.
+    fn use_optimizer(&mut self, opt: &Optimizer) {
+        let name = opt.method.name();
+        if name == self.optimizer {
+            return;
+        }
+        for l in &mut self.layers {
+            l.momentum.iter_mut().for_each(|m| *m = 0.0);
+            l.bias_momentum.iter_mut().for_each(|m| *m = 0.0);
+            l.keep_second(false);
+            l.keep_second(opt.method.has_second_moment());
+        }
+        self.optimizer = name;
+        self.optimizer_steps = 0;
+    }
+
+    /// The optimizer whose moments the layers hold.
+    pub fn optimizer(&self) -> &'static str {
+        self.optimizer
     }
 
     fn check_inputs(&self, x: &[f32], n: usize) -> Result<()> {
@@ -343,12 +554,13 @@ impl Network {
     pub fn train_epoch(
         &mut self,
         x: &[f32],
-        labels: &[u32],
+        targets: &Targets,
         cfg: &TrainConfig,
         stop: &mut dyn FnMut(usize) -> bool,
     ) -> Result<EpochStats> {
-        let order = self.epoch_order(labels.len(), cfg.shuffle)?;
-        self.train_order(x, labels, &order, cfg, stop)
+        let n = self.check_targets(x, targets)?;
+        let order = self.epoch_order(n, cfg.shuffle)?;
+        self.train_order(x, targets, &order, cfg, stop)
     }
 
     /// The sample order of an epoch: `0..n`, shuffled with the network's
@@ -371,13 +583,12 @@ impl Network {
     pub fn train_order(
         &mut self,
         x: &[f32],
-        labels: &[u32],
+        targets: &Targets,
         order: &[u32],
         cfg: &TrainConfig,
         stop: &mut dyn FnMut(usize) -> bool,
     ) -> Result<EpochStats> {
-        let n = labels.len();
-        self.check_batch(x, labels)?;
+        let n = self.check_targets(x, targets)?;
         if n == 0 || order.is_empty() {
             invalid!("no training samples");
         }
@@ -391,6 +602,8 @@ impl Network {
             );
         }
         let bs = cfg.batch_size.min(order.len());
+        cfg.check_rates(order.len().div_ceil(bs))?;
+        self.use_optimizer(&cfg.optimizer);
         self.ws.fit(&self.sizes(), bs);
         let mut stats = EpochStats::default();
         let mut loss_sum = 0.0f64;
@@ -403,10 +616,8 @@ impl Network {
             let b = chunk.len();
             let f = self.n_features();
             gather(x, f, &|s| chunk[s] as usize, b, &mut self.ws.acts[0]);
-            for (dst, &s) in self.ws.labels.iter_mut().zip(chunk) {
-                *dst = labels[s as usize];
-            }
-            let r = self.forward_backward(b, true);
+            let filled = self.gather_targets(targets, |s| chunk[s] as usize, b);
+            let r = self.forward_backward(b, true, filled);
             if !r.loss_sum.is_finite() {
                 return Err(CoreError::Diverged {
                     batch: bi,
@@ -414,10 +625,11 @@ impl Network {
                 });
             }
             self.record_activity(b);
-            self.apply_gradients(&cfg.sgd);
+            let lr = cfg.rate(bi);
+            self.apply_gradients(&cfg.optimizer, lr);
             self.advance_blends();
             if let Some(mp) = &cfg.midpoint {
-                mp.step(&mut self.layers, cfg.sgd.learning_rate as f64);
+                mp.step(&mut self.layers, lr as f64);
             }
             self.step += 1;
             loss_sum += r.loss_sum;
@@ -438,33 +650,41 @@ impl Network {
     pub fn compute_gradients(
         &mut self,
         x: &[f32],
-        labels: &[u32],
+        targets: &Targets,
         dropout: bool,
     ) -> Result<BatchLoss> {
-        self.check_batch(x, labels)?;
-        let b = labels.len();
+        let b = self.check_targets(x, targets)?;
         if b == 0 {
             invalid!("no samples to compute gradients on");
         }
         self.ws.fit(&self.sizes(), b);
         gather(x, self.n_features(), &|s| s, b, &mut self.ws.acts[0]);
-        self.ws.labels[..b].copy_from_slice(labels);
-        Ok(self.forward_backward(b, dropout))
+        let filled = self.gather_targets(targets, |s| s, b);
+        Ok(self.forward_backward(b, dropout, filled))
     }
 
-    /// One SGD step from the gradients in the layers.
-    pub fn apply_gradients(&mut self, sgd: &Sgd) {
+    /// One optimizer step at learning rate `lr` from the gradients in the layers.
+    pub fn apply_gradients(&mut self, opt: &Optimizer, lr: f32) {
+        self.use_optimizer(opt);
+        self.optimizer_steps += 1;
+        let t = self.optimizer_steps;
         for layer in &mut self.layers {
-            sgd.step(layer.w.values_mut(), &mut layer.momentum, &layer.grad);
-            sgd.step_bias(&mut layer.bias, &mut layer.bias_momentum, &layer.bias_grad);
+            let (w, m, v) = (layer.w.values_mut(), &mut layer.momentum, &mut layer.second);
+            opt.step(lr, t, w, m, v, &layer.grad);
+            let (b, m, v) = (
+                &mut layer.bias,
+                &mut layer.bias_momentum,
+                &mut layer.bias_second,
+            );
+            opt.step_bias(lr, t, b, m, v, &layer.bias_grad);
         }
     }
 
     /// Gradients of one training mini-batch (dropout on, with this step's
     /// masks), left in the layers; then advances the step, so the next batch
     /// draws new masks. What a data-parallel worker does instead of a step.
-    pub fn gradient_step(&mut self, x: &[f32], labels: &[u32]) -> Result<BatchLoss> {
-        let r = self.compute_gradients(x, labels, true)?;
+    pub fn gradient_step(&mut self, x: &[f32], targets: &Targets) -> Result<BatchLoss> {
+        let r = self.compute_gradients(x, targets, true)?;
         self.step += 1;
         Ok(r)
     }
@@ -526,19 +746,33 @@ impl Network {
         Ok(())
     }
 
-    /// One SGD step, in place, from a packed gradient computed elsewhere (a
-    /// worker's). A gradient holding NaN or inf is refused before anything changes.
-    pub fn apply_packed_gradient(&mut self, g: &[f32], sgd: &Sgd) -> Result<()> {
+    /// One optimizer step at learning rate `lr`, in place, from a packed
+    /// gradient computed elsewhere (a worker's). A gradient holding NaN or
+    /// inf is refused before anything changes.
+    pub fn apply_packed_gradient(&mut self, g: &[f32], opt: &Optimizer, lr: f32) -> Result<()> {
         self.check_packed(g.len(), "the gradient")?;
         if let Some(k) = g.iter().position(|v| !v.is_finite()) {
             invalid!("the gradient holds {} at packed position {k}", g[k]);
         }
+        if !(lr.is_finite() && lr > 0.0) {
+            invalid!("the learning rate must be positive and finite, got {lr}");
+        }
+        self.use_optimizer(opt);
+        self.optimizer_steps += 1;
+        let t = self.optimizer_steps;
         let mut rest = g;
         for l in &mut self.layers {
             let (gw, tail) = rest.split_at(l.nnz());
-            sgd.step(l.w.values_mut(), &mut l.momentum, gw);
+            opt.step(lr, t, l.w.values_mut(), &mut l.momentum, &mut l.second, gw);
             let (gb, tail) = tail.split_at(l.bias.len());
-            sgd.step_bias(&mut l.bias, &mut l.bias_momentum, gb);
+            opt.step_bias(
+                lr,
+                t,
+                &mut l.bias,
+                &mut l.bias_momentum,
+                &mut l.bias_second,
+                gb,
+            );
             rest = tail;
         }
         Ok(())
@@ -551,7 +785,7 @@ impl Network {
         self.rng = Rng::new(seed);
     }
 
-    fn forward_backward(&mut self, b: usize, train_dropout: bool) -> BatchLoss {
+    fn forward_backward(&mut self, b: usize, train_dropout: bool, filled: Filled) -> BatchLoss {
         let p = if train_dropout { self.dropout } else { 0.0 };
         let keys = DropoutKeys {
             seed: self.seed,
@@ -563,11 +797,17 @@ impl Network {
         let c = self.n_outputs();
         let ws = &mut self.ws;
         let [d0, d1] = &mut ws.delta;
+        let target = match filled {
+            Filled::Classes => BatchTarget::Classes(&ws.labels[..b]),
+            Filled::Values => BatchTarget::Values(&ws.values[..c * b]),
+        };
+        let weights = (!ws.weights.is_empty()).then(|| &ws.weights[..b]);
         let r = self.loss.output(
             &mut ws.acts[l_out][..c * b],
             c,
             b,
-            Some(&ws.labels[..b]),
+            target,
+            weights,
             Some(&mut d0[..c * b]),
         );
         let (mut cur, mut next) = (d0, d1);
@@ -588,16 +828,30 @@ impl Network {
 
     /// Mean loss and accuracy on a data set, in inference mode (no dropout),
     /// in chunks of `batch` samples.
-    pub fn evaluate(&mut self, x: &[f32], labels: &[u32], batch: usize) -> Result<(f64, f64)> {
-        self.check_batch(x, labels)?;
-        let n = labels.len();
+    /// With weights, the loss is `Σ wₛ lₛ / n` and accuracy counts samples unweighted.
+    pub fn evaluate(&mut self, x: &[f32], targets: &Targets, batch: usize) -> Result<(f64, f64)> {
+        let n = self.check_targets(x, targets)?;
         if n == 0 {
             invalid!("no samples to evaluate");
         }
         let mut total = BatchLoss::default();
         let loss = self.loss;
+        let mut block_values = Vec::new();
         self.infer(x, n, batch, |block, c, b, start| {
-            let r = loss.output(block, c, b, Some(&labels[start..start + b]), None);
+            let target = match targets.target {
+                Target::Classes(labels) => BatchTarget::Classes(&labels[start..start + b]),
+                Target::Values(v) => {
+                    block_values.resize(c * b, 0.0);
+                    for s in 0..b {
+                        for k in 0..c {
+                            block_values[k * b + s] = v[(start + s) * c + k];
+                        }
+                    }
+                    BatchTarget::Values(&block_values)
+                }
+            };
+            let weights = targets.weights.map(|w| &w[start..start + b]);
+            let r = loss.output(block, c, b, target, weights, None);
             total.loss_sum += r.loss_sum;
             total.correct += r.correct;
         })?;
@@ -612,7 +866,7 @@ impl Network {
         let mut out = vec![0.0f32; n * c];
         let loss = self.loss;
         self.infer(x, n, batch, |block, c, b, start| {
-            loss.output(block, c, b, None, None);
+            loss.output(block, c, b, BatchTarget::None, None, None);
             for s in 0..b {
                 for k in 0..c {
                     out[(start + s) * c + k] = block[k * b + s];
@@ -1226,7 +1480,8 @@ mod tests {
     fn cfg() -> TrainConfig {
         TrainConfig {
             batch_size: 16,
-            sgd: Sgd::new(0.05, 0.9, 1e-4, false).unwrap(),
+            optimizer: Optimizer::new(0.05, 0.9, 1e-4, false).unwrap(),
+            rates: Vec::new(),
             shuffle: true,
             midpoint: None,
         }
@@ -1241,7 +1496,8 @@ mod tests {
             let mut net = Network::new(spec(7, 0.3)).unwrap();
             let (x, y) = data(150, 12, 3, 1);
             for _ in 0..epochs {
-                net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+                net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+                    .unwrap();
                 net.evolve_set(0.3).unwrap();
             }
             net
@@ -1257,7 +1513,7 @@ mod tests {
         assert_eq!(a.layers, c.layers);
         let mut a = a;
         let (x, y) = data(150, 12, 3, 1);
-        let (_, acc) = a.evaluate(&x, &y, 64).unwrap();
+        let (_, acc) = a.evaluate(&x, &Targets::classes(&y), 64).unwrap();
         assert!(acc > 0.7, "training accuracy {acc} (chance is 0.33)");
     }
 
@@ -1266,7 +1522,7 @@ mod tests {
         let mut net = Network::new(spec(1, 0.0)).unwrap();
         let (x, y) = data(100, 12, 3, 2);
         let stats = net
-            .train_epoch(&x, &y, &cfg(), &mut |done| done == 3)
+            .train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |done| done == 3)
             .unwrap();
         assert!(stats.interrupted);
         assert_eq!(stats.batches, 3);
@@ -1301,7 +1557,7 @@ mod tests {
             let best = (0..3).fold(0, |m, k| if row[k] > row[m] { k } else { m });
             correct += (best == label as usize) as usize;
         }
-        let (l, acc) = net.evaluate(&x, &y, 8).unwrap();
+        let (l, acc) = net.evaluate(&x, &Targets::classes(&y), 8).unwrap();
         assert!((l - loss / 37.0).abs() < 1e-4);
         assert!((acc - correct as f64 / 37.0).abs() < 1e-12);
     }
@@ -1310,9 +1566,11 @@ mod tests {
     fn bad_inputs_are_errors() {
         let mut net = Network::new(spec(3, 0.0)).unwrap();
         let (x, y) = data(10, 12, 3, 3);
-        assert!(net.evaluate(&x[..100], &y, 4).is_err());
-        assert!(net.evaluate(&x, &[5; 10], 4).is_err());
-        assert!(net.train_epoch(&[], &[], &cfg(), &mut |_| false).is_err());
+        assert!(net.evaluate(&x[..100], &Targets::classes(&y), 4).is_err());
+        assert!(net.evaluate(&x, &Targets::classes(&[5u32; 10]), 4).is_err());
+        assert!(net
+            .train_epoch(&[], &Targets::classes(&[]), &cfg(), &mut |_| false)
+            .is_err());
         assert!(net.remove_neurons(2, &[0], true).is_err());
         let mut s = spec(1, 0.0);
         s.dropout = 1.0;
@@ -1327,7 +1585,9 @@ mod tests {
         let mut net = Network::new(spec(3, 0.0)).unwrap();
         let (mut x, y) = data(64, 12, 3, 3);
         x[20 * 12] = f32::NAN; // sample 20 is in some batch of the shuffled epoch
-        let err = net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap_err();
+        let err = net
+            .train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap_err();
         assert!(matches!(err, CoreError::Diverged { .. }), "{err:?}");
     }
 
@@ -1336,13 +1596,16 @@ mod tests {
         let mut a = Network::new(spec(3, 0.0)).unwrap();
         let mut b = a.clone();
         let (x, y) = data(16, 12, 3, 4);
-        let sgd = cfg().sgd;
-        a.compute_gradients(&x, &y, false).unwrap();
-        a.apply_gradients(&sgd);
-        b.compute_gradients(&x, &y, false).unwrap();
+        let sgd = cfg().optimizer;
+        a.compute_gradients(&x, &Targets::classes(&y), false)
+            .unwrap();
+        a.apply_gradients(&sgd, sgd.learning_rate);
+        b.compute_gradients(&x, &Targets::classes(&y), false)
+            .unwrap();
         let mut g = vec![0.0; b.packed_len()];
         b.pack_gradients(&mut g).unwrap();
-        b.apply_packed_gradient(&g, &sgd).unwrap();
+        b.apply_packed_gradient(&g, &sgd, sgd.learning_rate)
+            .unwrap();
         let (mut pa, mut pb) = (vec![0.0; a.packed_len()], vec![1.0; b.packed_len()]);
         a.pack_params(&mut pa).unwrap();
         b.pack_params(&mut pb).unwrap();
@@ -1354,10 +1617,14 @@ mod tests {
         c.pack_params(&mut pc).unwrap();
         assert_eq!(pc, pa);
         g[3] = f32::NAN;
-        assert!(b.apply_packed_gradient(&g, &sgd).is_err());
+        assert!(b
+            .apply_packed_gradient(&g, &sgd, sgd.learning_rate)
+            .is_err());
         b.pack_params(&mut pb).unwrap();
         assert_eq!(pa, pb, "a refused gradient changes nothing");
-        assert!(b.apply_packed_gradient(&g[1..], &sgd).is_err());
+        assert!(b
+            .apply_packed_gradient(&g[1..], &sgd, sgd.learning_rate)
+            .is_err());
         assert!(b.pack_params(&mut pb[1..]).is_err());
     }
 
@@ -1369,8 +1636,13 @@ mod tests {
         assert_eq!(net.sizes(), vec![12, 17, 16, 3]);
         assert!(net.n_connections() < before);
         let (x, y) = data(64, 12, 3, 3);
-        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
-        assert!(net.evaluate(&x, &y, 64).unwrap().0.is_finite());
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap();
+        assert!(net
+            .evaluate(&x, &Targets::classes(&y), 64)
+            .unwrap()
+            .0
+            .is_finite());
     }
 
     #[test]
@@ -1378,17 +1650,19 @@ mod tests {
         let (x, y) = data(150, 12, 3, 1);
         let mut whole = Network::new(spec(7, 0.3)).unwrap();
         let mut split = whole.clone();
-        whole.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        whole
+            .train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap();
         let order = split.epoch_order(150, true).unwrap();
         for part in [&order[..32], &order[32..112], &order[112..]] {
             split
-                .train_order(&x, &y, part, &cfg(), &mut |_| false)
+                .train_order(&x, &Targets::classes(&y), part, &cfg(), &mut |_| false)
                 .unwrap();
         }
         assert_eq!(whole.layers, split.layers);
         assert_eq!(whole.run_state(), split.run_state());
         assert!(split
-            .train_order(&x, &y, &[150], &cfg(), &mut |_| false)
+            .train_order(&x, &Targets::classes(&y), &[150], &cfg(), &mut |_| false)
             .is_err());
     }
 
@@ -1442,7 +1716,8 @@ mod tests {
         net.recycle_neurons(1, &[0, 5], o).unwrap();
         assert_eq!(net.run_state().topology_version, v0, "positions kept");
         assert_eq!(net.pending_blends(), 1);
-        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap(); // 4 steps
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap(); // 4 steps
         assert_eq!(net.pending_blends(), 0);
         let (mean_abs, utility, samples) = net.activity(1).unwrap();
         assert_eq!(samples, 64);
@@ -1469,20 +1744,21 @@ mod tests {
             assert_eq!(layer.memory_bytes() as u64, expected);
         }
         let (x, y) = data(40, 12, 3, 1);
-        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap();
         let grown = net.memory_bytes() - net.parameter_bytes();
         assert_eq!(grown as u64, net.training_bytes(16));
         // 4 bytes x 16 samples x (12+20+16+3 activations, 20+16 factors, 2x20 errors, a label)
         assert_eq!(net.training_bytes(16), 4 * 16 * (51 + 36 + 40 + 1));
         assert_eq!(net.inference_bytes(16), 4 * 16 * (12 + 2 * 20));
         // inference in its own buffers leaves the training buffers alone...
-        let own = net.evaluate(&x, &y, 1000).unwrap();
+        let own = net.evaluate(&x, &Targets::classes(&y), 1000).unwrap();
         assert_eq!(
             (net.memory_bytes() - net.parameter_bytes()) as u64,
             net.training_bytes(16)
         );
         // ...and inference in the training buffers gives the same numbers
-        let reused = net.evaluate(&x, &y, 16).unwrap();
+        let reused = net.evaluate(&x, &Targets::classes(&y), 16).unwrap();
         assert_eq!(own.1, reused.1);
         assert!(
             (own.0 - reused.0).abs() < 1e-12,
@@ -1498,7 +1774,7 @@ mod tests {
             batch_size: 1100,
             ..cfg()
         };
-        net.train_epoch(&x2, &y2, &big_batch, &mut |_| false)
+        net.train_epoch(&x2, &Targets::classes(&y2), &big_batch, &mut |_| false)
             .unwrap();
         assert_eq!(net.inference_batch(), 1100, "the training buffers are used");
         let wide = Network::new(NetworkSpec {
@@ -1539,7 +1815,8 @@ mod tests {
         let (x, y) = data(96, 12, 3, 5);
         let mut net = Network::new(spec(6, 0.2)).unwrap();
         net.track_activity(true, Some(0.9)).unwrap();
-        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap();
         let o = RecycleOptions {
             reinit: recycle::Reinit::Initial,
             outgoing: recycle::Outgoing::Reinit,
@@ -1548,14 +1825,16 @@ mod tests {
         net.recycle_neurons(0, &[1, 7], o).unwrap();
         net.recycle_neurons(1, &[3], o).unwrap();
         net.protect_neurons(0, &[1, 7]).unwrap();
-        net.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap(); // 6 of 9 steps
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap(); // 6 of 9 steps
         net.evolve_set(0.3).unwrap(); // the blends' storage indices go stale
         assert_eq!(net.pending_blends(), 2);
         let mut copy = rebuilt(&net);
         assert_eq!(copy.recycling_state(), net.recycling_state());
         for _ in 0..2 {
             for n in [&mut net, &mut copy] {
-                n.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+                n.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+                    .unwrap();
                 n.evolve_set(0.3).unwrap();
             }
         }
@@ -1569,7 +1848,8 @@ mod tests {
         with.recycle_neurons(0, &[2], o).unwrap();
         bare.layers = with.layers.clone();
         for n in [&mut bare, &mut with] {
-            n.train_epoch(&x, &y, &cfg(), &mut |_| false).unwrap();
+            n.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+                .unwrap();
         }
         assert_ne!(bare.layers, with.layers);
     }
@@ -1615,5 +1895,189 @@ mod tests {
         let fine = with(&|_| {});
         net.set_recycling_state(fine.clone()).unwrap();
         assert_eq!(net.recycling_state(), fine);
+    }
+
+    fn adam_cfg() -> TrainConfig {
+        let opt = Optimizer::adam(0.01, 0.9, 0.999, 1e-8, 1e-4, true).unwrap();
+        TrainConfig::new(16, opt)
+    }
+
+    #[test]
+    fn adam_keeps_aligned_moments_through_set_and_resumes_exactly() {
+        let (x, y) = data(150, 12, 3, 1);
+        let t = Targets::classes(&y);
+        let mut a = Network::new(spec(7, 0.3)).unwrap();
+        for _ in 0..3 {
+            a.train_epoch(&x, &t, &adam_cfg(), &mut |_| false).unwrap();
+            a.evolve_set(0.3).unwrap();
+        }
+        assert_eq!(a.optimizer(), "adamw");
+        assert_eq!(a.run_state().optimizer_steps, 30);
+        for l in &a.layers {
+            assert_eq!(l.second.len(), l.nnz());
+            assert_eq!(l.bias_second.len(), l.bias.len());
+            // SET's new connections start with both moments at zero
+            let fresh = (0..l.nnz()).filter(|&k| l.momentum[k] == 0.0).count();
+            let both = (0..l.nnz())
+                .filter(|&k| l.momentum[k] == 0.0 && l.second[k] == 0.0)
+                .count();
+            assert!((fresh > 0 || l.w.is_dense()) && fresh == both);
+        }
+        let mut b = rebuilt(&a);
+        for n in [&mut a, &mut b] {
+            n.train_epoch(&x, &t, &adam_cfg(), &mut |_| false).unwrap();
+        }
+        assert_eq!(a.layers, b.layers);
+        let untrained = Network::new(spec(7, 0.3))
+            .unwrap()
+            .evaluate(&x, &t, 64)
+            .unwrap()
+            .0;
+        assert!(a.evaluate(&x, &t, 64).unwrap().0 < 0.9 * untrained);
+        // a saved Adam state without its second moments is refused
+        let mut layers = a.layers.clone();
+        layers[1].keep_second(false);
+        let r = Network::from_layers(layers, a.hidden.clone(), a.loss, 0.0, a.init, a.run_state());
+        assert!(r.unwrap_err().to_string().contains("no second moments"));
+    }
+
+    #[test]
+    fn changing_optimizer_restarts_the_moments() {
+        let (x, y) = data(64, 12, 3, 1);
+        let t = Targets::classes(&y);
+        let mut net = Network::new(spec(2, 0.0)).unwrap();
+        net.train_epoch(&x, &t, &cfg(), &mut |_| false).unwrap();
+        assert!(net.layers[0].momentum.iter().any(|&m| m != 0.0));
+        assert!(!net.layers[0].has_second());
+        let before = net.layers.clone();
+        net.use_optimizer(&adam_cfg().optimizer);
+        for (l, old) in net.layers.iter().zip(&before) {
+            assert!(l.momentum.iter().all(|&m| m == 0.0) && l.has_second());
+            assert_eq!(l.w, old.w);
+        }
+        assert_eq!(
+            (net.optimizer(), net.run_state().optimizer_steps),
+            ("adamw", 0)
+        );
+        net.train_epoch(&x, &t, &cfg(), &mut |_| false).unwrap();
+        assert!(!net.layers[0].has_second() && net.optimizer() == "sgd");
+    }
+
+    #[test]
+    fn per_batch_rates_are_the_steps_learning_rates() {
+        // rates equal to the optimizer's rate change nothing; other rates do,
+        // and a split epoch given its own slices of rates trains like one call
+        let (x, y) = data(96, 12, 3, 3);
+        let t = Targets::classes(&y);
+        let run = |rates: Vec<f32>| {
+            let mut n = Network::new(spec(4, 0.2)).unwrap();
+            let cfg = TrainConfig { rates, ..cfg() };
+            n.train_epoch(&x, &t, &cfg, &mut |_| false).unwrap();
+            n
+        };
+        assert_eq!(run(Vec::new()).layers, run(vec![0.05; 6]).layers);
+        let ramp: Vec<f32> = (1..=6).map(|i| 0.01 * i as f32).collect();
+        let ramped = run(ramp.clone());
+        assert_ne!(ramped.layers, run(Vec::new()).layers);
+        let mut split = Network::new(spec(4, 0.2)).unwrap();
+        let order = split.epoch_order(96, true).unwrap();
+        for (part, rates) in order.chunks(48).zip(ramp.chunks(3)) {
+            let cfg = TrainConfig {
+                rates: rates.to_vec(),
+                ..cfg()
+            };
+            split
+                .train_order(&x, &t, part, &cfg, &mut |_| false)
+                .unwrap();
+        }
+        assert_eq!(split.layers, ramped.layers);
+        let mut n = Network::new(spec(4, 0.2)).unwrap();
+        let short = TrainConfig {
+            rates: vec![0.1; 5],
+            ..cfg()
+        };
+        assert!(n.train_epoch(&x, &t, &short, &mut |_| false).is_err());
+        let bad = TrainConfig {
+            rates: vec![f32::NAN; 6],
+            ..cfg()
+        };
+        assert!(n.train_epoch(&x, &t, &bad, &mut |_| false).is_err());
+        assert_eq!(n.layers, Network::new(spec(4, 0.2)).unwrap().layers);
+    }
+
+    #[test]
+    fn sample_weights_scale_each_samples_gradient() {
+        // weights (2, 2, 0, 0) over a batch of 4 = the first 2 samples unweighted
+        let (x, y) = data(4, 12, 3, 6);
+        let mut a = Network::new(spec(5, 0.0)).unwrap();
+        let mut b = Network::new(spec(5, 0.0)).unwrap();
+        let w = [2.0f32, 2.0, 0.0, 0.0];
+        let ra = a
+            .compute_gradients(&x, &Targets::classes(&y).weighted(Some(&w)), false)
+            .unwrap();
+        let rb = b
+            .compute_gradients(&x[..24], &Targets::classes(&y[..2]), false)
+            .unwrap();
+        assert!((ra.loss_sum - 2.0 * rb.loss_sum).abs() < 1e-5);
+        for (la, lb) in a.layers.iter().zip(&b.layers) {
+            for (ga, gb) in la
+                .grad
+                .iter()
+                .chain(&la.bias_grad)
+                .zip(lb.grad.iter().chain(&lb.bias_grad))
+            {
+                assert!((ga - gb).abs() <= 1e-6 * (1.0 + gb.abs()), "{ga} vs {gb}");
+            }
+        }
+        // all-ones weights are no weights, bit for bit
+        let ones = [1.0f32; 4];
+        a.compute_gradients(&x, &Targets::classes(&y).weighted(Some(&ones)), false)
+            .unwrap();
+        b.compute_gradients(&x, &Targets::classes(&y), false)
+            .unwrap();
+        assert_eq!(a.layers, b.layers);
+        for bad in [
+            &[1.0f32, 1.0, 1.0][..],
+            &[1.0, f32::NAN, 1.0, 1.0],
+            &[1.0, -1.0, 1.0, 1.0],
+        ] {
+            let t = Targets::classes(&y).weighted(Some(bad));
+            assert!(a.compute_gradients(&x, &t, false).is_err());
+        }
+    }
+
+    #[test]
+    fn regression_on_values_learns_a_smooth_function() {
+        let mut rng = Rng::new(9);
+        let (n, f) = (400, 12);
+        let x: Vec<f32> = (0..n * f).map(|_| rng.normal() as f32).collect();
+        let y: Vec<f32> = (0..n)
+            .flat_map(|s| {
+                let r = &x[s * f..s * f + 3];
+                [r[0] + 0.5 * r[1], (r[2]).tanh()]
+            })
+            .collect();
+        let spec = NetworkSpec {
+            sizes: vec![12, 32, 2],
+            nnz: vec![200, 64],
+            hidden: vec![Activation::Leaky {
+                negative_slope: 0.0,
+            }],
+            loss: Loss::Mse { sigmoid: false },
+            dropout: 0.0,
+            init: WeightInit::HeUniform,
+            seed: 3,
+        };
+        let mut net = Network::new(spec).unwrap();
+        let t = Targets::values(&y);
+        let before = net.evaluate(&x, &t, 64).unwrap().0;
+        let opt = Optimizer::adam(0.01, 0.9, 0.999, 1e-8, 0.0, false).unwrap();
+        for _ in 0..60 {
+            net.train_epoch(&x, &t, &TrainConfig::new(32, opt), &mut |_| false)
+                .unwrap();
+        }
+        let after = net.evaluate(&x, &t, 64).unwrap().0;
+        assert!(after < 0.2 * before, "mse {before} -> {after}");
+        assert!(net.evaluate(&x, &Targets::values(&y[..3]), 64).is_err());
     }
 }

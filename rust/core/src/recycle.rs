@@ -300,12 +300,12 @@ fn row_of(w: &SparseMatrix, i: usize) -> Side {
 /// Replaces whole columns of `layer`: `fresh[t]` becomes column `ids[t]`,
 /// with zero momentum. Other columns keep values and momentum.
 fn replace_columns(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
-    let mut out = ColumnBuilder::with_capacity(layer.w.n_out(), layer.nnz());
+    let mut out = ColumnBuilder::for_layer(layer, layer.nnz());
     let mut next = ids.iter().zip(fresh).peekable();
     for j in 0..layer.w.n_out() {
         if let Some((_, side)) = next.next_if(|(&id, _)| id as usize == j) {
             for &(i, v) in side {
-                out.push(i, v, 0.0);
+                out.push(i, v, (0.0, 0.0));
             }
         } else {
             out.copy(layer, layer.w.col_ptr()[j]..layer.w.col_ptr()[j + 1]);
@@ -331,7 +331,7 @@ fn replace_rows(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
         .collect();
     new.sort_unstable_by_key(|&(j, i, _)| (j, i));
     let nnz = w.nnz() - ids.iter().map(|&i| w.fan_out_of(i as usize)).sum::<usize>() + new.len();
-    let mut out = ColumnBuilder::with_capacity(w.n_out(), nnz);
+    let mut out = ColumnBuilder::for_layer(layer, nnz);
     let mut incoming = new.into_iter().peekable();
     for j in 0..w.n_out() {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
@@ -340,12 +340,12 @@ fn replace_rows(layer: &mut Layer, ids: &[u32], fresh: &[Side]) {
                 continue;
             }
             while let Some((_, r, v)) = incoming.next_if(|&(c, r, _)| c as usize == j && r < i) {
-                out.push(r, v, 0.0);
+                out.push(r, v, (0.0, 0.0));
             }
-            out.push(i, w.values()[k], layer.momentum[k]);
+            out.push(i, w.values()[k], layer.state(k));
         }
         while let Some((_, r, v)) = incoming.next_if(|&(c, _, _)| c as usize == j) {
-            out.push(r, v, 0.0);
+            out.push(r, v, (0.0, 0.0));
         }
         out.end_column();
     }
@@ -533,7 +533,7 @@ pub(crate) fn recycle(
         },
     };
     for &j in ids {
-        into.bias_momentum[j as usize] = 0.0;
+        into.reset_bias_state(j as usize);
     }
     if opts.interpolate_steps > 0 {
         let blend = blend_in_place(into, next, h, ids, &draw_in, &draw_out, opts, rng);
@@ -600,7 +600,7 @@ fn blend_in_place(
         let j = j as usize;
         for k in into.w.col_ptr()[j]..into.w.col_ptr()[j + 1] {
             let old = into.w.values()[k];
-            into.momentum[k] = 0.0;
+            into.reset_state(k);
             weights.push(BlendEntry {
                 layer: h,
                 row: into.w.row_idx()[k],
@@ -613,16 +613,15 @@ fn blend_in_place(
         if opts.outgoing == Outgoing::Keep {
             continue;
         }
-        let w = &next.w;
-        for s in w.row_ptr()[j]..w.row_ptr()[j + 1] {
-            let k = w.t_pos()[s] as usize;
-            next.momentum[k] = 0.0;
+        for s in next.w.row_ptr()[j]..next.w.row_ptr()[j + 1] {
+            let (k, col) = (next.w.t_pos()[s] as usize, next.w.t_col()[s]);
+            next.reset_state(k);
             weights.push(BlendEntry {
                 layer: h + 1,
                 row: j as u32,
-                col: w.t_col()[s],
+                col,
                 k,
-                delta: (draw_out.value(rng) - w.values()[k]) / t,
+                delta: (draw_out.value(rng) - next.w.values()[k]) / t,
             });
         }
     }

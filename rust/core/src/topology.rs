@@ -64,6 +64,8 @@ pub fn set_prune_regrow(
     let mut linear = Vec::with_capacity(nnz);
     let mut values = Vec::with_capacity(nnz);
     let mut momentum = Vec::with_capacity(nnz);
+    let keeps_second = layer.has_second();
+    let mut second = Vec::with_capacity(if keeps_second { nnz } else { 0 });
     let mut fresh = new_positions.iter().zip(&new_values).peekable();
     for j in 0..n_out {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
@@ -75,20 +77,29 @@ pub fn set_prune_regrow(
                 linear.push(p);
                 values.push(v);
                 momentum.push(0.0);
+                if keeps_second {
+                    second.push(0.0);
+                }
             }
             linear.push(lin);
             values.push(vals[k]);
             momentum.push(layer.momentum[k]);
+            if keeps_second {
+                second.push(layer.second[k]);
+            }
         }
     }
     for (&p, &v) in fresh {
         linear.push(p);
         values.push(v);
         momentum.push(0.0);
+        if keeps_second {
+            second.push(0.0);
+        }
     }
     debug_assert_eq!(linear.len(), nnz);
     let m = SparseMatrix::from_sorted_linear(n_in, n_out, &linear, values);
-    layer.replace_weights(m, momentum);
+    layer.replace_weights(m, momentum, second);
     Ok(step)
 }
 
@@ -257,7 +268,7 @@ fn keep_mask(n: usize, ids: &[u32]) -> Result<Vec<bool>> {
 /// `compact`, the dropped columns disappear and the layer has fewer outputs;
 /// otherwise they stay as empty columns.
 fn drop_columns(layer: &mut Layer, keep: &[bool], compact: bool) {
-    let mut out = ColumnBuilder::with_capacity(keep.len(), layer.nnz());
+    let mut out = ColumnBuilder::for_layer(layer, layer.nnz());
     for (j, &kept) in keep.iter().enumerate() {
         if kept {
             out.copy(layer, layer.w.col_ptr()[j]..layer.w.col_ptr()[j + 1]);
@@ -281,12 +292,12 @@ fn drop_rows(layer: &mut Layer, keep: &[bool], compact: bool) {
         }
     }
     let w = &layer.w;
-    let mut out = ColumnBuilder::with_capacity(w.n_out(), w.nnz());
+    let mut out = ColumnBuilder::for_layer(layer, w.nnz());
     for j in 0..w.n_out() {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
             let r = new_index[w.row_idx()[k] as usize];
             if r != u32::MAX {
-                out.push(r, w.values()[k], layer.momentum[k]);
+                out.push(r, w.values()[k], layer.state(k));
             }
         }
         out.end_column();
@@ -328,6 +339,9 @@ pub fn remove_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result
     };
     into.bias = filter(&into.bias);
     into.bias_momentum = filter(&into.bias_momentum);
+    if into.has_second() {
+        into.bias_second = filter(&into.bias_second);
+    }
     into.bias_grad = vec![0.0; into.bias.len()];
     drop_rows(next, &keep, true);
     Ok(())
@@ -344,7 +358,7 @@ pub fn clear_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result<
     drop_columns(into, &keep, false);
     for &id in ids {
         into.bias[id as usize] = 0.0;
-        into.bias_momentum[id as usize] = 0.0;
+        into.reset_bias_state(id as usize);
     }
     drop_rows(next, &keep, false);
     Ok(())

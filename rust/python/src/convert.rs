@@ -115,3 +115,40 @@ pub(crate) fn indices<T: TryFrom<i64>>(
         })
         .collect()
 }
+
+/// The targets a call gives: int64 class labels `(n,)` or float32 values
+/// `(n, outputs)` (regression).
+pub(crate) enum GivenTargets<'py> {
+    Classes(Vec<u32>),
+    Values(PyReadonlyArray2<'py, f32>),
+}
+
+impl<'py> GivenTargets<'py> {
+    pub(crate) fn new(y: &Bound<'py, PyAny>, n: usize, n_outputs: usize) -> PyResult<Self> {
+        if let Ok(v) = y.extract::<PyReadonlyArray2<'py, f32>>() {
+            let shape = v.shape();
+            if shape != [n, n_outputs] {
+                return Err(to_py(CoreError::InvalidInput(format!(
+                    "X has {n} samples and the model {n_outputs} outputs, but y has shape {shape:?}"
+                ))));
+            }
+            matrix(&v, n_outputs, "y")?;
+            return Ok(GivenTargets::Values(v));
+        }
+        let Ok(labels_given) = y.extract::<PyReadonlyArray1<'py, i64>>() else {
+            return Err(PyTypeError::new_err(
+                "y must be int64 class labels of shape (n,) or float32 targets of shape (n, outputs)",
+            ));
+        };
+        Ok(GivenTargets::Classes(labels(&labels_given, n, n_outputs)?))
+    }
+
+    /// The core's view, with per-sample `weights`.
+    pub(crate) fn view<'a>(&'a self, weights: Option<&'a [f32]>) -> core::Targets<'a> {
+        let t = match self {
+            GivenTargets::Classes(l) => core::Targets::classes(l),
+            GivenTargets::Values(v) => core::Targets::values(v.as_slice().unwrap_or(&[])),
+        };
+        t.weighted(weights)
+    }
+}

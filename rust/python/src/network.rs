@@ -79,9 +79,10 @@ impl PyNetwork {
     }
 
     /// Rebuilds a network from saved arrays. `layers` holds one dict per layer
-    /// with n_in, n_out, col_ptr, row_idx, values, momentum, bias, bias_momentum.
+    /// with n_in, n_out, col_ptr, row_idx, values, momentum, bias, bias_momentum
+    /// (and second, bias_second when `optimizer` keeps second moments).
     #[staticmethod]
-    #[pyo3(signature = (layers, activations, loss, output_activation, dropout, init, seed, rng_state, step, topology_version))]
+    #[pyo3(signature = (layers, activations, loss, output_activation, dropout, init, seed, rng_state, step, topology_version, optimizer="sgd", optimizer_steps=0))]
     #[allow(clippy::too_many_arguments)]
     fn from_state(
         layers: Vec<Bound<'_, PyDict>>,
@@ -94,7 +95,10 @@ impl PyNetwork {
         rng_state: [u64; 4],
         step: u64,
         topology_version: u64,
+        optimizer: &str,
+        optimizer_steps: u64,
     ) -> PyResult<Self> {
+        let optimizer = core::optimizer_name(optimizer).map_err(to_py)?;
         let mut built = Vec::with_capacity(layers.len());
         for (l, d) in layers.iter().enumerate() {
             let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
@@ -122,8 +126,16 @@ impl PyNetwork {
             );
             let bytes = core::layer::layer_bytes_for(n_in, n_out, row_idx.len());
             require_memory(d.py(), bytes, &format!("building layer {l}"))?;
+            let second = match d.get_item("second")? {
+                Some(_) => Some((f32s("second")?, f32s("bias_second")?)),
+                None => None,
+            };
             let w = SparseMatrix::from_csc(n_in, n_out, col_ptr, row_idx, values)
                 .and_then(|w| Layer::from_parts(w, bias, momentum, bias_momentum))
+                .and_then(|layer| match second {
+                    Some((v, bv)) => layer.with_second(v, bv),
+                    None => Ok(layer),
+                })
                 .map_err(|e| to_py(CoreError::InvalidInput(format!("layer {l}: {e}"))))?;
             built.push(w);
         }
@@ -132,6 +144,8 @@ impl PyNetwork {
             rng: rng_state,
             step,
             topology_version,
+            optimizer,
+            optimizer_steps,
         };
         let (hidden, loss, init) = parse_config(&activations, loss, output_activation, init)?;
         let net = Network::from_layers(built, hidden, loss, dropout, init, state).map_err(to_py)?;
@@ -188,6 +202,13 @@ impl PyNetwork {
         (s.seed, s.rng, s.step, s.topology_version)
     }
 
+    /// (name, steps) of the optimizer whose moments the layers hold.
+    #[getter]
+    fn optimizer_state(&self) -> (&'static str, u64) {
+        let s = self.net.run_state();
+        (s.optimizer, s.optimizer_steps)
+    }
+
     /// Bytes of each layer: connections, momentum, gradients, both index
     /// views, biases.
     #[getter]
@@ -216,7 +237,8 @@ impl PyNetwork {
     }
 
     /// Arrays of layer `l`: dict with n_in, n_out, col_ptr (int64), row_idx
-    /// (uint32, as the core holds them), values, momentum, bias, bias_momentum (float32), all copies.
+    /// (uint32, as the core holds them), values, momentum, bias, bias_momentum
+    /// (float32), and second, bias_second when Adam's moments are kept; all copies.
     fn layer_state<'py>(&self, py: Python<'py>, l: usize) -> PyResult<Bound<'py, PyDict>> {
         let n = self.net.layers().len();
         let layer = self.net.layers().get(l).ok_or_else(|| {
@@ -240,6 +262,10 @@ impl PyNetwork {
             "bias_momentum",
             PyArray1::from_slice(py, layer.bias_momentum()),
         )?;
+        if layer.has_second() {
+            d.set_item("second", PyArray1::from_slice(py, layer.second()))?;
+            d.set_item("bias_second", PyArray1::from_slice(py, layer.bias_second()))?;
+        }
         Ok(d)
     }
 
