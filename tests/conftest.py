@@ -34,18 +34,20 @@ def dense_layers(model):
 
 
 def training_state(model):
-    """Each layer's topology, weights, momentum and bias, and the run state."""
+    """Each layer's topology, weights, moments and bias, and the run and optimizer state."""
     out = []
     for i in range(len(model.layers)):
         st = model._net.layer_state(i)
-        out.append({k: st[k].copy() for k in ("col_ptr", "row_idx", "values", "momentum", "bias")})
-    return out, model._net.run_state
+        out.append({k: st[k].copy() for k in ("col_ptr", "row_idx", "values", "momentum", "bias",
+                                              "bias_momentum", "second", "bias_second") if k in st})
+    return out, (model._net.run_state, model._net.optimizer_state)
 
 
 def assert_same_training_state(a, b):
     (la, ra), (lb, rb) = training_state(a), training_state(b)
     assert ra == rb
     for x, y in zip(la, lb):
+        assert x.keys() == y.keys()
         for k in x:
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 

@@ -15,8 +15,9 @@ def act(kind, slope, z):
     raise ValueError(kind)
 
 
-def loss_and_grads(layers, acts, X, y, loss="cross_entropy", output="softmax"):
-    """Mean loss and dense gradients [(dW, db)] for a full batch, no dropout."""
+def forward(layers, acts, X):
+    """Every layer's input, the hidden layers' derivatives and the output
+    pre-activations, in float64 (no dropout)."""
     a = [X.astype(np.float64)]
     derivs = []
     for (W, b), (kind, slope) in zip(layers[:-1], acts):
@@ -24,7 +25,12 @@ def loss_and_grads(layers, acts, X, y, loss="cross_entropy", output="softmax"):
         a.append(h)
         derivs.append(d)
     W, b = layers[-1]
-    z = a[-1] @ W + b
+    return a, derivs, a[-1] @ W + b
+
+
+def loss_and_grads(layers, acts, X, y, loss="cross_entropy", output="softmax"):
+    """Mean loss and dense gradients [(dW, db)] for a full batch, no dropout."""
+    a, derivs, z = forward(layers, acts, X)
     n, c = z.shape
     onehot = np.eye(c)[y]
     if loss == "cross_entropy":

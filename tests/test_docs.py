@@ -12,7 +12,8 @@ import pytest
 from doc_commands import commands, indented_block_after
 
 MODULES = ["sparse_mlp", "sparse_mlp.model", "sparse_mlp.recycling", "sparse_mlp.activations",
-           "sparse_mlp.datasets", "sparse_mlp.metrics", "sparse_mlp.estimator"]
+           "sparse_mlp.datasets", "sparse_mlp.metrics", "sparse_mlp.estimator", "sparse_mlp.callbacks",
+           "sparse_mlp.schedules", "sparse_mlp.optimizers"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -38,6 +39,8 @@ def test_the_guide_runs(tmp_path, monkeypatch, madelon_dir):
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/guide.md block {i + 1}", "exec"), namespace)
     assert namespace["again"].epochs_trained == 4
+    assert namespace["stop"].best_epoch > 0 and namespace["regressor"].evaluate(
+        namespace["Xr"][800:], namespace["yr"][800:])["r2"] > 0.9
     assert namespace["rebuilt"].sizes == namespace["model"].sizes
     assert os.path.exists("figures/input_connectivity.png")
     # then the command-line session, in the same folder (patients.csv is the
@@ -76,6 +79,7 @@ GUIDE_RUNS = {
     'pip install ".[plot]"': "the fresh environment of test_readme.py",
     'pip install ".[sklearn]"': "the fresh environment of test_readme.py",
     'pip install ".[mpi]" mpich': "the fresh environment of test_readme.py",
+    'pip install ".[tensorboard]"': "the fresh environment of test_readme.py",
     "python -m sparse_mlp": "--help",
     "sparse-mlp train --epochs 5": "as is",
     "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --prune --out runs/madelon":
@@ -92,6 +96,8 @@ GUIDE_RUNS = {
     "sparse-mlp train --config madelon.toml --epochs 100 --checkpoint ck.npz": "--epochs 3",
     "sparse-mlp train --config madelon.toml --epochs 100 --checkpoint ck.npz --resume": "--epochs 3",
     "sparse-mlp bench --sizes 784,1000,1000,1000,10 --epsilon 20": "as is",
+    "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --optimizer adam --schedule cosine "
+    "--early-stopping 20 --restore-best --tensorboard runs/tb": "--epochs 4 --early-stopping 1",
     "mpiexec -n 3 sparse-mlp train --data madelon --data-dir ../shared/data/madelon --parallel wasap "
     "--out runs/wasap": "--epochs 2",
     "mpiexec -n K+1": "a placeholder for the command above",

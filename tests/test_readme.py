@@ -62,6 +62,12 @@ RUNS: dict[str, str] = {
     "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --prune --save madelon.npz":
         "same job",
     "sparse-mlp predict madelon.npz ../shared/data/madelon/madelon_valid.data": "same job",
+    'pip install ".[tensorboard]"': "install",
+    "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --optimizer adam --schedule cosine "
+    "--early-stopping 20 --restore-best --class-weight balanced --tensorboard runs/tb":
+        "--epochs 3 --early-stopping 1",
+    "python benches/features.py --dataset madelon --seeds 3": "--smoke",
+    "python benches/features.py --dataset fashion_mnist --epochs 100": "--smoke",
 }
 
 
@@ -164,11 +170,11 @@ def test_the_two_commands_in_a_fresh_environment(tmp_path, madelon_dir):
     with open(os.path.join(ROOT, "docs", "guide.md")) as f:
         guide = f.read()
     lines = [c for c in commands(guide) if c.startswith("pip install")]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
         sh(line + " --quiet --disable-pip-version-check")
-    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy; import sparse_mlp as sm; "
-       "sm.SparseMLPClassifier'")
+    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy, tensorboardX; import sparse_mlp as sm; "
+       "sm.SparseMLPClassifier, sm.SparseMLPRegressor, sm.callbacks.TensorBoard(\"tb\")'")
 
 
 def _reduced(block: str, **replacements: str) -> str:
@@ -225,3 +231,16 @@ def test_the_recycling_example(beside_shared):
     assert r.returncode == 0, r.stderr
     per_layer, histogram = r.stdout.strip().split("\n")
     assert len(json.loads(per_layer)) == 2  # two hidden layers
+
+
+def test_the_training_features_example(beside_shared):
+    block = next(b for b in python_blocks() if "EarlyStopping" in b)
+    (beside_shared / "features.py").write_text(_reduced(block, **{"epochs=500": "epochs=8",
+                                                                  "patience=20": "patience=2"}))
+    r = _run(f"{shlex.quote(sys.executable)} features.py", beside_shared)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.strip().split("\n")[-2:]
+    epochs, best_epoch, exact = first.split()
+    assert 1 <= int(best_epoch) <= int(epochs) <= 8 and exact == "True"
+    assert 0.5 <= float(second) <= 1
+    assert list((beside_shared / "runs" / "tb").glob("events.out.tfevents.*"))

@@ -86,10 +86,25 @@ def test_sync_run_is_deterministic_and_chunking_changes_nothing(tmp_path):
     h = big[0]["history"]
     assert big[0]["nnz"] == target_nnz()
     assert all(rec["mean_staleness"] == 0 for rec in h if rec["phase"] == 1)
-    # learning rate x K (= 2) after a linear warm-up over 5 epochs
+    # learning rate x K (= 2) after a linear warm-up over 5 epochs, step by step
+    # (the records hold each epoch's first step: 38 updates of 2 x 16 samples)
     lrs = [rec["learning_rate"] for rec in h if rec["phase"] == 1]
-    assert lrs == pytest.approx([0.012, 0.014, 0.016])
+    assert lrs == pytest.approx([0.01 * (1 + (e + 1 / 38) / 5) for e in range(3)], rel=1e-6)
     assert big[0]["accuracy"] > 0.9
+
+
+def test_adam_a_cosine_schedule_class_weights_and_early_stopping_under_mpi(tmp_path):
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--optimizer", "adam", "--lr", "0.003",
+                                 "--cosine", "--balanced", "--early-stopping", "1")
+    assert rc == 0, output
+    assert len({r["sha"] for r in res.values()}) == 1 and res[0]["accuracy"] > 0.9
+    h = res[0]["history"]
+    lrs = [rec["learning_rate"] for rec in h if rec["phase"] in (1,)]
+    cosine = sm.schedules.Cosine(0.003, final=0.00003)
+    # the server's epochs follow the schedule over the run's 6 epochs
+    assert lrs == pytest.approx([float(cosine.rates(e, 75, 6, 1200, {})[0]) for e in (1, 2, 3, 4)],
+                                rel=1e-6)
+    assert len([rec for rec in h if rec["phase"] == 2]) == 2  # a WASAP run does not stop early
 
 
 def test_the_datas_own_labels_train_the_same_model(tmp_path):

@@ -49,6 +49,10 @@ p.add_argument("--pruning", action="store_true")
 p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
 p.add_argument("--callback-fails", type=int, help="a callback raises at this epoch's record")
 p.add_argument("--word-labels", action="store_true", help="the labels are words, not 0..3")
+p.add_argument("--optimizer", default="sgd")
+p.add_argument("--cosine", action="store_true", help="a cosine learning-rate schedule")
+p.add_argument("--balanced", action="store_true", help="class_weight='balanced'")
+p.add_argument("--early-stopping", type=int, help="an EarlyStopping callback with this patience")
 args = p.parse_args()
 
 from mpi4py import MPI  # noqa: E402  (after argument errors, which need no MPI)
@@ -120,9 +124,13 @@ def watch(model, record):
 
 
 callbacks = [watch] + ([sm.MetricsLogger(args.metrics)] if args.metrics else [])
+if args.early_stopping is not None:
+    callbacks.append(sm.callbacks.EarlyStopping(patience=args.early_stopping))
 try:
     phase2 = 2.0 if rank == args.bad_trainer_rank else args.phase2
     lr = 2 * args.lr if rank == args.other_lr_rank else args.lr
+    if args.cosine:
+        lr = sm.schedules.Cosine(lr, final=lr / 100)
     history = sm.parallel.WASAP(phase2_fraction=phase2, sync=args.sync, chunk_mb=args.chunk_mb,
                                 timeout=args.timeout).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=args.batch, learning_rate=lr,
@@ -130,7 +138,8 @@ try:
         validation_data=(Xv, yv),
         pruning=(sm.ImportancePruning(start_epoch=2, every=2, percentile=10, shrink=True)
                  if args.pruning else None),
-        checkpoint=args.checkpoint, resume=args.resume, verbose=0, callbacks=callbacks)
+        checkpoint=args.checkpoint, resume=args.resume, verbose=0, callbacks=callbacks,
+        optimizer=args.optimizer, class_weight="balanced" if args.balanced else None)
 except sm.SparseMLPError as e:
     result["error"] = f"{type(e).__name__}: {e}"
     print(f"rank {rank}: {result['error']}", file=sys.stderr, flush=True)

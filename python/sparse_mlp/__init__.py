@@ -12,7 +12,7 @@ True
 
 from typing import Any
 
-from . import datasets, parallel, plots, recycling
+from . import callbacks, datasets, optimizers, parallel, plots, recycling, schedules
 from ._core import __version__, get_num_threads, set_num_threads
 from .activations import Activation, AllReLU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import (
@@ -26,6 +26,7 @@ from .errors import (
 from .layer import Layer
 from .metrics import MetricsLogger, read_metrics
 from .model import SparseMLP
+from .optimizers import SGD, Adam, AdamW
 from .pruning import ImportancePruning
 from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
 from .shape import connection_counts
@@ -34,6 +35,8 @@ from .topology import SET
 __all__ = [
     "__version__",
     "Activation",
+    "Adam",
+    "AdamW",
     "AllReLU",
     "CheckpointError",
     "ContinualBackprop",
@@ -49,32 +52,36 @@ __all__ = [
     "ReDo",
     "ReLU",
     "SET",
+    "SGD",
     "Sigmoid",
     "SparseMLP",
     "SparseMLPClassifier",
     "SparseMLPError",
+    "SparseMLPRegressor",
     "Tanh",
     "MetricsLogger",
+    "callbacks",
     "connection_counts",
     "datasets",
     "get_num_threads",
+    "optimizers",
     "parallel",
     "plots",
     "read_metrics",
     "recycling",
+    "schedules",
     "set_num_threads",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # The scikit-learn estimator imports scikit-learn, an optional dependency.
-    if name == "SparseMLPClassifier":
+    # The scikit-learn estimators import scikit-learn, an optional dependency.
+    if name in ("SparseMLPClassifier", "SparseMLPRegressor"):
         try:
-            from .estimator import SparseMLPClassifier
+            from . import estimator
         except ImportError as e:
             raise ImportError(
-                "sparse_mlp.SparseMLPClassifier needs scikit-learn: pip install 'sparse_mlp[sklearn]' "
-                f"({e})"
+                f"sparse_mlp.{name} needs scikit-learn: pip install 'sparse_mlp[sklearn]' ({e})"
             ) from None
-        return SparseMLPClassifier
+        return getattr(estimator, name)
     raise AttributeError(f"module 'sparse_mlp' has no attribute {name!r}")

@@ -55,9 +55,6 @@ def union_average(
 ]: ...
 
 @final
-# Class labels (n,) as int64, or regression targets (n, outputs) as float32.
-Targets = npt.NDArray[np.int64] | npt.NDArray[np.float32]
-
 class Network:
     def __new__(
         cls,
@@ -113,7 +110,7 @@ class Network:
     def train_epoch(
         self,
         x: npt.NDArray[np.float32],
-        y: Targets,
+        y: npt.NDArray[np.int64] | npt.NDArray[np.float32],
         batch_size: int,
         learning_rate: float,
         momentum: float,
@@ -125,7 +122,7 @@ class Network:
         midpoint: tuple[float, str, str] | None = None,
         bias_decay: bool = True,
         optimizer: str = "sgd",
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] | None = None,
         eps: float = 1e-8,
         rates: npt.NDArray[np.float32] | None = None,
         sample_weight: npt.NDArray[np.float32] | None = None,
@@ -133,7 +130,7 @@ class Network:
     def evaluate(
         self,
         x: npt.NDArray[np.float32],
-        y: Targets,
+        y: npt.NDArray[np.int64] | npt.NDArray[np.float32],
         batch_size: int | None = None,
         sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, float]: ...
@@ -143,7 +140,7 @@ class Network:
     def gradients(
         self,
         x: npt.NDArray[np.float32],
-        y: Targets,
+        y: npt.NDArray[np.int64] | npt.NDArray[np.float32],
         dropout: bool = False,
         sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]]: ...
@@ -154,7 +151,7 @@ class Network:
     def gradient_step(
         self,
         x: npt.NDArray[np.float32],
-        y: Targets,
+        y: npt.NDArray[np.int64] | npt.NDArray[np.float32],
         out: npt.NDArray[np.float32],
         sample_weight: npt.NDArray[np.float32] | None = None,
     ) -> tuple[float, int]: ...
@@ -167,7 +164,7 @@ class Network:
         nesterov: bool = False,
         bias_decay: bool = True,
         optimizer: str = "sgd",
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] | None = None,
         eps: float = 1e-8,
     ) -> None: ...
     def reseed(self, seed: int) -> None: ...

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _core, _netstate, archive, labels
+from . import _core, _netstate, archive, labels, optimizers
 from ._validation import as_features, checked_sparse, number, seed_value
 from .activations import ActivationLike, AllReLU, resolve
 from .errors import CheckpointError, InsufficientMemoryError, InvalidInputError, SparseMLPError
@@ -22,6 +22,7 @@ from .layer import Layer
 from .memory import available_bytes, format_bytes
 from .shape import connection_counts, layer_sizes
 from .training import loop
+from .training.data import is_regression, regression_metrics, sample_weights, targets
 from .training.options import DEFAULT_TOPOLOGY, FitOptions
 from .training.options import batch_size as _batch_size
 
@@ -193,7 +194,7 @@ class SparseMLP:
         y: Any,
         epochs: int = 10,
         batch_size: int = 32,
-        learning_rate: float = 0.01,
+        learning_rate: Any = None,
         momentum: float = 0.9,
         weight_decay: float = 2e-4,
         nesterov: bool = False,
@@ -209,8 +210,11 @@ class SparseMLP:
         resume: bool = False,
         overwrite: bool = False,
         bias_decay: bool = True,
+        optimizer: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> list[dict[str, Any]]:
-        """Trains with momentum SGD for ``epochs`` epochs.
+        """Trains for ``epochs`` epochs (momentum SGD unless ``optimizer`` says otherwise).
 
         The epoch loop runs in the compiled core with the GIL released. After
         each epoch: evaluation on ``validation_data``, then ``pruning``, then
@@ -222,8 +226,29 @@ class SparseMLP:
         dropout), ``val_loss``, ``val_accuracy``, ``n_connections`` and
         ``n_neurons`` (of the evaluated model), ``seconds`` (whole epoch) and
         its parts ``train_seconds``, ``eval_seconds``, ``topology_seconds``,
-        plus what the strategies report (``set_regrown``, ``pruned_neurons``).
-        ``model.history`` accumulates over calls.
+        plus what the strategies report (``set_regrown``, ``pruned_neurons``)
+        and ``learning_rate`` (the rate of the epoch's first mini-batch).
+        A regression model's records have no accuracies but ``val_mae`` and
+        ``val_r2``. ``model.history`` accumulates over calls.
+
+        ``optimizer``: ``sm.SGD(momentum, nesterov)`` (the default, built from
+        ``momentum`` and ``nesterov``), ``sm.Adam(...)``, ``sm.AdamW(...)``
+        or one of their names (see :mod:`sparse_mlp.optimizers`).
+        ``learning_rate``: a number or a schedule (:mod:`sparse_mlp.schedules`:
+        ``Step``, ``Cosine``, ``ReduceOnPlateau``, ...) applied per mini-batch;
+        default 0.01 for SGD, 1e-3 for Adam.
+
+        ``sample_weight`` (one finite weight >= 0 per sample) and
+        ``class_weight`` (``"balanced"`` or ``{label: weight}``) weigh each
+        sample's loss, in its gradient and in the reported loss.
+
+        ``callbacks``: :mod:`sparse_mlp.callbacks` objects (``EarlyStopping``,
+        ``ModelCheckpoint``, ``TensorBoard``, ``MetricsLogger``, ...) or
+        functions ``f(model, record)``.
+
+        Regression: a model with ``loss="mse"`` learns values when ``y`` is
+        2-D (``(n, outputs)``) or the model has one output; ``predict``
+        then returns values and ``evaluate`` the MSE, MAE and R².
 
         ``recycling``: a neuron recycling strategy (``sm.NeuronRecycling``,
         ``sm.ReDo``, ``sm.ContinualBackprop``), an ``sm.MidpointLoss``, or a
@@ -277,8 +302,8 @@ class SparseMLP:
             weight_decay=weight_decay, nesterov=nesterov, bias_decay=bias_decay, shuffle=shuffle,
             topology=topology, pruning=pruning, recycling=recycling, verbose=verbose,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-            overwrite=overwrite)
-        return loop.fit(self, X, y, options, validation_data, callbacks)
+            overwrite=overwrite, optimizer=optimizer)
+        return loop.fit(self, X, y, options, validation_data, callbacks, sample_weight, class_weight)
 
     # ------------------------------------------------------------ inference
 
@@ -295,19 +320,41 @@ class SparseMLP:
         _check_finite_output(p, X)
         return p
 
+    @property
+    def is_regressor(self) -> bool:
+        """Whether the model learns values (``loss="mse"`` fitted on values,
+        or with one output) rather than classes."""
+        return is_regression(self)
+
     def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:
         """Predicted labels, shape (n_samples,): ``classes_[k]`` for the most
-        probable output ``k`` (the output index before any class is known)."""
-        return self._output_labels()[self.predict_proba(X, batch_size).argmax(axis=1)]
+        probable output ``k`` (the output index before any class is known).
+        A regression model's values: shape (n_samples,) for one output, else
+        (n_samples, outputs)."""
+        p = self.predict_proba(X, batch_size)
+        if self.is_regressor:
+            return p[:, 0] if p.shape[1] == 1 else p
+        return self._output_labels()[p.argmax(axis=1)]
 
-    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any, batch_size: int | None = None,
+                 sample_weight: Any = None) -> dict[str, float]:
         """Mean loss and accuracy on (X, y), without dropout (chunks as in
-        :meth:`predict_proba`)."""
+        :meth:`predict_proba`); with ``sample_weight``, the weighted mean
+        loss. A regression model reports ``loss`` (the MSE), ``mse``,
+        ``mae`` and ``r2``."""
         X = as_features(X, self.n_features)
-        y = labels.encode(self._output_labels(), y, X.shape[0])
-        loss, acc = self._net.evaluate(X, y, self._inference_batch(batch_size))
+        batch = self._inference_batch(batch_size)
+        regression = is_regression(self, y)
+        if regression:
+            y = targets(y, X.shape[0], self.n_classes)
+        else:
+            y = labels.encode(self._output_labels(), y, X.shape[0])
+        w = sample_weights(sample_weight, None, y, None, X.shape[0])
+        loss, acc = self._net.evaluate(X, y, batch, sample_weight=w)
         if not math.isfinite(loss):
-            _check_finite_output(self._net.predict_proba(X, self._inference_batch(batch_size)), X)
+            _check_finite_output(self._net.predict_proba(X, batch), X)
+        if regression:
+            return {"loss": loss, **regression_metrics(self._net.predict_proba(X, batch), y)}
         return {"loss": loss, "accuracy": acc}
 
     def _inference_batch(self, batch_size: int | None) -> int:
@@ -315,13 +362,14 @@ class SparseMLP:
             return self._net.inference_batch()
         return _batch_size(batch_size)
 
-    def memory_estimate(self, batch_size: int = 32) -> dict[str, int]:
+    def memory_estimate(self, batch_size: int = 32, optimizer: Any = None) -> dict[str, int]:
         """Bytes that training this model with mini-batches of ``batch_size``
-        needs, computed without allocating anything:
+        (and ``optimizer``, default SGD) needs, computed without allocating
+        anything:
 
         - ``parameters``: every layer's connections (value, momentum,
           gradient, row index and the transposed view's two indices: 24 bytes
-          each), biases and column/row pointers;
+          each; Adam's second moment adds 4), biases and column/row pointers;
         - ``training_buffers``: activations of every layer, derivative factors
           of the hidden layers and two error blocks, for ``batch_size`` samples;
         - ``topology_change``: SET rebuilds one layer at a time, the largest;
@@ -344,22 +392,27 @@ class SparseMLP:
         """
         batch_size = _batch_size(batch_size)
         net = self._net
+        kept = net.optimizer_state[0] != "sgd"  # second moments the layers hold now
+        wanted = isinstance(optimizers.optimizer(optimizer), optimizers.Adam)
+        second = [4 * (nnz + n_out) for nnz, n_out in zip(net.layer_nnz, net.sizes[1:])]
+        layer_bytes = [b + (s if wanted and not kept else -s if kept and not wanted else 0)
+                       for b, s in zip(net.layer_bytes, second)]
         est = {
-            "parameters": sum(net.layer_bytes),
+            "parameters": sum(layer_bytes),
             "training_buffers": net.training_bytes(batch_size),
-            "topology_change": max(net.layer_bytes),
+            "topology_change": max(layer_bytes),
         }
         est["training_total"] = sum(est.values())
         est["inference_buffers"] = net.inference_bytes(net.inference_batch())
         est["inference_total"] = est["parameters"] + est["inference_buffers"]
         return est
 
-    def _check_memory(self, batch_size: int) -> None:
+    def _check_memory(self, batch_size: int, optimizer: Any = None) -> None:
         """Raises InsufficientMemoryError when training would not fit."""
         available = available_bytes()
         if available is None:
             return
-        est = self.memory_estimate(batch_size)
+        est = self.memory_estimate(batch_size, optimizer)
         allocated = self._net.memory_bytes  # parameters and any buffers already there
         more = est["training_total"] - allocated
         if more <= available:
@@ -377,8 +430,9 @@ class SparseMLP:
             f"more than now, but only {format_bytes(available)} is available. {advice}.")
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy on (X, y)."""
-        return self.evaluate(X, y)["accuracy"]
+        """Accuracy on (X, y); R² for a regression model."""
+        result = self.evaluate(X, y)
+        return result["r2"] if self.is_regressor else result["accuracy"]
 
     # ------------------------------------------------------------ persistence
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from .. import _core, datasets
+from .. import _core, datasets, optimizers, schedules
 from ..activations import ACTIVATION_NAMES
 from ..errors import InvalidInputError
 from ..training.options import FitOptions
@@ -47,7 +47,10 @@ DEFAULTS: dict[str, Any] = {
     **dict(data="synthetic", label="-1", test_fraction=0.25, dropout=0.3, activation="all_relu",
            zeta=0.3, set_every=1, prune=False, prune_start=200, prune_every=10, prune_percentile=None,
            prune_keep=None, prune_shrink=False, recycling="none", seed=0, phase2_fraction=0.3,
-           quiet=False, paper_settings=False),
+           quiet=False, paper_settings=False, optimizer="sgd", schedule="constant",
+           final_learning_rate=0.0, schedule_warmup=0, schedule_factor=None, schedule_every=30,
+           schedule_patience=10, monitor="val_loss", early_stopping=None, restore_best=False,
+           validation_fraction=0.1, class_weight=None),
 }
 PRESETS["mnist"] = PRESETS["fashion_mnist"]  # same shape; the paper ran Fashion-MNIST
 PAPER["mnist"] = PAPER["fashion_mnist"]
@@ -66,14 +69,21 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
+def _whole(least: int, what: str) -> Any:
+    """An argparse type: an integer of at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = least - 1
+        if n < least:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return n
+    return parse
+
+
+_count = _whole(0, "a whole number >= 0")
+_positive = _whole(1, "a positive integer")
 
 
 def _data_arguments(p: argparse.ArgumentParser, with_name: bool = True) -> None:
@@ -133,6 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the connections the pruning events leave (default 0.2)")
     f.add_argument("--prune-shrink", action="store_true",
                    help="remove pruned neurons from the layers (compact them) instead of emptying them")
+    f.add_argument("--optimizer", choices=list(optimizers.NAMES),
+                   help="sgd (momentum SGD, default), adam or adamw; adam's default rate is 1e-3")
+    f.add_argument("--schedule", choices=["constant", "cosine", "step", "plateau", "invscaling"],
+                   help="learning-rate schedule (default constant)")
+    f.add_argument("--final-learning-rate", type=float, help="cosine: the rate at the end (default 0)")
+    f.add_argument("--schedule-warmup", type=_count, help="cosine: epochs of linear warm-up")
+    f.add_argument("--schedule-factor", type=float,
+                   help="step and plateau: the factor the rate is multiplied by (default 0.1)")
+    f.add_argument("--schedule-every", type=_positive, help="step: epochs between two steps (default 30)")
+    f.add_argument("--schedule-patience", type=_count,
+                   help="plateau: epochs without improvement before the rate drops (default 10)")
+    f.add_argument("--monitor", help="what --early-stopping and the plateau schedule watch "
+                                     "(default val_loss; val_accuracy, loss, ...)")
+    f.add_argument("--early-stopping", type=_count, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement of --monitor on a validation "
+                        "split held out of the training data (--validation-fraction)")
+    f.add_argument("--restore-best", action="store_true",
+                   help="with --early-stopping: end with the best epoch's model")
+    f.add_argument("--validation-fraction", type=float,
+                   help="share of the training data held out for --early-stopping and the plateau "
+                        "schedule (default 0.1)")
+    f.add_argument("--class-weight", choices=["balanced"],
+                   help="weigh each sample's loss by the inverse frequency of its class")
     f.add_argument("--threads", type=int, help="worker threads (default: all cores)")
     r = t.add_argument_group("neuron recycling")
     r.add_argument("--recycling", choices=["none", "magnitude", "random", "largest", "redo", "cbp"])
@@ -159,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--verbose", type=int, choices=[0, 1, 2],
                    help="0: the result only; 1: a progress bar (default); 2: a line per epoch")
     o.add_argument("--quiet", action="store_true", help="the result only: no progress, no warnings")
+    o.add_argument("--tensorboard", metavar="DIR",
+                   help="write TensorBoard logs there (needs the tensorboard extra: tensorboardX)")
     par = t.add_argument_group("several processes")
     par.add_argument("--parallel", choices=["wasap", "wassp"],
                      help="data-parallel training over MPI; start with mpiexec -n K+1 sparse-mlp train ...")
@@ -268,7 +303,27 @@ def settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[
             raise InvalidInputError(f"--paper-settings needs one of the paper's data sets: --data "
                                     f"{'|'.join(PAPER)}")
         preset = PAPER[data]
+    optimizer = chosen.get("optimizer", DEFAULTS["optimizer"])
+    if "learning_rate" not in chosen:  # the presets' rates are SGD's
+        preset = {**preset, "learning_rate": optimizers.optimizer(optimizer).default_learning_rate
+                  if optimizer != "sgd" else preset["learning_rate"]}
     return {**DEFAULTS, **preset, **chosen, "data": data}
+
+
+def schedule(s: dict[str, Any]) -> Any:
+    """The learning rate the settings ask for: a number, or a schedule
+    starting from it."""
+    rate, kind = s["learning_rate"], s["schedule"]
+    factor = {} if s["schedule_factor"] is None else {"factor": s["schedule_factor"]}
+    if kind == "cosine":
+        return schedules.Cosine(rate, s["final_learning_rate"], s["schedule_warmup"])
+    if kind == "step":
+        return schedules.Step(rate, every=s["schedule_every"], **factor)
+    if kind == "plateau":
+        return schedules.ReduceOnPlateau(rate, s["monitor"], patience=s["schedule_patience"], **factor)
+    if kind == "invscaling":
+        return schedules.InvScaling(rate)
+    return rate
 
 
 def train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

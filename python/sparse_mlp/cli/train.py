@@ -13,8 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import _core, archive, parallel
 from ..activations import AllReLU
+from ..callbacks import EarlyStopping, TensorBoard
 from ..errors import CheckpointError, InvalidInputError
 from ..files import atomic_write, check_writable
 from ..metrics import MetricsLogger
@@ -25,7 +28,7 @@ from ..topology import SET
 from ..training import loop
 from ..training.options import FitOptions
 from . import data as cli_data
-from .settings import settings
+from .settings import schedule, settings
 
 
 def _recycling(s: dict[str, Any]) -> Any:
@@ -143,6 +146,29 @@ def _interrupted(model: SparseMLP, s: dict[str, Any], checkpoint: str | None, st
     return 130
 
 
+def _held_out(s: dict[str, Any], X: np.ndarray, y: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The training data without a random ``validation_fraction`` of it,
+    and that part as validation data (for early stopping and the plateau
+    schedule, which must not see the test data)."""
+    fraction = s["validation_fraction"]
+    if not 0 < fraction < 1:
+        raise InvalidInputError(f"--validation-fraction must be between 0 and 1, got {fraction}")
+    n_val = max(1, round(fraction * y.size))
+    if n_val >= y.size:
+        raise InvalidInputError(f"--validation-fraction {fraction} leaves no training data")
+    order = np.random.default_rng([s["seed"], 0x7A1]).permutation(y.size)
+    val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return X[fit], y[fit], (X[val], y[val])
+
+
+def _uses_validation(s: dict[str, Any]) -> bool:
+    """Whether a setting watches a validation metric (which then comes from
+    the training data, not the test data)."""
+    watches = s["early_stopping"] is not None or s["schedule"] == "plateau"
+    return watches and s["monitor"].startswith("val_")
+
+
 def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     s = settings(args, parser)
     verbose = 0 if s["quiet"] else s["verbose"]
@@ -182,14 +208,28 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
                                  shrink=s["prune_shrink"], keep=s["prune_keep"])
                if s["prune"] else None)
     callbacks: list[Any] = []
+    if s["restore_best"] and s["early_stopping"] is None:
+        raise InvalidInputError("--restore-best goes with --early-stopping PATIENCE")
+    stopper = None
+    if s["early_stopping"] is not None:
+        stopper = EarlyStopping(s["monitor"], patience=s["early_stopping"], restore_best=s["restore_best"])
+        callbacks.append(stopper)
+    if s.get("tensorboard") and rank == 0:
+        callbacks.append(TensorBoard(s["tensorboard"]))
     if out and rank == 0:
         atomic_write(os.path.join(out, "settings.json"), lambda f: f.write(json.dumps(
             {k: v for k, v in s.items() if k != "config"}, indent=2, default=str).encode()))
         callbacks.append(MetricsLogger(out))
     options = FitOptions.from_settings(
         s, topology=SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None, pruning=pruning,
-        recycling=_recycling(s), verbose=verbose if rank == 0 else 0, checkpoint=checkpoint)
+        recycling=_recycling(s), verbose=verbose if rank == 0 else 0, checkpoint=checkpoint,
+        learning_rate=schedule(s))
     validation = (X_test, y_test)
+    if _uses_validation(s):
+        X_train, y_train, validation = _held_out(s, X_train, y_train)
+        say(f"validation: {validation[1].size} samples held out of the training data for "
+            f"{s['monitor']}")
+    weights = {"class_weight": s["class_weight"]}
     outputs = [p for p in (s.get("save"), os.path.join(out, "model.npz") if out else None) if p]
     start, started = time.perf_counter(), time.time()
     if s.get("parallel"):
@@ -197,12 +237,13 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
             raise InvalidInputError("--recycling and --midpoint do not combine with --parallel")
         trainer = parallel.WASAP(phase2_fraction=s["phase2_fraction"], sync=s["parallel"] == "wassp",
                                  threads=s.get("threads"))
-        history = trainer.fit_with(model, X_train, y_train, options, validation, callbacks)
+        history = trainer.fit_with(model, X_train, y_train, options, validation, callbacks, **weights)
     else:
         ends = (_EpochEnds(resumed["epochs_trained"], resumed["step"]) if progress is not None
                 else _EpochEnds(model.epochs_trained, model._net.run_state[2]))
         try:
-            history = loop.fit(model, X_train, y_train, options, validation, [*callbacks, ends])
+            history = loop.fit(model, X_train, y_train, options, validation, [*callbacks, ends],
+                               **weights)
         except KeyboardInterrupt:
             return _interrupted(model, s, checkpoint, started, outputs, ends, argv,
                                 -(-X_train.shape[0] // s["batch_size"]))
@@ -212,7 +253,16 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
         say(f"nothing to train: the run saved in {checkpoint} had finished all "
             f"{progress['plan']['epochs']} epochs")
     scored = [r for r in (history or model.history) if "val_accuracy" in r]
-    if rank == 0 and scored:
+    if rank == 0 and _uses_validation(s):
+        test = model.evaluate(X_test, y_test)["accuracy"]
+        note = ""
+        if stopper is not None and stopper.best is not None:
+            note = (f" (stopped after epoch {stopper.stopped_epoch}; " if stopper.stopped_epoch else " (")
+            note += (f"best {s['monitor']} {stopper.best:.4f} at epoch {stopper.best_epoch}"
+                     f"{', restored' if s['restore_best'] else ''})")
+        print(f"test accuracy {test:.4f}{note}, {model.n_connections} connections, {elapsed:.1f} s",
+              flush=True)
+    elif rank == 0 and scored:
         best = max(r["val_accuracy"] for r in scored)
         print(f"final test accuracy {scored[-1]['val_accuracy']:.4f} (best {best:.4f}), "
               f"{model.n_connections} connections, {elapsed:.1f} s", flush=True)

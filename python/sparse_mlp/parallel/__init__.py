@@ -56,6 +56,7 @@ from ..memory import available_bytes, format_bytes
 from ..training.callbacks import CallbackList
 from ..training.checkpoint import RunCheckpoint
 from ..training.data import TrainingData, prepare
+from ..training.loop import check_schedule
 from ..training.options import DEFAULT_TOPOLOGY, FitOptions
 from .server import Server
 from .transport import GRAD, PARAMS, PROGRESS, SERVER, TAG_HEADER, TAG_REPLY, _Link, _mpi
@@ -116,7 +117,7 @@ class WASAP:
         y: Any,
         epochs: int = 10,
         batch_size: int = 32,
-        learning_rate: float = 0.01,
+        learning_rate: Any = None,
         momentum: float = 0.9,
         weight_decay: float = 2e-4,
         nesterov: bool = False,
@@ -129,6 +130,9 @@ class WASAP:
         callbacks: Sequence[Any] = (),
         overwrite: bool = False,
         bias_decay: bool = True,
+        optimizer: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> list[dict[str, Any]]:
         """Trains ``model`` on every rank of the communicator; call it on all of them.
 
@@ -163,13 +167,15 @@ class WASAP:
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
                 weight_decay=weight_decay, nesterov=nesterov, bias_decay=bias_decay, topology=topology,
                 pruning=pruning, verbose=verbose, checkpoint=checkpoint, resume=resume,
-                overwrite=overwrite)
+                overwrite=overwrite, optimizer=optimizer)
         except Exception as e:  # raised on every rank together, below
             options = e
-        return self.fit_with(model, X, y, options, validation_data, callbacks)
+        return self.fit_with(model, X, y, options, validation_data, callbacks, sample_weight,
+                             class_weight)
 
     def fit_with(self, model: Any, X: Any, y: Any, options: FitOptions | Exception,
-                 validation_data: Any = None, callbacks: Any = ()) -> list[dict[str, Any]]:
+                 validation_data: Any = None, callbacks: Any = (), sample_weight: Any = None,
+                 class_weight: Any = None) -> list[dict[str, Any]]:
         """:meth:`fit` with its options as one object (or the error making
         them raised, which every rank then raises together)."""
         MPI = _mpi()
@@ -192,7 +198,7 @@ class WASAP:
         try:
             failed = options if isinstance(options, Exception) else None
             history = self._run(comm, chunk, started, model, X, y, None if failed else options, failed,
-                                validation_data, callbacks)
+                                validation_data, callbacks, (sample_weight, class_weight))
             comm.Barrier()
             clean = not comm.allreduce(comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG),
                                        op=MPI.LOR)
@@ -215,7 +221,7 @@ class WASAP:
 
     def _run(self, comm: Any, chunk: int, started: list[bool], model: Any, X: Any, y: Any,
              options: FitOptions | None, failed: Exception | None, validation_data: Any,
-             callbacks: Any) -> list[dict[str, Any]]:
+             callbacks: Any, weights: tuple[Any, Any]) -> list[dict[str, Any]]:
         MPI = _mpi()
         rank = comm.Get_rank()
         link = _Link(comm, chunk, self.timeout)
@@ -235,7 +241,9 @@ class WASAP:
             if rank == SERVER and options.checkpoint is not None:
                 ckpt = RunCheckpoint(options.checkpoint, plan, options.resume, options.overwrite)
             classes = ckpt.saved_classes(model.n_classes) if ckpt is not None else None
-            data = prepare(model, X, y, validation_data if rank == SERVER else None, classes)
+            data = prepare(model, X, y, validation_data if rank == SERVER else None, classes, *weights)
+            if rank == SERVER:
+                check_schedule(options, data)
             if rank == SERVER:
                 state = self._start(model, options, data, ckpt)
         except Exception as e:
@@ -261,7 +269,7 @@ class WASAP:
                 f"rank must pass the same X and y: {[f[0] for f in fingerprints]}")
         hosts = comm.gather((MPI.Get_processor_name(), available_bytes()), root=SERVER)
         batch = min(options.batch_size, data.y.size)  # a batch is at most the data, as in fit
-        short = _memory_problem(model, batch, data, hosts) if rank == SERVER else None
+        short = _memory_problem(model, batch, data, hosts, options.optimizer) if rank == SERVER else None
         short = comm.bcast(short, root=SERVER)
         if short:
             raise InsufficientMemoryError(short)
@@ -291,14 +299,15 @@ class WASAP:
         saved in the checkpoint, which the model then takes over."""
         phase1 = options.epochs - round(self.phase2_fraction * options.epochs)
         state = {"epochs": options.epochs, "phase1": phase1, "done": 0, "finished": False,
-                 "seed": model.seed, "first": len(model.history), "data": data.fingerprint()}
+                 "seed": model.seed, "first": len(model.history), "data": data.fingerprint(),
+                 "schedule": {}}
         resumed = ckpt.load(state["data"]) if ckpt is not None else None
         if resumed is not None:
             saved, progress = resumed
             model._adopt(saved.net, {k: v for k, v in saved.config.items() if k != "fit"},
                          saved.history, saved.epochs_trained)
-            state.update({k: progress[k] for k in ("done", "phase1", "finished", "seed", "first")
-                          if k in progress})
+            state.update({k: progress[k] for k in ("done", "phase1", "finished", "seed", "first",
+                                                   "schedule", "rate") if k in progress})
         return state
 
 
@@ -307,13 +316,14 @@ def WASSP(**kwargs: Any) -> WASAP:
     return WASAP(sync=True, **kwargs)
 
 
-def _memory_needs(model: Any, batch_size: int, data: TrainingData, n_workers: int) -> tuple[int, int]:
+def _memory_needs(model: Any, batch_size: int, data: TrainingData, n_workers: int,
+                  optimizer: Any = None) -> tuple[int, int]:
     """Bytes the server and each worker will allocate (beyond the user's
     model and data, which exist already): the worker's replica, training
     buffers and data shard, the packed parameter and gradient arrays both
     keep, a model message in flight, and the server's K replicas for the
     average plus the union of the largest layer."""
-    est = model.memory_estimate(batch_size)
+    est = model.memory_estimate(batch_size, optimizer)
     nnz, neurons = model.n_connections, sum(model.sizes)
     message = 16 * nnz + 16 * neurons   # int64 indices and float32 values + momentum
     packed = 2 * 4 * (nnz + neurons)    # parameters and one gradient, float32
@@ -328,10 +338,10 @@ def _memory_needs(model: Any, batch_size: int, data: TrainingData, n_workers: in
 
 
 def _memory_problem(model: Any, batch_size: int, data: TrainingData,
-                    hosts: list[tuple[str, int | None]]) -> str | None:
+                    hosts: list[tuple[str, int | None]], optimizer: Any = None) -> str | None:
     """Why the run would not fit in the memory of one of the hosts, or None.
     Ranks on the same host share its memory, so their needs add up."""
-    server, worker = _memory_needs(model, batch_size, data, len(hosts) - 1)
+    server, worker = _memory_needs(model, batch_size, data, len(hosts) - 1, optimizer)
     needs: dict[str, list] = {}
     for rank, (host, available) in enumerate(hosts):
         entry = needs.setdefault(host, [0, available, []])

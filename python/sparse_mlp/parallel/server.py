@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core, _netstate
+from .. import _core, _netstate, schedules
 from ..errors import InvalidInputError, ParallelError
 from ..training.callbacks import CallbackList, TrainingRun
 from ..training.checkpoint import RunCheckpoint
-from ..training.data import TrainingData
+from ..training.data import TrainingData, validation_record
+from ..training.loop import scheduled_rates
 from ..training.options import FitOptions
-from ..training.progress import Progress
+from ..training.progress import ProgressBar
 from .transport import (
     DONE,
     FAILED,
@@ -91,8 +92,17 @@ class Server:
         self.awaiting: set[int] = set()  # workers whose message has no answer yet
         self.last_report = time.perf_counter()
         self.run_info = TrainingRun(model, options, state["epochs"], state["done"],
-                                    model.history[state["first"]:])
-        self.progress = Progress(options.verbose, state["epochs"])
+                                    model.history[state["first"]:], has_validation=data.val is not None,
+                                    resumed=state["done"] > 0, restorable=False)
+        self.progress = callbacks.find(ProgressBar)
+        if self.progress is None:
+            self.progress = ProgressBar(options.verbose)
+            callbacks.add_first(self.progress)
+        # WASSP-SGD: the mean of K gradients at K times the rate, reached by a warm-up
+        self.schedule = (schedules.Warmup(options.schedule, self.K, trainer.warmup_epochs)
+                         if trainer.sync else options.schedule)
+        self.o = options.replace(learning_rate=self.schedule)
+        self.state.setdefault("schedule", {})
 
     def _topo(self) -> int:
         return self.model._net.run_state[3]
@@ -102,7 +112,6 @@ class Server:
         ``save``) and hands the record to the callbacks."""
         self.run_info.history.append(record)
         self.model.history.append(record)
-        self.run_info.epoch = self.model.epochs_trained
         if save and self.checkpoint is not None:
             self.checkpoint.write(self.model, self.state)
         try:
@@ -145,38 +154,32 @@ class Server:
         epoch = self.state["done"] + 1
         n_updates = self._updates_per_epoch()
         acc = {"loss": 0.0, "correct": 0, "samples": 0, "staleness": [], "dropped": 0}
-        lr = self.o.learning_rate
+        rates = scheduled_rates(self.o, epoch, n_updates, self.data.y.shape[0], self.state["schedule"])
+        self.state["rate"] = float(rates[-1])
         for u in range(n_updates):
             last = u == n_updates - 1
+            lr = float(rates[u])
             if self.t.sync:
-                lr = self._lr_sync(epoch, u, n_updates)
                 grads = sorted(self._receive_gradient(acc) for _ in self.workers)
                 total = np.zeros(self.packing.length, np.float64)
                 for _, g in grads:  # in worker order, so the sum does not depend on timing
                     total += g
                 self._apply((total / self.K).astype(np.float32), lr, [w for w, _ in grads])
                 if last:
-                    record = self._end_of_epoch(epoch, acc, n_updates, lr)
+                    record = self._end_of_epoch(epoch, acc, n_updates, float(rates[0]))
                 for w, _ in grads:
                     self._reply(w)
             else:
                 w, g = self._receive_gradient(acc)
                 self._apply(g, lr, [w])
                 if last:
-                    record = self._end_of_epoch(epoch, acc, n_updates, lr)
+                    record = self._end_of_epoch(epoch, acc, n_updates, float(rates[0]))
                 self._reply(w)
         record.update(bytes_sent=self.link.sent - sent0, bytes_received=self.link.received - recv0,
                       server_wait_seconds=self.link.wait_seconds - wait0,
                       seconds=time.perf_counter() - t0)
         record["samples_per_second"] = acc["samples"] / record["seconds"]
         self._publish(record, save=True)
-        self.progress.report(epoch, record)
-
-    def _lr_sync(self, epoch: int, u: int, n_updates: int) -> float:
-        """Learning rate × K, reached linearly over the warm-up epochs."""
-        warm = self.t.warmup_epochs
-        progress = 1.0 if warm == 0 else min(1.0, (epoch - 1 + (u + 1) / n_updates) / warm)
-        return self.o.learning_rate * (1 + (self.K - 1) * progress)
 
     def _receive_gradient(self, acc: dict) -> tuple[int, np.ndarray]:
         """The next gradient from any worker, on the current topology."""
@@ -207,7 +210,7 @@ class Server:
 
     def _apply(self, g: np.ndarray, lr: float, workers: list[int]) -> None:
         try:
-            self.model._net.apply_packed_gradient(g, **dict(self.o.sgd(), learning_rate=lr))
+            self.model._net.apply_packed_gradient(g, **dict(self.o.core_args(), learning_rate=lr))
         except InvalidInputError as e:
             who = ", ".join(map(str, workers))
             raise ParallelError(
@@ -233,16 +236,23 @@ class Server:
         samples = max(acc["samples"], 1)
         stale = acc["staleness"]
         record: dict[str, Any] = {
-            "epoch": self.model.epochs_trained + 1, "phase": 1,
-            "loss": acc["loss"] / samples, "accuracy": acc["correct"] / samples,
+            "epoch": self.model.epochs_trained + 1, "phase": 1, "loss": acc["loss"] / samples}
+        if not self.data.regression:
+            record["accuracy"] = acc["correct"] / samples
+        record.update({
             "updates": n_updates, "learning_rate": lr,
             "mean_staleness": float(np.mean(stale)) if stale else 0.0,
             "max_staleness": int(max(stale, default=0)), "dropped_gradient_entries": acc["dropped"],
-        }
-        if self.data.val is not None:
-            record["val_loss"], record["val_accuracy"] = self.model._net.evaluate(*self.data.val)
+        })
+        record.update(validation_record(self.model, self.data))
         record["n_connections"] = self.model.n_connections
         record["n_neurons"] = int(sum(self.model.sizes[1:-1]))
+        self.schedule.update(self.state["schedule"], record)
+        self.run_info.epoch = epoch
+        try:
+            self.callbacks.on_evaluated(self.run_info, record)
+        except Exception as e:
+            raise ParallelError(f"the server's callback failed: {type(e).__name__}: {e}") from e
         t = time.perf_counter()
         for strategy in (self.o.pruning, self.o.topology):
             if strategy is not None:
@@ -279,7 +289,8 @@ class Server:
                 raise self._failed(src, hdr)
             if kind == GRAD and src in pending:
                 self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), src)
-                self.link.send_model(src, LOCAL, self.model._net, True, self.version, local_epochs)
+                self.link.send_model(src, LOCAL, self.model._net, True, self.version, local_epochs,
+                                     self.state.get("rate", self.schedule.base()))
                 pending.discard(src)
                 self.local.add(src)
             elif kind == PROGRESS and src in self.local:
@@ -299,11 +310,13 @@ class Server:
         self.model.epochs_trained += 1
         now = time.perf_counter()
         record = {"epoch": self.model.epochs_trained, "phase": 2, "local_epoch": local_epoch,
-                  "loss": loss / max(samples, 1), "accuracy": correct / max(samples, 1),
-                  "n_connections": self.model.n_connections, "seconds": now - self.last_report}
+                  "loss": loss / max(samples, 1)}
+        if not self.data.regression:
+            record["accuracy"] = correct / max(samples, 1)
+        record.update(n_connections=self.model.n_connections, seconds=now - self.last_report)
         self.last_report = now
+        self.run_info.epoch = self.state["phase1"] + local_epoch
         self._publish(record)
-        self.progress.report(self.state["phase1"] + local_epoch, record)
 
     def _average(self, replicas: list[list[dict[str, Any]]], comm_share: list[float],
                  seconds: float) -> None:
@@ -325,9 +338,9 @@ class Server:
                                   "union_connections": union, "n_connections": self.model.n_connections,
                                   "local_phase_seconds": seconds,
                                   "worker_comm_share_phase1": float(np.mean(comm_share))}
-        if self.data.val is not None:
-            record["val_loss"], record["val_accuracy"] = averaged.evaluate(*self.data.val)
+        record.update(validation_record(self.model, self.data, averaged))
         self.state["finished"] = True
+        self.run_info.epoch = self.state["epochs"]
         self._publish(record, save=True)
         if self.o.verbose > 0:
             val = f", val_acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
+from .. import _core, schedules
 from ..errors import DivergenceError, ParallelError
 from ..training import loop
 from ..training.data import TrainingData
@@ -30,11 +30,14 @@ from .transport import (
 )
 
 
-def shard(data: TrainingData, worker: int, n_workers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Worker ``worker``'s fixed part (1-based), from a permutation all ranks agree on."""
-    perm = np.random.default_rng([seed, 0x5AA9]).permutation(data.y.size)
+def shard(data: TrainingData, worker: int, n_workers: int, seed: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Worker ``worker``'s fixed part (1-based), from a permutation all ranks
+    agree on: features, targets and sample weights (None without)."""
+    perm = np.random.default_rng([seed, 0x5AA9]).permutation(data.y.shape[0])
     mine = np.sort(np.array_split(perm, n_workers)[worker - 1])
-    return np.ascontiguousarray(data.X[mine]), np.ascontiguousarray(data.y[mine])
+    weights = None if data.weights is None else np.ascontiguousarray(data.weights[mine])
+    return np.ascontiguousarray(data.X[mine]), np.ascontiguousarray(data.y[mine]), weights
 
 
 class Worker:
@@ -45,7 +48,9 @@ class Worker:
         self.K = link.comm.Get_size() - 1
         self.run_seed = state["seed"]
         self._reseed(self.model._net)
-        self.X, self.y = shard(data, self.rank, self.K, state["seed"])
+        self.X, self.y, self.w = shard(data, self.rank, self.K, state["seed"])
+        self.data = data
+        self.phase1 = state["phase1"]
         self.rng = np.random.default_rng([self.run_seed, self.rank])
         self.compute_seconds = 0.0
 
@@ -71,10 +76,10 @@ class Worker:
     def _batches(self):
         b = self.o.batch_size
         while True:
-            order = self.rng.permutation(self.y.size)
+            order = self.rng.permutation(self.y.shape[0])
             for i in range(0, order.size, b):
                 idx = order[i:i + b]
-                yield self.X[idx], self.y[idx]
+                yield self.X[idx], self.y[idx], None if self.w is None else self.w[idx]
 
     def _phase1(self) -> int:
         """Gradients to the server until it starts the local phase; returns its epochs."""
@@ -82,14 +87,14 @@ class Worker:
         grad = np.empty(net.packed_len, np.float32)
         params = np.empty_like(grad)  # reused for every answer until the topology changes
         topo, pulled = net.run_state[3], 0
-        for k, (xb, yb) in enumerate(self._batches()):
+        for k, (xb, yb, wb) in enumerate(self._batches()):
             t = time.perf_counter()
-            loss_sum, correct = net.gradient_step(xb, yb, grad)
+            loss_sum, correct = net.gradient_step(xb, yb, grad, sample_weight=wb)
             self.compute_seconds += time.perf_counter() - t
             if not math.isfinite(loss_sum):
                 raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
                                       "learning rate or check the data")
-            self.link.send_header(SERVER, TAG_HEADER, GRAD, topo, pulled, yb.size, loss_sum, correct)
+            self.link.send_header(SERVER, TAG_HEADER, GRAD, topo, pulled, yb.shape[0], loss_sum, correct)
             self.link.send(grad, SERVER)
             _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
             kind = int(hdr[0])
@@ -104,6 +109,7 @@ class Worker:
                 params = np.empty_like(grad)
                 topo, pulled = net.run_state[3], int(hdr[4])
                 if kind == LOCAL:
+                    self.rate = float(hdr[6])  # the server's rate when the local phase began
                     return int(hdr[5])
             elif kind == STOP:
                 raise ParallelError(self.link.recv_text(SERVER, hdr))
@@ -120,18 +126,21 @@ class Worker:
         def report(model: Any, record: dict) -> bool:
             nonlocal done
             done += 1
-            n = self.y.size
+            n = self.y.shape[0]
             self.link.send_header(SERVER, TAG_HEADER, PROGRESS, done, record["loss"] * n,
-                                  record["accuracy"] * n, n)
+                                  record.get("accuracy", 0.0) * n, n)
             if self.link.comm.Iprobe(source=SERVER, tag=TAG_REPLY):
                 _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
                 raise ParallelError(self.link.recv_text(SERVER, hdr))
             return False
 
         if local_epochs > 0:  # the run's own options: local SET, no pruning, no checkpoint
+            # the schedule goes on where the server's phase left it
+            rate = schedules.Shifted(self.o.schedule, self.phase1, self.o.epochs, {"rate": self.rate})
             local = self.o.replace(epochs=local_epochs, pruning=None, verbose=0, checkpoint=None,
-                                   resume=False)
-            loop.fit(self.model, self.X, self.model._output_labels()[self.y], local, callbacks=[report])
+                                   resume=False, learning_rate=rate)
+            y = self.y if self.data.regression else self.model._output_labels()[self.y]
+            loop.fit(self.model, self.X, y, local, callbacks=[report], sample_weight=self.w)
         self.link.send_model(SERVER, FINAL, self.model._net, False, 0, phase1_share)
         # The others may train for a while yet: wait without the silence limit.
         timeout, self.link.timeout = self.link.timeout, None

@@ -22,6 +22,7 @@ from ..files import atomic_write, check_writable
 
 log = logging.getLogger("sparse_mlp")
 BOOKS = "recycling."  # the prefix of the strategies' arrays in a checkpoint
+CALLBACKS = "callback."  # the prefix of the callbacks' arrays
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -63,7 +64,7 @@ class RunCheckpoint:
             if self.resume:
                 log.info("no checkpoint at %s yet; starting a new run", self.path)
             return None
-        saved = archive.read(self.path, self.path, extra_prefix=BOOKS)
+        saved = archive.read(self.path, self.path, extra_prefix=(BOOKS, CALLBACKS))
         progress = saved.config.get("fit")
         if not isinstance(progress, dict) or "done" not in progress:
             raise CheckpointError(f"{self.path} is a model file but not a checkpoint of a training run")

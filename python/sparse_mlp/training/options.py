@@ -10,7 +10,6 @@ field here (with its check), read where it acts.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import strategies
+from .. import optimizers, schedules, strategies
 from .._validation import number, positive_int, verbosity
 from ..errors import InvalidInputError
 from ..topology import SET
@@ -47,7 +46,7 @@ class FitOptions:
 
     epochs: int = 10
     batch_size: int = 32
-    learning_rate: float = 0.01
+    learning_rate: Any = None  # a number or a schedule; None: the optimizer's default
     momentum: float = 0.9
     weight_decay: float = 2e-4
     nesterov: bool = False
@@ -61,17 +60,23 @@ class FitOptions:
     checkpoint_every: int = 1
     resume: bool = False
     overwrite: bool = False
+    optimizer: Any = None  # sm.SGD (default, from momentum and nesterov), sm.Adam, sm.AdamW or a name
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "epochs", positive_int("epochs", self.epochs))
         set_(self, "batch_size", batch_size(self.batch_size))
-        set_(self, "learning_rate", number("learning_rate", self.learning_rate, 0.0, math.inf,
-                                           low_open=True, high_open=True))
         set_(self, "momentum", number("momentum", self.momentum, 0.0, 1.0, high_open=True))
         set_(self, "weight_decay", number("weight_decay", self.weight_decay, 0.0, 1.0, high_open=True))
         for name in ("nesterov", "bias_decay", "shuffle", "resume", "overwrite"):
             set_(self, name, _flag(name, getattr(self, name)))
+        opt = optimizers.optimizer(self.optimizer, self.momentum, self.nesterov)
+        set_(self, "optimizer", opt)
+        if isinstance(opt, optimizers.SGD):  # one truth for SGD's settings
+            set_(self, "momentum", opt.momentum)
+            set_(self, "nesterov", opt.nesterov)
+        rate = schedules.learning_rate(self.learning_rate, opt.default_learning_rate)
+        set_(self, "learning_rate", rate.value if isinstance(rate, schedules.Constant) else rate)
         strategies.check(self.topology, strategies.EpochStrategy, "topology", "sm.SET(...)")
         strategies.check(self.pruning, strategies.EpochStrategy, "pruning", "sm.ImportancePruning(...)")
         recycling = self.recycling
@@ -100,20 +105,29 @@ class FitOptions:
         share with the run it continues, as JSON data; strategies by their
         registered names and fields."""
         plan = {name: getattr(self, name) for name in (
-            "epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "nesterov",
-            "shuffle")}
+            "epochs", "batch_size", "momentum", "weight_decay", "nesterov", "shuffle")}
+        plan["learning_rate"] = schedules.encode(self.schedule)
         if not self.bias_decay:  # (plans of earlier checkpoints have no key: decay on)
             plan["bias_decay"] = False
+        if not isinstance(self.optimizer, optimizers.SGD):  # (nor an optimizer: SGD)
+            plan["optimizer"] = strategies.encode(self.optimizer, "optimizer")
         plan.update(topology=strategies.encode(self.topology, "topology"),
                     pruning=strategies.encode(self.pruning, "pruning"),
                     recycling=strategies.encode(self.recycling, "recycling"))
         return plan
 
-    def sgd(self) -> dict[str, Any]:
-        """The optimizer's settings as the core's training calls take them."""
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum,
+    @property
+    def schedule(self) -> schedules.Schedule:
+        """The learning rate as a schedule (a number is a constant one)."""
+        rate = self.learning_rate
+        return rate if isinstance(rate, schedules.Schedule) else schedules.Constant(rate)
+
+    def core_args(self) -> dict[str, Any]:
+        """The optimizer's settings as the core's training calls take them
+        (the base learning rate; a schedule's rates go with each call)."""
+        return {"learning_rate": self.schedule.base(), "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov,
-                "bias_decay": self.bias_decay}
+                "bias_decay": self.bias_decay, **self.optimizer.core_args()}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

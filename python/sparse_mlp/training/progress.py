@@ -1,5 +1,6 @@
 """Progress of a training run on the terminal: a tqdm bar over the run's
-mini-batches (moved by the compiled core during an epoch), or lines."""
+mini-batches (moved by the compiled core during an epoch), or lines; as a
+callback, :class:`ProgressBar`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import sys
 import time
 from typing import Any, Callable
+
+from .callbacks import Callback, TrainingRun
 
 
 class Progress:
@@ -51,9 +54,13 @@ class Progress:
         if self.verbose <= 0:
             return
         if self.bar is not None:
-            fields = {"loss": f"{r['loss']:.4f}", "acc": f"{r['accuracy']:.4f}"}
+            fields = {"loss": f"{r['loss']:.4f}"}
+            if "accuracy" in r:
+                fields["acc"] = f"{r['accuracy']:.4f}"
             if "val_accuracy" in r:
                 fields["val_acc"] = f"{r['val_accuracy']:.4f}"
+            if "val_r2" in r:
+                fields["val_r2"] = f"{r['val_r2']:.4f}"
             fields["nnz"] = str(r["n_connections"])
             self.bar.set_postfix(fields, refresh=False)
             self.bar.set_description(self._epoch(epoch + 1), refresh=False)
@@ -81,11 +88,47 @@ def format_record(r: dict[str, Any], epoch: int | None = None, epochs: int | Non
     """One line of an epoch's record: loss, accuracy, nnz, time."""
     epoch = r["epoch"] if epoch is None else epoch
     width = len(str(epochs or epoch))
-    parts = [f"epoch {epoch:>{width}}" + (f"/{epochs}" if epochs else ""),
-             f"loss {r['loss']:.4f}", f"acc {r['accuracy']:.4f}"]
+    parts = [f"epoch {epoch:>{width}}" + (f"/{epochs}" if epochs else ""), f"loss {r['loss']:.4f}"]
+    if "accuracy" in r:
+        parts.append(f"acc {r['accuracy']:.4f}")
     if "val_loss" in r:
-        parts += [f"val_loss {r['val_loss']:.4f}", f"val_acc {r['val_accuracy']:.4f}"]
+        parts.append(f"val_loss {r['val_loss']:.4f}")
+    if "val_accuracy" in r:
+        parts.append(f"val_acc {r['val_accuracy']:.4f}")
+    if "val_r2" in r:
+        parts.append(f"val_r2 {r['val_r2']:.4f}")
     parts += [f"nnz {r['n_connections']}", f"{r['seconds']:.2f}s"]
     if r.get("pruned_neurons"):
         parts.append(f"pruned {r['pruned_neurons']}")
     return "  ".join(parts)
+
+
+class ProgressBar(Callback):
+    """Progress on the terminal, as ``verbose`` gives it: 1 a tqdm bar over
+    the run's mini-batches (moved by the compiled core during an epoch) when
+    stdout is a terminal, else at most a line a second; 2 a line per epoch;
+    0 nothing. ``fit`` adds one for its ``verbose`` unless one is among its
+    callbacks."""
+
+    def __init__(self, verbose: int = 1) -> None:
+        self.verbose = verbose
+        self.display: Progress | None = None
+
+    def __repr__(self) -> str:
+        return f"ProgressBar(verbose={self.verbose})"
+
+    def on_train_begin(self, run: TrainingRun) -> None:
+        self.display = Progress(self.verbose, run.epochs, run.epoch, run.batches)
+
+    def batches(self, epoch: int, offset: int = 0) -> Callable[[int], None] | None:
+        """What the core calls during an epoch to move the bar (or None)."""
+        return None if self.display is None else self.display.batches(epoch, offset)
+
+    def on_epoch_end(self, run: TrainingRun, record: dict[str, Any]) -> None:
+        if self.display is not None and "loss" in record:  # (not WASAP's average)
+            self.display.report(run.epoch, record)
+
+    def close(self) -> None:
+        if self.display is not None:
+            self.display.close()
+            self.display = None

@@ -2,7 +2,11 @@
 //!
 //! - Momentum SGD with the papers' decoupled weight decay: `v ← μv − ηg`,
 //!   `w ← w + v − λw` (λ neither scaled by η nor passed through the
-//!   momentum). Nesterov: `w ← w + μv − ηg − λw` with the new `v`.
+//!   momentum). Nesterov: `w ← w + μv − ηg − λw` with the new `v`. Under a
+//!   schedule, a step at rate `η_t` decays by `λ·η_t/η` (η the base rate):
+//!   SGDW's schedule multiplier (Loshchilov & Hutter), so that a rate
+//!   decayed towards 0 does not leave the decay to erase the weights. At the
+//!   base rate the factor is exactly 1.
 //! - Adam (Kingma & Ba): `m ← β₁m + (1−β₁)g'`, `v ← β₂v + (1−β₂)g'²`,
 //!   `w ← w − η·m̂/(√v̂ + ε)` with the bias-corrected `m̂ = m/(1−β₁ᵗ)`,
 //!   `v̂ = v/(1−β₂ᵗ)`; plain Adam adds the weight decay to the gradient
@@ -140,7 +144,7 @@ impl Optimizer {
     /// Adam; empty for SGD) from the gradient `g`, at learning rate `lr` on
     /// the optimizer's step `t` (1 for the first).
     pub fn step(&self, lr: f32, t: u64, w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
-        self.update(lr, t, self.weight_decay, w, m, v, g);
+        self.update(lr, t, self.decay(lr, self.weight_decay), w, m, v, g);
     }
 
     /// [`Self::step`] for biases: without weight decay unless `bias_decay`.
@@ -158,7 +162,17 @@ impl Optimizer {
         } else {
             0.0
         };
-        self.update(lr, t, wd, b, m, v, g);
+        self.update(lr, t, self.decay(lr, wd), b, m, v, g);
+    }
+
+    /// The weight decay of a step at rate `lr`: SGD's follows the schedule's
+    /// multiplier `lr / learning_rate` (1 at the base rate); Adam's is
+    /// scaled by the rate in its update already.
+    fn decay(&self, lr: f32, wd: f32) -> f32 {
+        match self.method {
+            Method::Sgd { .. } if lr != self.learning_rate => wd * (lr / self.learning_rate),
+            _ => wd,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -261,6 +275,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn sgds_decay_follows_the_schedules_multiplier() {
+        let sgd = Sgd::new(0.1, 0.0, 0.01, false).unwrap();
+        let (mut a, mut b) = (vec![1.0f32], vec![1.0f32]);
+        sgd.step(0.1, 1, &mut a, &mut [0.0], &mut [], &[0.0]);
+        sgd.step(0.025, 1, &mut b, &mut [0.0], &mut [], &[0.0]);
+        assert_eq!(a[0], 0.99); // the base rate: exactly the papers' decay
+        assert!((b[0] - (1.0 - 0.0025)).abs() < 1e-7);
     }
 
     #[test]

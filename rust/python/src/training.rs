@@ -24,10 +24,11 @@ fn optimizer(
     momentum: f64,
     weight_decay: f64,
     nesterov: bool,
-    betas: (f64, f64),
+    betas: Option<(f64, f64)>,
     eps: f64,
     bias_decay: bool,
 ) -> PyResult<Optimizer> {
+    let betas = betas.unwrap_or((0.9, 0.999));
     let opt = match sparse_mlp_core::optimizer_name(name).map_err(to_py)? {
         "sgd" => Optimizer::new(learning_rate, momentum, weight_decay, nesterov),
         other => Optimizer::adam(
@@ -59,7 +60,7 @@ impl PyNetwork {
     /// the weight decay. `optimizer` is "sgd", "adam" or "adamw"; `rates`
     /// gives each mini-batch its learning rate; `sample_weight` weighs each
     /// sample's loss.
-    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None, order=None, midpoint=None, bias_decay=true, optimizer="sgd", betas=(0.9, 0.999), eps=1e-8, rates=None, sample_weight=None))]
+    #[pyo3(signature = (x, y, batch_size, learning_rate, momentum, weight_decay, nesterov=false, shuffle=true, progress=None, order=None, midpoint=None, bias_decay=true, optimizer="sgd", betas=None, eps=1e-8, rates=None, sample_weight=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<'py>(
         &mut self,
@@ -77,7 +78,7 @@ impl PyNetwork {
         midpoint: Option<(f64, String, String)>,
         bias_decay: bool,
         optimizer: &str,
-        betas: (f64, f64),
+        betas: Option<(f64, f64)>,
         eps: f64,
         rates: Option<PyReadonlyArray1<'py, f32>>,
         sample_weight: Option<PyReadonlyArray1<'py, f32>>,
@@ -241,7 +242,7 @@ impl PyNetwork {
     }
 
     /// One optimizer step, in place, from a packed gradient computed elsewhere.
-    #[pyo3(signature = (g, learning_rate, momentum, weight_decay, nesterov=false, bias_decay=true, optimizer="sgd", betas=(0.9, 0.999), eps=1e-8))]
+    #[pyo3(signature = (g, learning_rate, momentum, weight_decay, nesterov=false, bias_decay=true, optimizer="sgd", betas=None, eps=1e-8))]
     #[allow(clippy::too_many_arguments)]
     fn apply_packed_gradient(
         &mut self,
@@ -253,7 +254,7 @@ impl PyNetwork {
         nesterov: bool,
         bias_decay: bool,
         optimizer: &str,
-        betas: (f64, f64),
+        betas: Option<(f64, f64)>,
         eps: f64,
     ) -> PyResult<()> {
         let opt = self::optimizer(
