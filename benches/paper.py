@@ -88,6 +88,13 @@ def settings(dataset: str, kind: str) -> dict:
     return {**NETWORKS[dataset], **PAPER_TRAINING, **{k: v for k, v in preset.items() if k != "hidden"}}
 
 
+def learning_rate(s: dict) -> float | sm.schedules.Schedule:
+    """The settings' rate: a number, or the cosine schedule a preset names."""
+    if s.get("schedule", "constant") == "cosine":
+        return sm.schedules.Cosine(s["learning_rate"])
+    return s["learning_rate"]
+
+
 def pruning(s: dict) -> sm.ImportancePruning:
     return sm.ImportancePruning(start_epoch=s["prune_start"])
 
@@ -101,7 +108,7 @@ def sparse_run(data: datasets.Split, s: dict, row: str, seed: int, epochs: int, 
     start = model.n_connections
     history = model.fit(
         data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
-        learning_rate=s["learning_rate"], momentum=s["momentum"], weight_decay=s["weight_decay"],
+        learning_rate=learning_rate(s), momentum=s["momentum"], weight_decay=s["weight_decay"],
         topology=sm.SET(zeta=s["zeta"]), pruning=pruning(s) if row.endswith("_ip") else None,
         validation_data=(data.X_test, data.y_test), verbose=0, checkpoint=work, checkpoint_every=5,
         resume=True, callbacks=[lambda m, r: progress(r["epoch"], r["val_accuracy"])])
@@ -148,11 +155,16 @@ class DenseMLP:
             factors.append(d)
         return a, factors, a[-1] @ self.W[-1] + self.b[-1]
 
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, batch: int) -> float:
-        lr, mu, wd = self.s["learning_rate"], self.s["momentum"], self.s["weight_decay"]
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, batch: int, rates: np.ndarray) -> float:
+        """One epoch; ``rates`` holds the learning rate of each mini-batch (the
+        sparse model's schedule), weight decay following it as the sparse
+        model's SGD does."""
+        mu, base = self.s["momentum"], self.s["learning_rate"]
         order = self.rng.permutation(len(y))
         total = 0.0
-        for start in range(0, len(order), batch):
+        for step, start in enumerate(range(0, len(order), batch)):
+            lr = float(rates[step])
+            wd = self.s["weight_decay"] * lr / base
             idx = order[start:start + batch]
             a, factors, z = self.forward(X[idx], True)
             z = z - z.max(axis=1, keepdims=True)
@@ -187,9 +199,12 @@ def dense_run(data: datasets.Split, s: dict, seed: int, epochs: int, progress) -
     sizes = [data.X_train.shape[1], *s["hidden"], int(data.y_train.max()) + 1]
     model = DenseMLP(sizes, s, "all_relu", seed)
     curve, losses, seconds = [], [], 0.0
+    schedule = sm.schedules.learning_rate(learning_rate(s))
+    batches = -(-len(data.y_train) // s["batch_size"])
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        losses.append(model.train_epoch(data.X_train, data.y_train, s["batch_size"]))
+        rates = schedule.rates(epoch + 1, batches, epochs, len(data.y_train), {})
+        losses.append(model.train_epoch(data.X_train, data.y_train, s["batch_size"], rates))
         curve.append(model.accuracy(data.X_test, data.y_test))
         seconds += time.perf_counter() - t0
         progress(epoch + 1, curve[-1])

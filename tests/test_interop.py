@@ -175,3 +175,27 @@ def test_import_from_scipy_rejects_bad_input():
         sm.SparseMLP.from_scipy([bad])
     with pytest.raises(sm.InvalidInputError, match="biases\\[0\\]"):
         sm.SparseMLP.from_scipy([a], [np.zeros(3)])
+
+
+def test_the_estimators_schedules_and_stopping_follow_scikit_learn():
+    X, y = blobs(300, 10, 3, seed=8)
+    base = dict(hidden_layer_sizes=(24,), random_state=0)
+    inv = SparseMLPClassifier(max_iter=3, learning_rate="invscaling", power_t=0.5, learning_rate_init=0.05,
+                              batch_size=50, **base).fit(X, y)
+    # scikit-learn's invscaling: eta0 / (samples seen + 1) ** power_t, per epoch
+    assert [r["learning_rate"] for r in inv.history_] == pytest.approx(
+        [0.05, 0.05 / 301 ** 0.5, 0.05 / 601 ** 0.5], rel=1e-6)
+    adaptive = SparseMLPClassifier(max_iter=40, learning_rate="adaptive", tol=10.0, n_iter_no_change=40,
+                                   **base).fit(X, y)
+    rates = [r["learning_rate"] for r in adaptive.history_]
+    # no epoch improves on the first by tol = 10: the rate is divided by 5 after every 2
+    assert rates[:6] == pytest.approx([0.01, 0.01, 0.01, 0.002, 0.002, 0.0004])
+    # without early_stopping, training stops when the training loss stalls for n_iter_no_change epochs
+    stalled = SparseMLPClassifier(max_iter=50, tol=10.0, n_iter_no_change=3, **base).fit(X, y)
+    assert stalled.n_iter_ == 4
+    early = SparseMLPClassifier(max_iter=200, early_stopping=True, validation_fraction=0.2,
+                                n_iter_no_change=5, solver="adam", **base).fit(X, y)
+    assert early.n_iter_ < 200 and early.best_validation_score_ == max(
+        r["val_accuracy"] for r in early.history_)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        SparseMLPClassifier(solver="lbfgs", max_iter=1).fit(X, y)

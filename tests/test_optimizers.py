@@ -172,3 +172,32 @@ def test_bad_training_inputs_are_named_errors_and_change_nothing(kwargs, match):
 def test_bad_optimizer_settings_are_named(make, match):
     with pytest.raises(sm.InvalidInputError, match=match):
         make()
+
+
+@pytest.mark.parametrize("strategy", [
+    dict(recycling=sm.NeuronRecycling(every_steps=7, fraction=0.1, interpolate_steps=3)),
+    dict(pruning=sm.ImportancePruning(start_epoch=1, every=1, percentile=20, shrink=True)),
+])
+def test_adams_moments_follow_recycling_and_shrinking_and_resume_exactly(tmp_path, strategy):
+    X, y = blobs(n=160, f=10, c=3, seed=2)
+    kw = dict(epochs=4, batch_size=16, optimizer="adam", verbose=0, **strategy)
+
+    def make():
+        return sm.SparseMLP([10, 32, 24, 3], epsilon=4, seed=5)
+
+    whole = make()
+    whole.fit(X, y, **kw)
+    for i in range(3):
+        st = whole._net.layer_state(i)
+        assert st["second"].size == st["values"].size and st["bias_second"].size == st["bias"].size
+        assert np.isfinite(st["second"]).all() and (st["second"] >= 0).all()
+
+    def stop_at_2(model, record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make().fit(X, y, checkpoint=tmp_path / "run.npz", callbacks=[stop_at_2], **kw)
+    resumed = make()
+    resumed.fit(X, y, checkpoint=tmp_path / "run.npz", resume=True, **kw)
+    assert_same_training_state(whole, resumed)

@@ -29,7 +29,10 @@ PAPER: dict[str, dict[str, Any]] = {
 # found best (benches/ablation.py; the README's results), never the network or
 # its sparsity.
 RECIPES: dict[str, dict[str, Any]] = {
-    "madelon": {}, "fashion_mnist": {}, "cifar10": {}, "higgs": {},
+    "madelon": {}, "cifar10": {}, "higgs": {},
+    # η 0.05 reached 90.2 % by epoch 100 where the paper's 0.01 reached 88.3;
+    # the cosine schedule then lowers it to 0 over the run's epochs
+    "fashion_mnist": dict(learning_rate=0.05, schedule="cosine"),
 }
 PRESETS: dict[str, dict[str, Any]] = {
     **{name: {**PAPER[name], **RECIPES[name]} for name in PAPER},
