@@ -213,6 +213,16 @@ def test_plot_bench_and_info_json(tmp_path):
     assert b.returncode == 0, b.stderr
     bench = json.loads(b.stdout)
     assert bench["connections"] == sum(sm.connection_counts([50, 40, 3], epsilon=20))
+    assert "profile" not in bench
+    b = run("bench", "--sizes", "50,40,30,3", "--samples", "500", "--epochs", "2", "--profile")
+    assert b.returncode == 0, b.stderr
+    rows = [line.split(" | ") for line in b.stdout.splitlines() if line.startswith("| ")][1:]
+    parts = [r[0].lstrip("| ") for r in rows]
+    assert parts[:3] == ["input gather and targets", "forward, layer 1 (activation, dropout folded in)",
+                         "forward, layer 2 (activation, dropout folded in)"]
+    assert "backward, layer 1" in parts and parts[-1] == "SET (between epochs)"
+    assert sum(float(r[2].rstrip(" %")) for r in rows) == pytest.approx(100, abs=0.1 * len(rows))
+    assert all(r[3].strip(" |") for r in rows if r[0].startswith(("| forward", "| backward")))
     info = json.loads(run("info", out / "model.npz", "--json").stdout)
     assert info["sizes"] == [200, 64, 10] and info["epochs_trained"] == 2
     assert sum(layer["nnz"] for layer in info["layers"]) == info["connections"]

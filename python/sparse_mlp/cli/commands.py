@@ -72,7 +72,9 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
     t0 = time.perf_counter()
     model = SparseMLP(sizes, epsilon=args.epsilon, seed=0)
     init = time.perf_counter() - t0
+    model._net.set_profiling(args.profile)
     history = model.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
+    profile = model._net.profile
     train = sorted(r["train_seconds"] for r in history)
     median = train[len(train) // 2]
     t0 = time.perf_counter()
@@ -88,6 +90,9 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
               "init_seconds": init, "epoch_seconds": median, "samples_per_second": args.samples / median,
               "useful_gflops": useful, "numpy_gemm_gflops": gemm, "inference_seconds": infer,
               "memory_bytes": model.memory_bytes}
+    if profile is not None:
+        result["profile"] = profile_rows(profile, model._net.layer_nnz, args.samples, args.epochs,
+                                         sum(r["topology_seconds"] for r in history))
     if args.json:
         print(json.dumps(result))
     else:
@@ -97,7 +102,41 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
               f"{args.samples / median:,.0f} samples/s, {useful:.1f} GFLOP/s of sparse work")
         print(f"inference: {infer:.3f} s; numpy dense GEMM here: {gemm:.0f} GFLOP/s "
               f"(sparse work at {useful / gemm:.1%} of its rate)")
+        if profile is not None:
+            print(profile_table(result["profile"]))
     return 0
+
+
+def profile_rows(profile: dict, nnz: list[int], samples: int, epochs: int,
+                 set_seconds: float) -> list[dict]:
+    """The parts of an epoch (the core's profile, SET's time from the
+    history), as rows of milliseconds per epoch, share of the measured time
+    and, for the kernels, GFLOP/s of their useful work (2·nnz flops per
+    sample forward, 4·nnz backward, 2·nnz for the first layer's weight
+    gradient alone)."""
+    parts: list[tuple[str, float, float]] = [("input gather and targets", profile["gather"], 0.0)]
+    for k, n in enumerate(nnz):
+        parts.append((f"forward, layer {k + 1} (activation, dropout folded in)", profile["forward"][k],
+                      2.0 * n * samples * epochs))
+    parts.append(("loss and output deltas", profile["loss"], 0.0))
+    for k in reversed(range(len(nnz))):
+        parts.append((f"backward, layer {k + 1}", profile["backward"][k],
+                      (4.0 if k else 2.0) * nnz[k] * samples * epochs))
+    parts += [("bias gradients", sum(profile["bias"]), 0.0),
+              ("optimizer step (all connections, biases)", profile["step"], 0.0),
+              ("other (loop, recycling, blends)", profile["other"], 0.0),
+              ("SET (between epochs)", set_seconds, 0.0)]
+    total = sum(t for _, t, _ in parts)
+    return [{"part": name, "ms_per_epoch": 1e3 * t / epochs, "share": t / total if total else 0.0,
+             "gflops": flops / t / 1e9 if flops and t else None} for name, t, flops in parts]
+
+
+def profile_table(rows: list[dict]) -> str:
+    lines = ["| part | ms per epoch | share | GFLOP/s |", "|---|---|---|---|"]
+    for r in rows:
+        rate = f"{r['gflops']:.1f}" if r["gflops"] else ""
+        lines.append(f"| {r['part']} | {r['ms_per_epoch']:.1f} | {100 * r['share']:.1f} % | {rate} |")
+    return "\n".join(lines)
 
 
 def info(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:

@@ -18,6 +18,7 @@ pub mod layer;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod profile;
 pub mod recycle;
 pub mod remap;
 pub mod rng;
@@ -35,5 +36,6 @@ pub use network::{
     TrainConfig,
 };
 pub use optim::{Method, Optimizer, Sgd, OPTIMIZER_NAMES};
+pub use profile::Profile;
 pub use rng::Rng;
 pub use topology::SetStep;

@@ -11,6 +11,7 @@ use crate::kernels;
 use crate::layer::Layer;
 use crate::loss::{BatchLoss, BatchTarget, Loss};
 use crate::optim::{Optimizer, OPTIMIZER_NAMES};
+use crate::profile::{Laps, Profile};
 use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
     Selection,
@@ -227,6 +228,8 @@ pub struct Network {
     /// Per hidden layer, neurons whose connections SET must not prune
     /// (empty: none).
     protected: Vec<Vec<bool>>,
+    /// Seconds per part of training, while profiling is on.
+    profile: Option<Profile>,
 }
 
 /// Converts integer class labels to the core's u32 labels, checking that each
@@ -308,6 +311,7 @@ impl Network {
             blends: Vec::new(),
             activity: None,
             protected: Vec::new(),
+            profile: None,
         })
     }
 
@@ -364,6 +368,7 @@ impl Network {
             blends: Vec::new(),
             activity: None,
             protected: Vec::new(),
+            profile: None,
         })
     }
 
@@ -532,6 +537,17 @@ impl Network {
     }
 
     /// The optimizer whose moments the layers hold.
+    /// Starts (`true`, from zero) or stops timing the parts of training
+    /// (see [`Profile`]).
+    pub fn set_profiling(&mut self, enabled: bool) {
+        self.profile = enabled.then(|| Profile::new(self.layers.len()));
+    }
+
+    /// The seconds per part of training since profiling started, if it is on.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
     pub fn optimizer(&self) -> &'static str {
         self.optimizer
     }
@@ -605,6 +621,30 @@ impl Network {
         cfg.check_rates(order.len().div_ceil(bs))?;
         self.use_optimizer(&cfg.optimizer);
         self.ws.fit(&self.sizes(), bs);
+        let n_layers = self.layers.len();
+        let mut profile = self.profile.take().map(|p| match p.forward.len() {
+            n if n == n_layers => p,
+            _ => Profile::new(n_layers),
+        });
+        let result = self.train_batches(x, targets, order, bs, cfg, stop, profile.as_mut());
+        self.profile = profile;
+        result
+    }
+
+    /// The mini-batches of [`Self::train_order`], checked, timed into
+    /// `profile` when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn train_batches(
+        &mut self,
+        x: &[f32],
+        targets: &Targets,
+        order: &[u32],
+        bs: usize,
+        cfg: &TrainConfig,
+        stop: &mut dyn FnMut(usize) -> bool,
+        profile: Option<&mut Profile>,
+    ) -> Result<EpochStats> {
+        let mut laps = Laps::new(profile);
         let mut stats = EpochStats::default();
         let mut loss_sum = 0.0f64;
         let mut correct = 0usize;
@@ -615,9 +655,11 @@ impl Network {
             }
             let b = chunk.len();
             let f = self.n_features();
+            laps.lap(|p| &mut p.other);
             gather(x, f, &|s| chunk[s] as usize, b, &mut self.ws.acts[0]);
             let filled = self.gather_targets(targets, |s| chunk[s] as usize, b);
-            let r = self.forward_backward(b, true, filled);
+            laps.lap(|p| &mut p.gather);
+            let r = self.forward_backward(b, true, filled, &mut laps);
             if !r.loss_sum.is_finite() {
                 return Err(CoreError::Diverged {
                     batch: bi,
@@ -625,12 +667,16 @@ impl Network {
                 });
             }
             self.record_activity(b);
+            laps.lap(|p| &mut p.other);
             let lr = cfg.rate(bi);
             self.apply_gradients(&cfg.optimizer, lr);
+            laps.lap(|p| &mut p.step);
             self.advance_blends();
             if let Some(mp) = &cfg.midpoint {
                 mp.step(&mut self.layers, lr as f64);
             }
+            laps.lap(|p| &mut p.other);
+            laps.batch();
             self.step += 1;
             loss_sum += r.loss_sum;
             correct += r.correct;
@@ -660,7 +706,7 @@ impl Network {
         self.ws.fit(&self.sizes(), b);
         gather(x, self.n_features(), &|s| s, b, &mut self.ws.acts[0]);
         let filled = self.gather_targets(targets, |s| s, b);
-        Ok(self.forward_backward(b, dropout, filled))
+        Ok(self.forward_backward(b, dropout, filled, &mut Laps::new(None)))
     }
 
     /// One optimizer step at learning rate `lr` from the gradients in the layers.
@@ -785,14 +831,20 @@ impl Network {
         self.rng = Rng::new(seed);
     }
 
-    fn forward_backward(&mut self, b: usize, train_dropout: bool, filled: Filled) -> BatchLoss {
+    fn forward_backward(
+        &mut self,
+        b: usize,
+        train_dropout: bool,
+        filled: Filled,
+        laps: &mut Laps<'_>,
+    ) -> BatchLoss {
         let p = if train_dropout { self.dropout } else { 0.0 };
         let keys = DropoutKeys {
             seed: self.seed,
             step: self.step,
             p,
         };
-        forward_all(&self.layers, &self.hidden, &mut self.ws, b, keys);
+        forward_all(&self.layers, &self.hidden, &mut self.ws, b, keys, laps);
         let l_out = self.layers.len();
         let c = self.n_outputs();
         let ws = &mut self.ws;
@@ -810,6 +862,7 @@ impl Network {
             weights,
             Some(&mut d0[..c * b]),
         );
+        laps.lap(|p| &mut p.loss);
         let (mut cur, mut next) = (d0, d1);
         for l in (0..l_out).rev() {
             let layer = &mut self.layers[l];
@@ -817,8 +870,10 @@ impl Network {
             let input = &ws.acts[l][..n_in * b];
             let delta_out = &cur[..n_out * b];
             kernels::bias_grad(delta_out, b, &mut layer.bias_grad);
+            laps.lap(|p| &mut p.bias[l]);
             let delta_in = (l > 0).then(|| (&mut next[..n_in * b], &ws.dfac[l - 1][..n_in * b]));
             kernels::backward(&layer.w, input, delta_out, b, &mut layer.grad, delta_in);
+            laps.lap(|p| &mut p.backward[l]);
             if l > 0 {
                 std::mem::swap(&mut cur, &mut next);
             }
@@ -1421,6 +1476,7 @@ fn forward_all(
     ws: &mut Workspace,
     b: usize,
     keys: DropoutKeys,
+    laps: &mut Laps<'_>,
 ) {
     let n_layers = layers.len();
     for (l, layer) in layers.iter().enumerate() {
@@ -1431,6 +1487,7 @@ fn forward_all(
         let (w, bias) = (&layer.w, &layer.bias[..]);
         if l + 1 == n_layers {
             kernels::forward(w, bias, input, b, out, None, |_, _, _| {});
+            laps.lap(|p| &mut p.forward[l]);
             continue;
         }
         let act = hidden[l];
@@ -1442,6 +1499,7 @@ fn forward_all(
                 dropout_row(z, d, &mut rng, keys.p);
             }
         });
+        laps.lap(|p| &mut p.forward[l]);
     }
 }
 
@@ -1515,6 +1573,29 @@ mod tests {
         let (x, y) = data(150, 12, 3, 1);
         let (_, acc) = a.evaluate(&x, &Targets::classes(&y), 64).unwrap();
         assert!(acc > 0.7, "training accuracy {acc} (chance is 0.33)");
+    }
+
+    #[test]
+    fn profiling_times_every_part_and_changes_no_result() {
+        let (x, y) = data(150, 12, 3, 1);
+        let mut plain = Network::new(spec(7, 0.3)).unwrap();
+        let mut timed = plain.clone();
+        timed.set_profiling(true);
+        for net in [&mut plain, &mut timed] {
+            for _ in 0..3 {
+                net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+                    .unwrap();
+            }
+        }
+        assert_eq!(plain.layers, timed.layers);
+        assert!(plain.profile().is_none());
+        let p = timed.profile().unwrap();
+        assert_eq!(p.batches, 3 * 150_u64.div_ceil(16));
+        assert_eq!(p.forward.len(), 3);
+        let parts = [p.gather, p.loss, p.step, p.forward[0], p.backward[2]];
+        assert!(parts.iter().all(|&t| t > 0.0), "{p:?}");
+        timed.set_profiling(false);
+        assert!(timed.profile().is_none());
     }
 
     #[test]

@@ -199,6 +199,39 @@ impl PyNetwork {
         Ok((r.loss_sum / n as f64, grads))
     }
 
+    /// Starts (from zero) or stops timing the parts of each training step.
+    fn set_profiling(&mut self, enabled: bool) {
+        self.net.set_profiling(enabled);
+    }
+
+    /// Seconds per part of training since profiling started (None when it is
+    /// off): `batches`, `gather`, `loss`, `step`, `other`, and per layer
+    /// `forward`, `bias` and `backward` lists.
+    #[getter]
+    fn profile<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(p) = self.net.profile() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("batches", p.batches)?;
+        for (k, v) in [
+            ("gather", p.gather),
+            ("loss", p.loss),
+            ("step", p.step),
+            ("other", p.other),
+        ] {
+            d.set_item(k, v)?;
+        }
+        for (k, v) in [
+            ("forward", &p.forward),
+            ("bias", &p.bias),
+            ("backward", &p.backward),
+        ] {
+            d.set_item(k, v.clone())?;
+        }
+        Ok(Some(d))
+    }
+
     /// Floats in the packed parameter layout: per layer its connection
     /// values (CSC order), then its bias. Gradients pack the same way.
     #[getter]
