@@ -12,7 +12,9 @@ accuracy, the epoch of the best and the accuracy at epochs 10/50/100.
 
 A variant is a list of ``key=value`` changes of the paper's settings; keys:
 learning_rate (lr), init, bias_decay, weight_decay (wd), dropout, zeta,
-set_every, batch_size (batch), momentum, alpha, epsilon.
+set_every, set_output (false: SET on the hidden layers only), schedule
+(constant or cosine: the rate falls to 0 over the run's epochs), batch_size
+(batch), momentum, alpha, epsilon.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ ALIASES = {"lr": "learning_rate", "wd": "weight_decay", "batch": "batch_size"}
 # learning rate found (0.05).
 FACTORS = ["bias_decay=false", "wd=1e-4", "wd=5e-5", "dropout=0.2", "dropout=0.4", "zeta=0.1",
            "set_every=5", "batch=64"]
-STANDARD = ["", "lr=0.05", "lr=0.1", "lr=0.02", "init=he_uniform_sparse",
+STANDARD = ["", "lr=0.05", "lr=0.1", "lr=0.02", "lr=0.05 schedule=cosine", "set_output=false",
+            "lr=0.05 set_output=false", "init=he_uniform_sparse",
             "init=he_uniform_sparse lr=0.05", *FACTORS, *(f"lr=0.05 {f}" for f in FACTORS)]
+
+
+# Settings beyond the paper's, at their default.
+EXTRA = {"bias_decay": True, "set_every": 1, "set_output": True, "schedule": "constant"}
 
 
 def parse(variant: str) -> dict:
@@ -44,11 +51,11 @@ def parse(variant: str) -> dict:
     for item in variant.split():
         key, _, value = item.partition("=")
         key = ALIASES.get(key, key)
-        if key not in {**NETWORKS["fashion_mnist"], **PAPER_TRAINING, "bias_decay": 0, "set_every": 0}:
+        if key not in {**NETWORKS["fashion_mnist"], **PAPER_TRAINING, **EXTRA}:
             raise SystemExit(f"unknown setting {key!r} in variant {variant!r}")
         if value.lower() in ("true", "false"):
             changes[key] = value.lower() == "true"
-        elif key in ("init",):
+        elif key in ("init", "schedule"):
             changes[key] = value
         else:
             number = float(value)
@@ -58,7 +65,10 @@ def parse(variant: str) -> dict:
 
 
 def run(data, dataset: str, variant: str, epochs: int, seed: int) -> dict:
-    s = {**NETWORKS[dataset], **PAPER_TRAINING, "bias_decay": True, "set_every": 1, **parse(variant)}
+    s = {**NETWORKS[dataset], **PAPER_TRAINING, **EXTRA, **parse(variant)}
+    n_layers = len(s["hidden"]) + 1
+    layers = None if s["set_output"] else tuple(range(n_layers - 1))
+    rate = sm.schedules.Cosine(s["learning_rate"]) if s["schedule"] == "cosine" else s["learning_rate"]
     model = sm.SparseMLP([data.X_train.shape[1], *s["hidden"], int(data.y_train.max()) + 1],
                          activation=sm.AllReLU(s["alpha"]), epsilon=s["epsilon"], init=s["init"],
                          dropout=s["dropout"], seed=seed)
@@ -66,9 +76,9 @@ def run(data, dataset: str, variant: str, epochs: int, seed: int) -> dict:
     diverged = None
     try:
         model.fit(data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
-                  learning_rate=s["learning_rate"], momentum=s["momentum"],
+                  learning_rate=rate, momentum=s["momentum"],
                   weight_decay=s["weight_decay"], bias_decay=s["bias_decay"],
-                  topology=sm.SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None,
+                  topology=sm.SET(s["zeta"], s["set_every"], layers) if s["zeta"] > 0 else None,
                   validation_data=(data.X_test, data.y_test), verbose=0)
     except sm.DivergenceError as e:
         diverged = e.epoch  # the run so far is in model.history
@@ -112,7 +122,7 @@ def main() -> None:
     if args.smoke:
         import tempfile
 
-        args.variants, args.epochs = ["", "init=he_uniform_sparse lr=0.05 bias_decay=false"], 2
+        args.variants, args.epochs = ["", "init=he_uniform_sparse lr=0.05 bias_decay=false schedule=cosine set_output=false"], 2
         args.out = os.path.join(tempfile.mkdtemp(prefix="ablation-smoke-"), "ablation.jsonl")
     rows = []
     if os.path.exists(args.out):

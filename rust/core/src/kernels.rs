@@ -556,16 +556,64 @@ pub fn weight_grad(w: &SparseMatrix, input: &[f32], delta: &[f32], b: usize, gra
         });
 }
 
-/// Bias gradient: `grad[j] = Σ_s delta[j, s]` (the 1/B is already in `delta`).
+/// Rows whose sums [`bias_grad`] interleaves.
+const SUM_ROWS: usize = 8;
+
+/// Bias gradient: `grad[j] = Σ_s delta[j, s]` (the 1/B is already in `delta`),
+/// each row added in sample order, the bits of `Iterator::sum`.
 pub fn bias_grad(delta: &[f32], b: usize, grad: &mut [f32]) {
     let n = grad.len();
-    grad.par_iter_mut()
+    assert!(
+        delta.len() >= n * b,
+        "delta holds fewer than {n} rows of {b}"
+    );
+    grad.par_chunks_mut(SUM_ROWS)
         .enumerate()
-        .with_min_len((TASK_WORK / b).max(1))
-        .for_each(|(j, g)| {
-            *g = delta[j * b..(j + 1) * b].iter().sum();
+        .with_min_len((TASK_WORK / (b * SUM_ROWS)).max(1))
+        .for_each(|(c, g)| {
+            let rows = &delta[c * SUM_ROWS * b..][..g.len() * b];
+            if g.len() == SUM_ROWS {
+                eight_row_sums(rows, b, g);
+            } else {
+                for (out, row) in g.iter_mut().zip(rows.chunks_exact(b)) {
+                    *out = row.iter().sum();
+                }
+            }
         });
-    debug_assert!(delta.len() >= n * b);
+}
+
+/// `out[k] = Σ_s rows[k·b + s]` for eight rows, every row summed in order
+/// from −0.0 as `Iterator::sum` does. One row alone is a chain of dependent
+/// additions; the eight chains overlap in the pipeline.
+fn eight_row_sums(rows: &[f32], b: usize, out: &mut [f32]) {
+    let (r0, r) = rows.split_at(b);
+    let (r1, r) = r.split_at(b);
+    let (r2, r) = r.split_at(b);
+    let (r3, r) = r.split_at(b);
+    let (r4, r) = r.split_at(b);
+    let (r5, r) = r.split_at(b);
+    let (r6, r7) = r.split_at(b);
+    let mut a = [-0.0f32; SUM_ROWS];
+    let lanes = r0
+        .iter()
+        .zip(r1)
+        .zip(r2)
+        .zip(r3)
+        .zip(r4)
+        .zip(r5)
+        .zip(r6)
+        .zip(r7);
+    for (((((((x0, x1), x2), x3), x4), x5), x6), x7) in lanes {
+        a[0] += x0;
+        a[1] += x1;
+        a[2] += x2;
+        a[3] += x3;
+        a[4] += x4;
+        a[5] += x5;
+        a[6] += x6;
+        a[7] += x7;
+    }
+    out.copy_from_slice(&a);
 }
 
 #[cfg(test)]
@@ -674,6 +722,20 @@ mod tests {
             bias_grad(&delta, b, &mut gb);
             for j in 0..n_out {
                 assert!(close(gb[j], delta[j * b..(j + 1) * b].iter().sum()));
+            }
+        }
+    }
+
+    #[test]
+    fn bias_gradients_have_the_bits_of_a_sum_in_order() {
+        let mut rng = Rng::new(5);
+        for (n, b) in [(1, 1), (7, 3), (8, 128), (21, 37)] {
+            let delta = random_block(&mut rng, n * b);
+            let mut grad = vec![f32::NAN; n];
+            bias_grad(&delta, b, &mut grad);
+            for j in 0..n {
+                let want: f32 = delta[j * b..(j + 1) * b].iter().sum();
+                assert_eq!(grad[j].to_bits(), want.to_bits(), "row {j} of {n}, b {b}");
             }
         }
     }

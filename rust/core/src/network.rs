@@ -1403,13 +1403,15 @@ impl Network {
 /// Copies samples `idx(0..b)` of the row-major `x` (`n × f`) into the
 /// feature-major block `dst` (`f × b`).
 fn gather(x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize, dst: &mut [f32]) {
+    // where each sample's row starts, once per batch rather than per value
+    let starts: Vec<usize> = (0..b).map(|s| idx(s) * f).collect();
     dst[..f * b]
         .par_chunks_mut(b)
         .enumerate()
         .with_min_len((4096 / b).max(1))
         .for_each(|(feat, row)| {
-            for (s, v) in row.iter_mut().enumerate() {
-                *v = x[idx(s) * f + feat];
+            for (v, &start) in row.iter_mut().zip(&starts) {
+                *v = x[start + feat];
             }
         });
 }
