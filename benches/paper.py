@@ -264,6 +264,37 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def figure(results: list[dict], path: str, dataset: str = "fashion_mnist") -> None:
+    """Test accuracy per epoch of each (row, settings) of ``dataset``, the
+    mean over seeds, beside the paper's best (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, list[list[float]]] = {}
+    for r in results:
+        if r["dataset"] == dataset:
+            groups.setdefault((r["row"], r["settings"]), []).append(r["curve"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (row, kind), curves in sorted(groups.items()):
+        n = min(len(c) for c in curves)
+        mean = 100 * np.mean([c[:n] for c in curves], axis=0)
+        label = f"{row}, {'the paper' if kind == 'paper' else 'our recipe'}'s settings ({len(curves)} seeds)"
+        ax.plot(np.arange(1, n + 1), mean, label=label, linewidth=1)
+    for row, value in PAPER[dataset].items():
+        if row in ("all_relu", "relu", "dense") and isinstance(value, float):
+            ax.axhline(value, linestyle="--", linewidth=0.8, color="gray")
+            ax.annotate(f"paper {row} {value:.2f}", (5, value + 0.05), fontsize=7, color="gray")
+    ax.set(xlabel="epoch", ylabel="test accuracy %", ylim=(84, 92.5),
+           title=f"{dataset}: 784-1000-1000-1000-10, ε 20, SET")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def run_one(r: dict, data: datasets.Split, s: dict, work: str, out: str) -> None:
     """Trains the run ``r`` describes and appends its result to ``out``."""
     name, t0 = key(r), time.monotonic()
@@ -304,6 +335,7 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(HERE, "paper_results.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
     p.add_argument("--smoke", action="store_true", help="2 epochs of every run, 1 seed, into a temp file")
+    p.add_argument("--figure", metavar="PNG", help="draw the learning curves of --out's Fashion-MNIST runs and stop")
     args = p.parse_args()
     if args.smoke:
         import tempfile
@@ -313,6 +345,10 @@ def main() -> None:
             args.out = os.path.join(tempfile.mkdtemp(prefix="paper-smoke-"), "paper.jsonl")
     if args.table:
         print(table(read(args.out)))
+        return
+    if args.figure:
+        figure(read(args.out), args.figure)
+        print(args.figure)
         return
     sm.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(args.threads))
