@@ -122,7 +122,8 @@ def main() -> None:
     if args.smoke:
         import tempfile
 
-        args.variants, args.epochs = ["", "init=he_uniform_sparse lr=0.05 bias_decay=false schedule=cosine set_output=false"], 2
+        every_key = "init=he_uniform_sparse lr=0.05 bias_decay=false schedule=cosine set_output=false"
+        args.variants, args.epochs = ["", every_key], 2
         args.out = os.path.join(tempfile.mkdtemp(prefix="ablation-smoke-"), "ablation.jsonl")
     rows = []
     if os.path.exists(args.out):

@@ -335,7 +335,8 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(HERE, "paper_results.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
     p.add_argument("--smoke", action="store_true", help="2 epochs of every run, 1 seed, into a temp file")
-    p.add_argument("--figure", metavar="PNG", help="draw the learning curves of --out's Fashion-MNIST runs and stop")
+    p.add_argument("--figure", metavar="PNG",
+                   help="draw the learning curves of --out's Fashion-MNIST runs and stop")
     args = p.parse_args()
     if args.smoke:
         import tempfile
