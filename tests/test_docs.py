@@ -80,6 +80,8 @@ GUIDE_RUNS = {
     'pip install ".[sklearn]"': "the fresh environment of test_readme.py",
     'pip install ".[mpi]" mpich': "the fresh environment of test_readme.py",
     'pip install ".[tensorboard]"': "the fresh environment of test_readme.py",
+    'pip install ".[safetensors]"': "the fresh environment of test_readme.py",
+    "bash scripts/build-wheel.sh": "tests/test_wheel.py",
     "python -m sparse_mlp": "--help",
     "sparse-mlp train --epochs 5": "as is",
     "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --prune --out runs/madelon":

@@ -24,7 +24,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -299,16 +299,17 @@ def test_topology_strategies(no_panic, zeta, percentile, every, data):
 # ---------------------------------------------------------------- untrusted files
 
 
-def _valid_archive():
+def _valid_archive(fmt="npz"):
     model = small_model(3)
     X, y = np.random.default_rng(1).normal(size=(30, 6)).astype(np.float32), np.arange(30) % 3
     model.fit(X, y, epochs=1, verbose=0)
     buf = io.BytesIO()
-    model._write_archive(buf)
+    model._write_archive(buf, fmt)
     return buf.getvalue()
 
 
 VALID = _valid_archive()
+VALID_SAFETENSORS = _valid_archive("safetensors")
 
 
 def _load_bytes(tmp_path_factory, raw, name="m.npz"):
@@ -333,6 +334,18 @@ def test_load_of_truncated_or_corrupted_bytes(no_panic, tmp_path_factory, cut, f
     _load_bytes(tmp_path_factory, bytes(raw))
 
 
+@FUZZ
+@given(cut=st.integers(0, len(VALID_SAFETENSORS)),
+       flips=st.lists(st.tuples(st.integers(0, len(VALID_SAFETENSORS) - 1), st.integers(1, 255)),
+                      max_size=4))
+def test_load_of_truncated_or_corrupted_safetensors(no_panic, tmp_path_factory, cut, flips):
+    raw = bytearray(VALID_SAFETENSORS[:cut] if cut < len(VALID_SAFETENSORS) else VALID_SAFETENSORS)
+    for pos, x in flips:
+        if pos < len(raw):
+            raw[pos] ^= x
+    _load_bytes(tmp_path_factory, bytes(raw), "m.safetensors")
+
+
 def _members():
     with np.load(io.BytesIO(VALID)) as z:
         return {k: z[k] for k in z.files}
@@ -344,7 +357,8 @@ MEMBERS = _members()
 @FUZZ
 @given(data=st.data())
 def test_load_of_crafted_archives(no_panic, tmp_path_factory, data):
-    """Valid zip files whose content lies: wrong sizes, indices, dtypes, metadata."""
+    """Valid zip or safetensors files whose content lies: wrong sizes,
+    indices, dtypes, metadata."""
     arrays = dict(MEMBERS)
     meta = json.loads(bytes(arrays["meta"]).decode())
     for _ in range(data.draw(st.integers(0, 3))):
@@ -374,6 +388,18 @@ def test_load_of_crafted_archives(no_panic, tmp_path_factory, data):
                 st.none(), st.floats(allow_nan=True), st.dictionaries(st.text(max_size=3), st.integers(),
                                                                        max_size=2)))
             arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    if data.draw(st.booleans(), "as safetensors"):
+        import safetensors.numpy
+
+        text = bytes(np.asarray(arrays.pop("meta", np.zeros(0, np.uint8))).ravel()[:10**6]).decode(
+            errors="replace")
+        try:
+            raw = safetensors.numpy.save({k: np.ascontiguousarray(a) for k, a in arrays.items()},
+                                         metadata={"sparse_mlp": text})
+        except Exception:  # a dtype safetensors cannot hold (objects, strings)
+            assume(False)
+        _load_bytes(tmp_path_factory, raw, "m.safetensors")
+        return
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for k, a in arrays.items():

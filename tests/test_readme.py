@@ -37,6 +37,9 @@ RUNS: dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install .": "install",
     "pip install .": "install",
     "pip wheel .": "install",
+    "bash scripts/build-wheel.sh": "tests/test_wheel.py",
+    "pip install --only-binary=:all: "
+    "dist/sparse_mlp-0.1.0-cp39-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl": "tests/test_wheel.py",
     'pip install ".[mpi]"': "install",
     "pip install mpich": "install",
     "sparse-mlp train --out run": "install",
@@ -170,10 +173,11 @@ def test_the_two_commands_in_a_fresh_environment(tmp_path, madelon_dir):
     with open(os.path.join(ROOT, "docs", "guide.md")) as f:
         guide = f.read()
     lines = [c for c in commands(guide) if c.startswith("pip install")]
-    assert len(lines) == 5
+    assert len(lines) == 6
     for line in lines:
         sh(line + " --quiet --disable-pip-version-check")
-    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy, tensorboardX; import sparse_mlp as sm; "
+    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy, tensorboardX, safetensors; "
+       "import sparse_mlp as sm; "
        "sm.SparseMLPClassifier, sm.SparseMLPRegressor, sm.callbacks.TensorBoard(\"tb\")'")
 
 

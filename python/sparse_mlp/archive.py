@@ -2,7 +2,13 @@
 each layer's arrays, the random state and a JSON ``meta`` entry (the
 network's metadata, the model's configuration and history; a checkpoint's
 progress lives in the configuration). Written one layer at a time, read with
-every array checked."""
+every array checked.
+
+A path ending in ``.safetensors`` holds the same named arrays as a
+safetensors file (the ``safetensors`` package, an optional extra), the JSON
+in its header's metadata under ``sparse_mlp``; read through the same checks.
+The safetensors writer takes all arrays at once, so that format holds a copy
+of the model while it is written."""
 
 from __future__ import annotations
 
@@ -24,7 +30,23 @@ from .memory import require
 
 FORMAT = "sparse_mlp.model"
 FORMAT_VERSION = 1
+SAFETENSORS = ".safetensors"
+_SAFETENSORS_KEY = "sparse_mlp"
 
+
+def format_of(path: str | os.PathLike) -> str:
+    """``"safetensors"`` for a path ending in ``.safetensors``, else ``"npz"``."""
+    return "safetensors" if os.fspath(path).lower().endswith(SAFETENSORS) else "npz"
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise InvalidInputError(
+            "the .safetensors format needs the safetensors package: pip install safetensors "
+            "(or the extra: pip install \"sparse_mlp[safetensors]\")") from None
+    return safetensors
 
 @dataclass
 class Saved:
@@ -48,11 +70,13 @@ def _json_scalar(value: Any) -> Any:
 
 
 def write(f: Any, net: _core.Network, config: dict[str, Any], history: list[dict[str, Any]],
-          epochs_trained: int, extra: dict[str, np.ndarray] | None = None) -> None:
+          epochs_trained: int, extra: dict[str, np.ndarray] | None = None, fmt: str = "npz") -> None:
     """Writes the archive to the open file ``f``, fetching each layer from the
-    core only when it is written: saving holds one layer's copy at a time,
-    not the model's (a checkpoint of a 100M-connection model taken while
-    training's buffers are allocated must not double it)."""
+    core only when it is written: saving an ``npz`` holds one layer's copy at
+    a time, not the model's (a checkpoint of a 100M-connection model taken
+    while training's buffers are allocated must not double it). ``fmt`` is
+    ``"npz"`` or ``"safetensors"`` (see :func:`format_of`)."""
+    package = _safetensors() if fmt == "safetensors" else None
     meta = _netstate.describe(net)
     rng_state = meta.pop("rng_state")
     meta.update(format=FORMAT, version=FORMAT_VERSION, epochs_trained=epochs_trained, config=config,
@@ -67,16 +91,77 @@ def write(f: Any, net: _core.Network, config: dict[str, Any], history: list[dict
                 if k in st:
                     yield f"layer{i}.{k}", st[k]
             del st
-        yield "meta", np.frombuffer(text.encode(), dtype=np.uint8)
+        if package is None:
+            yield "meta", np.frombuffer(text.encode(), dtype=np.uint8)
         yield "rng_state", np.array(rng_state, dtype=np.uint64)
 
-    write_npz(f, arrays())
+    if package is None:
+        write_npz(f, arrays())
+    else:
+        tensors = {k: np.ascontiguousarray(a) for k, a in arrays()}
+        f.write(package.numpy.save(tensors, metadata={_SAFETENSORS_KEY: text}))
+
+
+class _SafetensorsFile:
+    """A safetensors file seen as an npz archive is: ``files`` and ``z[name]``,
+    its metadata as the ``meta`` entry."""
+
+    def __init__(self, handle: Any, metadata: dict[str, str] | None) -> None:
+        self._handle = handle
+        self._meta = (metadata or {}).get(_SAFETENSORS_KEY)
+        self.files = list(handle.keys()) + ([] if self._meta is None else ["meta"])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name == "meta" and self._meta is not None:
+            return np.frombuffer(self._meta.encode(), dtype=np.uint8)
+        if name not in self.files:
+            raise KeyError(f"{name} is not in the file")
+        return self._handle.get_tensor(name)
+
+
+@contextlib.contextmanager
+def _opened_safetensors(source: Any, path: str) -> Iterator[Any]:
+    """A safetensors model file, its failures as :class:`CheckpointError`."""
+    st = _safetensors()
+    try:
+        if not isinstance(source, str):
+            data = source.read()
+            tensors = st.numpy.load(data)
+            # the header's metadata: 8-byte length, then JSON
+            n = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8:8 + n]).get("__metadata__")
+
+            class _Loaded:
+                def keys(self) -> list[str]:
+                    return list(tensors)
+
+                def get_tensor(self, name: str) -> np.ndarray:
+                    return tensors[name]
+
+            yield _SafetensorsFile(_Loaded(), metadata)
+            return
+        with st.safe_open(source, framework="numpy") as handle:
+            yield _SafetensorsFile(handle, handle.metadata())
+    except CheckpointError:
+        raise
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {e.args[0] if e.args else e}") from None
+    except (st.SafetensorError, *UNREADABLE_ARCHIVE) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors model file: {e}") from None
 
 
 @contextlib.contextmanager
 def _opened(source: Any, path: str) -> Iterator[Any]:
     """``np.load`` of a model archive, its failures as :class:`CheckpointError`
-    that say what the file is instead (never numpy's advice on pickles)."""
+    that say what the file is instead (never numpy's advice on pickles); a
+    ``.safetensors`` path is opened as one."""
+    if format_of(path) == "safetensors":
+        with _opened_safetensors(source, path) as z:
+            yield z
+        return
     try:
         with np.load(source, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):

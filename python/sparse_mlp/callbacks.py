@@ -201,7 +201,8 @@ class ModelCheckpoint(Callback):
         model = run.model
         history = [*model.history, record]
         atomic_write(self.path, lambda f: archive.write(f, model._net, model._config, history,
-                                                        model.epochs_trained))
+                                                        model.epochs_trained,
+                                                        fmt=archive.format_of(self.path)))
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"best": self.best}, {}

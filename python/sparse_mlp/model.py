@@ -438,17 +438,21 @@ class SparseMLP:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the model and its training state (momentum, random state,
-        history) to ``path`` as a numpy ``.npz`` archive without pickled
-        objects. The file is replaced atomically: it is never half-written."""
-        atomic_write(os.fspath(path), self._write_archive)
+        history) to ``path``: a numpy ``.npz`` archive without pickled
+        objects, or a safetensors file when ``path`` ends in ``.safetensors``
+        (needs the ``safetensors`` package). The file is replaced atomically:
+        it is never half-written."""
+        fmt = archive.format_of(path)
+        atomic_write(os.fspath(path), lambda f: self._write_archive(f, fmt))
 
-    def _write_archive(self, f: Any) -> None:
-        archive.write(f, self._net, self._config, self.history, self.epochs_trained)
+    def _write_archive(self, f: Any, fmt: str = "npz") -> None:
+        archive.write(f, self._net, self._config, self.history, self.epochs_trained, fmt=fmt)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SparseMLP:
-        """Reads a model written by :meth:`save`; raises :class:`CheckpointError`
-        for missing, truncated, corrupted or incompatible files."""
+        """Reads a model written by :meth:`save` (``.npz``, or ``.safetensors``
+        by the extension); raises :class:`CheckpointError` for missing,
+        truncated, corrupted or incompatible files."""
         path = os.fspath(path)
         if not os.path.exists(path):
             raise CheckpointError(f"no model file at {path}")

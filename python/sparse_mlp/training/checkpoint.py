@@ -90,7 +90,8 @@ class RunCheckpoint:
         config = dict(model._config, fit=state)
         try:
             atomic_write(self.path, lambda f: archive.write(f, model._net, config, model.history,
-                                                            model.epochs_trained, arrays))
+                                                            model.epochs_trained, arrays,
+                                                            archive.format_of(self.path)))
         except OSError as e:
             e.add_note(f"sparse_mlp: writing the checkpoint {self.path} failed after epoch "
                        f"{progress['done']}; the file there is as it was before")

@@ -73,14 +73,18 @@ pub(crate) trait Isa {
     const FMA: bool;
 }
 
+#[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx512Isa;
+#[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx2Isa;
 pub(crate) struct BaselineIsa;
 
+#[cfg(target_arch = "x86_64")]
 impl Isa for Avx512Isa {
     const WIDE: bool = true;
     const FMA: bool = true;
 }
+#[cfg(target_arch = "x86_64")]
 impl Isa for Avx2Isa {
     const WIDE: bool = false;
     const FMA: bool = true;
