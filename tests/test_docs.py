@@ -81,6 +81,7 @@ GUIDE_RUNS = {
     'pip install ".[mpi]" mpich': "the fresh environment of test_readme.py",
     'pip install ".[tensorboard]"': "the fresh environment of test_readme.py",
     'pip install ".[safetensors]"': "the fresh environment of test_readme.py",
+    'pip install ".[torch]"': "the fresh environment of test_readme.py",
     "bash scripts/build-wheel.sh": "tests/test_wheel.py",
     "python -m sparse_mlp": "--help",
     "sparse-mlp train --epochs 5": "as is",

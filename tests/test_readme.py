@@ -173,10 +173,10 @@ def test_the_two_commands_in_a_fresh_environment(tmp_path, madelon_dir):
     with open(os.path.join(ROOT, "docs", "guide.md")) as f:
         guide = f.read()
     lines = [c for c in commands(guide) if c.startswith("pip install")]
-    assert len(lines) == 6
+    assert len(lines) == 7
     for line in lines:
         sh(line + " --quiet --disable-pip-version-check")
-    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy, tensorboardX, safetensors; "
+    sh("python -c 'import matplotlib, sklearn, mpi4py, tqdm, scipy, tensorboardX, safetensors, torch; "
        "import sparse_mlp as sm; "
        "sm.SparseMLPClassifier, sm.SparseMLPRegressor, sm.callbacks.TensorBoard(\"tb\")'")
 

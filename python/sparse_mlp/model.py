@@ -13,8 +13,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import _core, _netstate, archive, labels, optimizers
-from ._validation import as_features, checked_sparse, number, seed_value
+from . import _core, _netstate, archive, interop_scipy, labels, optimizers
+from ._validation import as_features, number, seed_value
 from .activations import ActivationLike, AllReLU, resolve
 from .errors import CheckpointError, InsufficientMemoryError, InvalidInputError, SparseMLPError
 from .files import atomic_write
@@ -512,43 +512,7 @@ class SparseMLP:
         >>> bool((model.to_scipy()[0] != w1).nnz == 0)
         True
         """
-        from scipy import sparse
-
-        weights = list(weights)
-        if not weights:
-            raise InvalidInputError("from_scipy needs at least one weight matrix")
-        if biases is not None:
-            biases = list(biases)
-            if len(biases) != len(weights):
-                raise InvalidInputError(f"{len(weights)} weight matrices but {len(biases)} biases")
-        for i, w in enumerate(weights):
-            if not sparse.issparse(w):
-                raise InvalidInputError(f"weights[{i}] must be a scipy sparse matrix, got {type(w).__name__}")
-            if w.dtype.kind not in "biuf":
-                raise InvalidInputError(f"weights[{i}] must hold real numbers, got dtype {w.dtype}")
-            if i and w.shape[0] != weights[i - 1].shape[1]:
-                raise InvalidInputError(f"weights[{i}] has {w.shape[0]} rows but weights[{i - 1}] has "
-                                        f"{weights[i - 1].shape[1]} columns")
-            weights[i] = checked_sparse(w, f"weights[{i}]")
-        # sizes and memory first: converting a matrix allocates per column
-        sizes = layer_sizes([weights[0].shape[0]] + [w.shape[1] for w in weights])
-        archive.check_fits(sizes, [w.nnz for w in weights], "importing the weights")
-        layers = []
-        for i, w in enumerate(weights):
-            csc = sparse.csc_matrix(w, dtype=np.float32, copy=True)
-            csc.sum_duplicates()
-            csc.sort_indices()
-            if not np.isfinite(csc.data).all():
-                raise InvalidInputError(f"weights[{i}] contains NaN or infinite values")
-            try:
-                bias = np.zeros(w.shape[1], dtype=np.float32) if biases is None else \
-                    np.ascontiguousarray(biases[i], dtype=np.float32)
-            except (TypeError, ValueError):
-                bias = np.zeros(0, dtype=np.float32)  # refused below
-            if bias.shape != (w.shape[1],) or not np.isfinite(bias).all():
-                raise InvalidInputError(f"biases[{i}] must be {w.shape[1]} finite numbers")
-            layers.append({"col_ptr": csc.indptr.astype(np.int64), "row_idx": csc.indices.astype(np.int64),
-                           "values": csc.data, "bias": bias})
+        sizes, layers = interop_scipy.checked_layers(weights, biases)
         # A model of the same sizes checks the other arguments and gives the
         # activation specs; its weights are then replaced.
         if loss == "cross_entropy" and sizes[-1] < 2:
@@ -563,6 +527,24 @@ class SparseMLP:
             raise InvalidInputError(f"cannot build a model from these matrices: {e}") from None
         net.reseed(template.seed)
         return cls._from_net(net, dict(template._config, epsilon=None, imported=True), [], 0)
+
+    def to_torch(self, device: Any = None) -> Any:
+        """The model as a ``torch.nn.Module`` of sparse CSR layers in inference
+        mode, returning logits (softmax gives :meth:`predict_proba`); see
+        :mod:`sparse_mlp.interop_torch`. Needs ``torch``."""
+        from . import interop_torch
+
+        return interop_torch.to_torch(self, device)
+
+    @classmethod
+    def from_torch(cls, module: Any, threshold: float | None = None, **kwargs: Any) -> SparseMLP:
+        """A model from a module made by :meth:`to_torch`, or from an
+        ``nn.Sequential`` of ``nn.Linear`` layers (pruning masks, zeros or
+        ``threshold`` give the connections) and activations; ``kwargs`` as
+        for :meth:`from_scipy`. Needs ``torch``."""
+        from . import interop_torch
+
+        return interop_torch.from_torch(cls, module, threshold, **kwargs)
 
     @classmethod
     def _from_net(cls, net: _core.Network, config: dict, history: list,
