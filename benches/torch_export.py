@@ -101,9 +101,10 @@ def main() -> None:
     for run in runs:
         r = measure(*run, repeats=args.repeats)
         print(json.dumps(r), flush=True)
-        line = (f"{r['model']}: to_torch {r['to_torch_seconds']:.3f} s (+{r['to_torch_rss_bytes'] / 2**20:.0f} "
-                f"MiB); inference of {r['samples']} samples: ours {r['ours_seconds']:.3f} s, torch sparse "
-                f"CSR {r['torch_sparse_seconds']:.3f} s ({r['torch_sparse_seconds'] / r['ours_seconds']:.1f}×)")
+        ours, sparse = r["ours_seconds"], r["torch_sparse_seconds"]
+        line = (f"{r['model']}: to_torch {r['to_torch_seconds']:.3f} s "
+                f"(+{r['to_torch_rss_bytes'] / 2**20:.0f} MiB); inference of {r['samples']} samples: "
+                f"ours {ours:.3f} s, torch sparse CSR {sparse:.3f} s ({sparse / ours:.1f}×)")
         if "torch_dense_seconds" in r:
             line += (f", torch dense {r['torch_dense_seconds']:.3f} s "
                      f"({r['torch_dense_seconds'] / r['ours_seconds']:.1f}×)")
