@@ -238,7 +238,8 @@ def cpu() -> str:
 
 def table(results: list[dict]) -> str:
     """Mean ± spread of the best accuracy per (data set, row, settings, epochs),
-    beside the paper's."""
+    beside the paper's; for Importance Pruning rows the best after pruning
+    has started."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["dataset"], r["row"], r["settings"], r["epochs"]), []).append(r)
@@ -247,7 +248,11 @@ def table(results: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, row, kind, epochs), rs in sorted(groups.items(), key=lambda kv: (
             list(NETWORKS).index(kv[0][0]), ROWS.index(kv[0][1]), kv[0][2], kv[0][3])):
-        best = [100 * r["best"] for r in rs]
+        # pruning rows: the best once pruning has started (the paper's sparse model)
+        start = [r["settings_used"]["prune_start"] if row.endswith("_ip")
+                 and r["settings_used"]["prune_start"] < len(r["curve"]) else 0 for r in rs]
+        best = [100 * max(r["curve"][s:]) for r, s in zip(rs, start)]
+        best_epoch = [s + int(np.argmax(r["curve"][s:])) + 1 for r, s in zip(rs, start)]
         final = [100 * r["final"] for r in rs]
         spread = statistics.stdev(best) if len(best) > 1 else 0.0
         paper = PAPER[dataset].get(row)
@@ -259,7 +264,7 @@ def table(results: list[dict]) -> str:
                             f"({t})" for t in threads)
         lines.append(f"| {dataset} | {row} | {kind} | {epochs} | {len(rs)} | {statistics.mean(best):.2f} ± "
                      f"{spread:.2f}" + (f" ({paper:.2f})" if paper else "") +
-                     f" | {statistics.mean(final):.2f} | {statistics.mean(r['best_epoch'] for r in rs):.0f} "
+                     f" | {statistics.mean(final):.2f} | {statistics.mean(best_epoch):.0f} "
                      f"| {params} | {minutes} |")
     return "\n".join(lines)
 

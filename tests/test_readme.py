@@ -70,6 +70,15 @@ RUNS: dict[str, str] = {
     "--early-stopping 20 --restore-best --class-weight balanced --tensorboard runs/tb":
         "--epochs 3 --early-stopping 1",
     "python benches/features.py --dataset madelon --seeds 3": "--smoke",
+    "python benches/paper.py --datasets fashion_mnist --rows all_relu,relu --settings paper --seeds 3 "
+    "--threads 1": "--smoke",
+    "python benches/paper.py --datasets fashion_mnist --rows all_relu,all_relu_ip --settings preset "
+    "--seeds 3 --threads 1": "--smoke",
+    "python benches/paper.py --datasets higgs --rows all_relu,relu,dense --settings paper --seeds 3 "
+    "--threads 1": "--smoke",
+    "python benches/paper.py --table": "as is",
+    "python benches/paper.py --figure docs/fashion_mnist_curves.png": "as is",
+    "python benches/ablation.py --table": "as is",
     "python benches/features.py --dataset fashion_mnist --epochs 100": "--smoke",
 }
 
