@@ -34,9 +34,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _default_sigint():
+    # as a terminal's shell would: a suite started in the background (`cmd &`)
+    # ignores SIGINT, children inherit that, and Python then installs no handler
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_stops_training_cleanly():
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=_default_sigint)
     try:
         first = proc.stdout.readline()
         assert first.startswith("EPOCH"), first + proc.stderr.read()
