@@ -361,3 +361,16 @@ def test_a_path_that_cannot_be_written_is_refused_before_training(tmp_path):
         with pytest.raises(sm.InvalidInputError, match=message):
             model.save(path)
     assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_a_setting_added_later_with_a_none_default_does_not_block_resuming():
+    """A checkpoint written before SET gained ``layers`` resumes with SET();
+    a real difference is still refused."""
+    from sparse_mlp.training.checkpoint import differences
+
+    old = {"epochs": 4, "topology": {"type": "SET", "zeta": 0.3, "every": 1}}
+    new = {"epochs": 4, "topology": {"type": "SET", "zeta": 0.3, "every": 1, "layers": None}}
+    assert differences(old, new) == []
+    assert differences(old, dict(new, topology={**new["topology"], "zeta": 0.1}))
+    assert differences(old, dict(new, topology={**new["topology"], "layers": [0]}))
+    assert differences(old, dict(new, epochs=5)) == ["epochs: saved 4, given 5"]

@@ -25,10 +25,19 @@ BOOKS = "recycling."  # the prefix of the strategies' arrays in a checkpoint
 CALLBACKS = "callback."  # the prefix of the callbacks' arrays
 
 
+def _same(saved: Any, wanted: Any) -> bool:
+    """Equal settings; in mappings (a strategy's encoding) a key one side lacks
+    equals None on the other: a setting added later with a None default (as
+    SET's ``layers``) does not set a checkpoint written before it apart."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        return all(_same(saved.get(k), wanted.get(k)) for k in set(saved) | set(wanted))
+    return bool(saved == wanted)
+
+
 def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The settings of a resumed run that differ from the saved run's."""
     return [f"{k}: saved {saved.get(k)!r}, given {wanted.get(k)!r}"
-            for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+            for k in sorted(set(saved) | set(wanted)) if not _same(saved.get(k), wanted.get(k))]
 
 
 class RunCheckpoint:
