@@ -147,3 +147,16 @@ def test_a_model_from_torch_trains_like_one_from_scipy():
     for m in (a, b):
         m.fit(X, y, epochs=2, verbose=0)
     assert_same_training_state(a, b)
+
+
+@pytest.mark.parametrize("threshold", [-0.1, float("nan"), float("inf"), "big"])
+def test_a_bad_threshold_is_refused(threshold):
+    stack = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    with pytest.raises(sm.InvalidInputError, match="threshold"):
+        sm.SparseMLP.from_torch(stack, threshold=threshold)
+
+
+def test_an_unknown_device_is_refused():
+    model, _, _ = trained()
+    with pytest.raises(sm.InvalidInputError, match="device 'warp-drive'"):
+        model.to_torch("warp-drive")

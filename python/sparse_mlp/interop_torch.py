@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import number
 from .activations import Activation
 from .errors import InvalidInputError
 
@@ -122,7 +123,12 @@ def to_torch(model: Any, device: Any = None) -> Any:
     module = cls["SparseMLPModule"](layers, model._net.activations,
                                     "logits" if loss == "cross_entropy" else output)
     module.eval()
-    return module.to(device) if device is not None else module
+    if device is None:
+        return module
+    try:
+        return module.to(device)
+    except (RuntimeError, ValueError, TypeError, AssertionError) as e:
+        raise InvalidInputError(f"cannot put the module on device {device!r}: {e}") from None
 
 
 _ACTIVATION_MODULES = ("ReLU", "LeakyReLU", "Tanh", "Sigmoid")
@@ -171,6 +177,8 @@ def from_torch(cls: Any, module: Any, threshold: float | None = None, **kwargs: 
     ``kwargs`` go to ``from_scipy`` (``loss``, ``dropout``, ``init``, ``seed``)."""
     torch = _torch()
     classes = _classes()
+    if threshold is not None:
+        threshold = number("threshold", threshold, 0.0, float("inf"))
     if isinstance(module, classes["SparseMLPModule"]):
         weights, biases = [], []
         from scipy import sparse
