@@ -2,6 +2,9 @@
 //! an activation block holds neuron `i` for all `B` samples of the batch
 //! contiguously, so every inner loop runs over `B` contiguous floats.
 //!
+//! Activations and errors are stored as float32 or bfloat16 ([`Element`]);
+//! weights and every accumulation are float32 either way.
+//!
 //! Parallelism: each output element (a row of activations, or one weight
 //! gradient) is computed by exactly one task, in a fixed order, so results do
 //! not depend on the number of threads.
@@ -11,6 +14,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::csc::SparseMatrix;
+use crate::precision::{narrow_row, Bf16, Stored};
 use crate::simd::{madd, multiversion, Isa};
 
 /// Work (multiply-adds) a rayon task should get at least, to amortize the
@@ -38,7 +42,7 @@ const PREFETCH_AHEAD: usize = 16;
 /// Asks the CPU to bring `src[off..off + n]` into L1 (a hint: no effect on
 /// results, never faults).
 #[inline(always)]
-fn prefetch_row(src: &[f32], off: usize, n: usize) {
+fn prefetch_row<T>(src: &[T], off: usize, n: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -48,7 +52,7 @@ fn prefetch_row(src: &[f32], off: usize, n: usize) {
             // SAFETY: prefetch is a hint; it does not fault even on an
             // invalid address, and `wrapping_add` keeps the arithmetic defined.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(k) as *const i8) };
-            k += 16;
+            k += 64 / std::mem::size_of::<T>();
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -72,22 +76,28 @@ impl<'a> Lookahead<'a> {
 
 /// The sparse operand of a gather: rows `idx[t]` of `src` (rows of `b`
 /// floats) weighted by `w[t]`, prefetched by `ahead`.
-#[derive(Clone, Copy)]
-struct Gather<'a> {
+struct Gather<'a, T> {
     idx: &'a [u32],
     w: &'a [f32],
     ahead: Lookahead<'a>,
-    src: &'a [f32],
+    src: &'a [T],
     b: usize,
 }
+
+impl<T> Clone for Gather<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Gather<'_, T> {}
 
 /// `out[s] = init + Σ_t w[t] · src[idx[t]·b + start + s]` for `s < N`, with the
 /// `N` accumulators held in registers; `init = None` adds to `out` instead.
 #[inline(always)]
-fn axpy_block<I: Isa, const N: usize>(
+fn axpy_block<I: Isa, T: Stored, const N: usize>(
     out: &mut [f32],
     init: Option<f32>,
-    g: Gather<'_>,
+    g: Gather<'_, T>,
     start: usize,
 ) {
     let Gather {
@@ -108,7 +118,7 @@ fn axpy_block<I: Isa, const N: usize>(
         let off = r as usize * b + start;
         let x = &src[off..off + N];
         for l in 0..N {
-            acc[l] = madd::<I>(wt, x[l], acc[l]);
+            acc[l] = madd::<I>(wt, x[l].widen(), acc[l]);
         }
     }
     out[start..start + N].copy_from_slice(&acc);
@@ -116,31 +126,31 @@ fn axpy_block<I: Isa, const N: usize>(
 
 /// One output row of a sparse × dense product, in register-sized blocks.
 #[inline(always)]
-fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_>) {
+fn axpy_row<I: Isa, T: Stored>(out: &mut [f32], init: Option<f32>, g: Gather<'_, T>) {
     let b = g.b;
     let mut s = 0;
     // 128 accumulators take 8 of AVX-512's 32 registers; with 16 AVX2
     // registers they would spill
     if I::WIDE {
         while s + 128 <= b {
-            axpy_block::<I, 128>(out, init, g, s);
+            axpy_block::<I, T, 128>(out, init, g, s);
             s += 128;
         }
     }
     while s + 64 <= b {
-        axpy_block::<I, 64>(out, init, g, s);
+        axpy_block::<I, T, 64>(out, init, g, s);
         s += 64;
     }
     while s + 16 <= b {
-        axpy_block::<I, 16>(out, init, g, s);
+        axpy_block::<I, T, 16>(out, init, g, s);
         s += 16;
     }
     while s + 4 <= b {
-        axpy_block::<I, 4>(out, init, g, s);
+        axpy_block::<I, T, 4>(out, init, g, s);
         s += 4;
     }
     while s < b {
-        axpy_block::<I, 1>(out, init, g, s);
+        axpy_block::<I, T, 1>(out, init, g, s);
         s += 1;
     }
 }
@@ -148,8 +158,8 @@ fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_>) {
 multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
     /// neuron), prefetching by `ahead` (see [`Lookahead`]).
-    pub fn gather_axpy(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[f32], b: usize) {
-        axpy_row::<I>(out, Some(init), Gather { idx, w: weights, ahead, src, b });
+    pub fn gather_axpy<T: Element>(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[T], b: usize) {
+        axpy_row::<I, T>(out, Some(init), Gather { idx, w: weights, ahead, src, b });
     }
 }
 
@@ -208,7 +218,7 @@ fn chunks16(x: &[f32], full: usize) -> &[[f32; 16]] {
 /// Four dot products against the same `d`, 16 lanes at a time: each load of
 /// `d` serves four rows and the four accumulators are independent.
 #[inline(always)]
-fn dot4<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
+fn dot4_f32<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
     let n = d.len();
     let (dc, dt) = d.as_chunks::<16>();
     let full = dc.len() * 16;
@@ -238,9 +248,9 @@ fn dot4<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f
     reduce4x16(&[a0, a1, a2, a3])
 }
 
-/// One dot product with the lane structure of [`dot4`] (hence the same bits).
+/// One dot product with the lane structure of [`dot4_f32`] (hence the same bits).
 #[inline(always)]
-fn dot1<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
+fn dot1_f32<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
     let n = d.len();
     let x = &x[..n];
     let mut a = [0.0f32; 16];
@@ -257,9 +267,110 @@ fn dot1<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
     reduce16(a)
 }
 
+/// A stored activation type the kernels run on, with its dot product.
+pub trait Element: Stored {
+    /// Four dot products against the same `d` (all of `d.len()` values).
+    fn dot4<I: Isa>(x0: &[Self], x1: &[Self], x2: &[Self], x3: &[Self], d: &[Self]) -> [f32; 4];
+    /// One dot product with the arithmetic of [`Element::dot4`] (the same bits).
+    fn dot1<I: Isa>(x: &[Self], d: &[Self]) -> f32;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn dot4<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
+        dot4_f32::<I>(x0, x1, x2, x3, d)
+    }
+    #[inline(always)]
+    fn dot1<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
+        dot1_f32::<I>(x, d)
+    }
+}
+
+/// 32 bfloat16 values as 16 words, value `2l` in the low half of word `l`
+/// and value `2l+1` in the high half: the layout `vdpbf16ps` reads.
+#[inline(always)]
+fn words16(x: &[Bf16; 32]) -> [u32; 16] {
+    if cfg!(target_endian = "little") {
+        // SAFETY: `Bf16` is a transparent `u16`, so the array is 64 readable
+        // bytes; the read is unaligned and any bits are a valid `u32`.
+        unsafe { std::ptr::read_unaligned(x.as_ptr().cast::<[u32; 16]>()) }
+    } else {
+        std::array::from_fn(|l| x[2 * l].0 as u32 | (x[2 * l + 1].0 as u32) << 16)
+    }
+}
+
+/// Widens the high and the low halves of a word (exact).
+#[inline(always)]
+fn halves(w: u32) -> (f32, f32) {
+    (f32::from_bits(w & 0xffff_0000), f32::from_bits(w << 16))
+}
+
+/// `acc[l] += x[2l+1]·y[2l+1]`, then `+= x[2l]·y[2l]`, for 32 values: the
+/// arithmetic of AVX512-BF16's `vdpbf16ps` (a product of two bfloat16 values
+/// is exact in float32, so the fused and the separate multiply-add agree).
+#[inline(always)]
+fn pair_madd<I: Isa>(acc: &mut [f32; 16], x: &[u32; 16], y: &[u32; 16]) {
+    for l in 0..16 {
+        let ((xo, xe), (yo, ye)) = (halves(x[l]), halves(y[l]));
+        acc[l] = madd::<I>(xe, ye, madd::<I>(xo, yo, acc[l]));
+    }
+}
+
+/// `x`'s values from `start` (fewer than 32) followed by zeros: a last chunk.
+#[inline(always)]
+fn padded32(x: &[Bf16], start: usize, n: usize) -> [Bf16; 32] {
+    let mut out = [Bf16(0); 32];
+    out[..n - start].copy_from_slice(&x[start..n]);
+    out
+}
+
+impl Element for Bf16 {
+    /// Sixteen lanes over chunks of 32 values, lane `l` taking values `2l+1`
+    /// and `2l` of each chunk (a last, partial chunk padded with zeros); the
+    /// lanes are then summed by the tree of [`reduce16`].
+    #[inline(always)]
+    fn dot4<I: Isa>(x0: &[Bf16], x1: &[Bf16], x2: &[Bf16], x3: &[Bf16], d: &[Bf16]) -> [f32; 4] {
+        let n = d.len();
+        let (dc, _) = d.as_chunks::<32>();
+        let full = dc.len() * 32;
+        let rows = [&x0[..n], &x1[..n], &x2[..n], &x3[..n]];
+        let chunks = rows.map(|x| x[..full].as_chunks::<32>().0);
+        let mut acc = [[0.0f32; 16]; 4];
+        for (c, y) in dc.iter().enumerate() {
+            let y = words16(y);
+            for r in 0..4 {
+                pair_madd::<I>(&mut acc[r], &words16(&chunks[r][c]), &y);
+            }
+        }
+        if full < n {
+            let y = words16(&padded32(d, full, n));
+            for r in 0..4 {
+                pair_madd::<I>(&mut acc[r], &words16(&padded32(rows[r], full, n)), &y);
+            }
+        }
+        reduce4x16(&acc)
+    }
+
+    #[inline(always)]
+    fn dot1<I: Isa>(x: &[Bf16], d: &[Bf16]) -> f32 {
+        let n = d.len();
+        let (dc, _) = d.as_chunks::<32>();
+        let full = dc.len() * 32;
+        let mut acc = [0.0f32; 16];
+        for (xs, y) in x[..full].as_chunks::<32>().0.iter().zip(dc) {
+            pair_madd::<I>(&mut acc, &words16(xs), &words16(y));
+        }
+        if full < n {
+            let y = words16(&padded32(d, full, n));
+            pair_madd::<I>(&mut acc, &words16(&padded32(x, full, n)), &y);
+        }
+        reduce16(acc)
+    }
+}
+
 multiversion! {
     /// `grad[t] = ⟨src_row(idx[t]), d⟩` for the connections of one output neuron.
-    pub fn dots(grad: &mut [f32], idx: &[u32], src: &[f32], d: &[f32], b: usize) {
+    pub fn dots<T: Element>(grad: &mut [f32], idx: &[u32], src: &[T], d: &[T], b: usize) {
         let d = &d[..b];
         let row = |t: usize| {
             let off = idx[t] as usize * b;
@@ -270,39 +381,70 @@ multiversion! {
             for &ahead in idx.iter().skip(t + PREFETCH_AHEAD).take(4) {
                 prefetch_row(src, ahead as usize * b, b);
             }
-            grad[t..t + 4].copy_from_slice(&dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), d));
+            grad[t..t + 4].copy_from_slice(&T::dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), d));
             t += 4;
         }
         for (g, t) in grad[t..idx.len()].iter_mut().zip(t..) {
-            *g = dot1::<I>(row(t), d);
+            *g = T::dot1::<I>(row(t), d);
+        }
+    }
+}
+
+/// A float32 row for [`in_f32`] to compute in when rows are stored narrower
+/// (empty when they are float32).
+fn scratch<T: Stored>(b: usize) -> Vec<f32> {
+    match T::PRECISION {
+        crate::precision::Precision::Float32 => Vec::new(),
+        _ => vec![0.0; b],
+    }
+}
+
+/// Runs `f` on `row` as float32 values: in place when the row is float32,
+/// else in `scratch` (see [`scratch`]), rounded into the row afterwards. `f`
+/// must write every value: the scratch holds an earlier row's.
+#[inline]
+fn in_f32<T: Stored>(row: &mut [T], scratch: &mut [f32], f: impl FnOnce(&mut [f32])) {
+    match T::as_f32_mut(row) {
+        Some(r) => f(r),
+        None => {
+            let s = &mut scratch[..row.len()];
+            f(s);
+            narrow_row(row, s);
         }
     }
 }
 
 /// Forward pass of one layer: `out[j] = bias[j] + Σ_i W[i,j] · input[i]` for
 /// every output row, then `epilogue(j, row, dfac_row)` on the finished row
-/// (activation, dropout). `dfac`, when given, has one row per output too.
-pub fn forward<E>(
+/// (activation, dropout), in float32, before the row (and `dfac`'s, which has
+/// one row per output too) is stored as `O`.
+pub fn forward<T: Element, O: Stored, E>(
     w: &SparseMatrix,
     bias: &[f32],
-    input: &[f32],
+    input: &[T],
     b: usize,
-    out: &mut [f32],
-    dfac: Option<&mut [f32]>,
+    out: &mut [O],
+    dfac: Option<&mut [O]>,
     epilogue: E,
 ) where
     E: Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync,
 {
     let n_out = w.n_out();
-    let run = |cols: Range<usize>, (z, mut d): (&mut [f32], Option<&mut [f32]>)| {
+    let run = |cols: Range<usize>, (z, mut d): (&mut [O], Option<&mut [O]>)| {
+        let (mut zs, mut ds) = (scratch::<O>(b), scratch::<O>(b));
         for (j, z) in cols.clone().zip(z.chunks_mut(b)) {
             let (rows, vals) = w.column(j);
             let ahead = Lookahead::from(w.row_idx(), w.col_ptr()[j]);
-            gather_axpy(z, bias[j], rows, ahead, vals, input, b);
             let d = d
                 .as_deref_mut()
                 .map(|d| &mut d[(j - cols.start) * b..][..b]);
-            epilogue(j, z, d);
+            in_f32(z, &mut zs, |z| {
+                gather_axpy(z, bias[j], rows, ahead, vals, input, b);
+                match d {
+                    Some(d) => in_f32(d, &mut ds, |d| epilogue(j, z, Some(d))),
+                    None => epilogue(j, z, None),
+                }
+            });
         }
     };
     let out = (&mut out[..n_out * b], dfac.map(|d| &mut d[..n_out * b]));
@@ -322,13 +464,13 @@ trait SplitRows: Sized + Send {
     fn split_rows(self, rows: usize, b: usize) -> (Self, Self);
 }
 
-impl SplitRows for &mut [f32] {
+impl<T: Send> SplitRows for &mut [T] {
     fn split_rows(self, rows: usize, b: usize) -> (Self, Self) {
         self.split_at_mut(rows * b)
     }
 }
 
-impl<'a> SplitRows for (&'a mut [f32], Option<&'a mut [f32]>) {
+impl<'a, T: Send> SplitRows for (&'a mut [T], Option<&'a mut [T]>) {
     fn split_rows(self, rows: usize, b: usize) -> (Self, Self) {
         let (a0, a1) = self.0.split_at_mut(rows * b);
         match self.1 {
@@ -413,16 +555,22 @@ impl Scatter {
 
 /// What [`backward_row`] reads of one layer: its transposed view, values,
 /// the output deltas, and where the weight gradients go.
-#[derive(Clone, Copy)]
-pub struct BackwardLayer<'a> {
+pub struct BackwardLayer<'a, T> {
     row_ptr: &'a [usize],
     t_col: &'a [u32],
     t_pos: &'a [u32],
     values: &'a [f32],
-    delta: &'a [f32],
+    delta: &'a [T],
     b: usize,
     grad: Scatter,
 }
+
+impl<T> Clone for BackwardLayer<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for BackwardLayer<'_, T> {}
 
 /// Floats of delta rows one backward segment re-reads from L1 (16 KiB).
 const BACKWARD_SEGMENT_FLOATS: usize = 4096;
@@ -435,7 +583,7 @@ multiversion! {
     /// `⟨x, delta_out[cols[t]]⟩` stored at `pos[t]`, segment by segment: the
     /// dot products re-read the delta rows the accumulation just brought into
     /// L1, so each comes from L2 or memory once. Finally `acc ⊙= dfac`.
-    pub fn backward_row(i: usize, acc: &mut [f32], dfac: &[f32], x: &[f32], layer: &BackwardLayer<'_>) {
+    pub fn backward_row<T: Element>(i: usize, acc: &mut [f32], dfac: &[T], x: &[T], layer: &BackwardLayer<'_, T>) {
         let BackwardLayer { row_ptr, t_col, t_pos, values, delta, b, grad } = *layer;
         let (cols, pos) = (&t_col[row_ptr[i]..row_ptr[i + 1]], &t_pos[row_ptr[i]..row_ptr[i + 1]]);
         // segments of connections whose delta rows fit in L1 together
@@ -453,12 +601,12 @@ multiversion! {
                 *w = values[p as usize];
             }
             let w = &w[..cols.len()];
-            axpy_row::<I>(acc, init, Gather { idx: cols, w, ahead, src: delta, b });
+            axpy_row::<I, T>(acc, init, Gather { idx: cols, w, ahead, src: delta, b });
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;
             while t + 4 <= cols.len() {
-                let g = dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), x);
+                let g = T::dot4::<I>(row(t), row(t + 1), row(t + 2), row(t + 3), x);
                 for (k, v) in g.into_iter().enumerate() {
                     // SAFETY: position `pos[t + k]` belongs to this input row only (see `Scatter`).
                     unsafe { grad.write(pos[t + k] as usize, v) };
@@ -467,11 +615,11 @@ multiversion! {
             }
             for (t, &p) in pos.iter().enumerate().skip(t) {
                 // SAFETY: as above.
-                unsafe { grad.write(p as usize, dot1::<I>(row(t), x)) };
+                unsafe { grad.write(p as usize, T::dot1::<I>(row(t), x)) };
             }
         }
         for (a, f) in acc[..b].iter_mut().zip(&dfac[..b]) {
-            *a *= f;
+            *a *= f.widen();
         }
     }
 }
@@ -486,13 +634,13 @@ multiversion! {
 /// With the input gradient the two share one pass over the transposed view
 /// (each `delta_out` row is loaded once per connection, not twice); without
 /// it (the first layer) the weight gradient runs by output neuron.
-pub fn backward(
+pub fn backward<T: Element>(
     w: &SparseMatrix,
-    input: &[f32],
-    delta_out: &[f32],
+    input: &[T],
+    delta_out: &[T],
     b: usize,
     grad: &mut [f32],
-    delta_in: Option<(&mut [f32], &[f32])>,
+    delta_in: Option<(&mut [T], &[T])>,
 ) {
     let Some((delta_in, dfac)) = delta_in else {
         weight_grad(w, input, delta_out, b, grad);
@@ -509,10 +657,13 @@ pub fn backward(
         grad: Scatter::new(&mut grad[..w.nnz()]),
     };
     let per_task = entries_per_task(w.nnz(), 2 * b);
-    let run = |rows: Range<usize>, block: &mut [f32]| {
-        for (i, acc) in rows.zip(block.chunks_mut(b)) {
+    let run = |rows: Range<usize>, block: &mut [T]| {
+        let mut scratch = scratch::<T>(b);
+        for (i, row) in rows.zip(block.chunks_mut(b)) {
             let x = &input[i * b..(i + 1) * b];
-            backward_row(i, acc, &dfac[i * b..(i + 1) * b], x, &layer);
+            in_f32(row, &mut scratch, |acc| {
+                backward_row(i, acc, &dfac[i * b..(i + 1) * b], x, &layer)
+            });
         }
     };
     let delta_in = &mut delta_in[..n_in * b];
@@ -523,7 +674,13 @@ pub fn backward(
 /// `grad[k] = ⟨input[row(k)], delta[col(k)]⟩` for every stored connection `k`.
 /// The 1/B of the mean is already in `delta`. Work is split into equal runs
 /// of connections, whatever the column lengths (SET grows hub neurons).
-pub fn weight_grad(w: &SparseMatrix, input: &[f32], delta: &[f32], b: usize, grad: &mut [f32]) {
+pub fn weight_grad<T: Element>(
+    w: &SparseMatrix,
+    input: &[T],
+    delta: &[T],
+    b: usize,
+    grad: &mut [f32],
+) {
     let nnz = w.nnz();
     if nnz == 0 {
         return;
@@ -561,7 +718,7 @@ const SUM_ROWS: usize = 8;
 
 /// Bias gradient: `grad[j] = Σ_s delta[j, s]` (the 1/B is already in `delta`),
 /// each row added in sample order, the bits of `Iterator::sum`.
-pub fn bias_grad(delta: &[f32], b: usize, grad: &mut [f32]) {
+pub fn bias_grad<T: Stored>(delta: &[T], b: usize, grad: &mut [f32]) {
     let n = grad.len();
     assert!(
         delta.len() >= n * b,
@@ -576,7 +733,7 @@ pub fn bias_grad(delta: &[f32], b: usize, grad: &mut [f32]) {
                 eight_row_sums(rows, b, g);
             } else {
                 for (out, row) in g.iter_mut().zip(rows.chunks_exact(b)) {
-                    *out = row.iter().sum();
+                    *out = row.iter().map(|v| v.widen()).sum();
                 }
             }
         });
@@ -585,7 +742,7 @@ pub fn bias_grad(delta: &[f32], b: usize, grad: &mut [f32]) {
 /// `out[k] = Σ_s rows[k·b + s]` for eight rows, every row summed in order
 /// from −0.0 as `Iterator::sum` does. One row alone is a chain of dependent
 /// additions; the eight chains overlap in the pipeline.
-fn eight_row_sums(rows: &[f32], b: usize, out: &mut [f32]) {
+fn eight_row_sums<T: Stored>(rows: &[T], b: usize, out: &mut [f32]) {
     let (r0, r) = rows.split_at(b);
     let (r1, r) = r.split_at(b);
     let (r2, r) = r.split_at(b);
@@ -604,14 +761,14 @@ fn eight_row_sums(rows: &[f32], b: usize, out: &mut [f32]) {
         .zip(r6)
         .zip(r7);
     for (((((((x0, x1), x2), x3), x4), x5), x6), x7) in lanes {
-        a[0] += x0;
-        a[1] += x1;
-        a[2] += x2;
-        a[3] += x3;
-        a[4] += x4;
-        a[5] += x5;
-        a[6] += x6;
-        a[7] += x7;
+        a[0] += x0.widen();
+        a[1] += x1.widen();
+        a[2] += x2.widen();
+        a[3] += x3.widen();
+        a[4] += x4.widen();
+        a[5] += x5.widen();
+        a[6] += x6.widen();
+        a[7] += x7.widen();
     }
     out.copy_from_slice(&a);
 }
@@ -726,6 +883,101 @@ mod tests {
         }
     }
 
+    fn to_bf16(x: &[f32]) -> Vec<Bf16> {
+        x.iter().map(|&v| Bf16::from_f32(v)).collect()
+    }
+
+    fn widened(x: &[Bf16]) -> Vec<f32> {
+        x.iter().map(|v| v.to_f32()).collect()
+    }
+
+    /// The bfloat16 kernels on bfloat16 values compute what the float32
+    /// kernels compute on the same (widened) values: forward outputs, input
+    /// gradients and bias gradients to the bit once rounded, since they add in
+    /// the same order; weight gradients (the pair lanes of `vdpbf16ps`) within
+    /// float32 rounding.
+    #[test]
+    fn bfloat16_kernels_compute_the_float32_kernels_on_the_same_values() {
+        let mut rng = Rng::new(11);
+        let cases: &[(usize, usize, u64, usize)] = if cfg!(miri) {
+            &[(13, 9, 60, 5), (9, 12, 70, 37)]
+        } else {
+            &[(37, 23, 200, 1), (50, 40, 700, 67), (64, 8, 512, 130), (30, 30, 300, 32)]
+        };
+        for &(n_in, n_out, nnz, b) in cases {
+            let w = random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap();
+            let bias = random_block(&mut rng, n_out);
+            let x = to_bf16(&random_block(&mut rng, n_in * b));
+            let delta = to_bf16(&random_block(&mut rng, n_out * b));
+            let dfac = to_bf16(&random_block(&mut rng, n_in * b));
+            let (xf, deltaf, dfacf) = (widened(&x), widened(&delta), widened(&dfac));
+
+            let relu = |_: usize, z: &mut [f32], d: Option<&mut [f32]>| {
+                let d = d.unwrap();
+                for (z, d) in z.iter_mut().zip(d) {
+                    *d = if *z > 0.0 { 1.0 } else { 0.5 };
+                    *z *= *d;
+                }
+            };
+            let (mut z, mut d) = (vec![Bf16(0); n_out * b], vec![Bf16(0); n_out * b]);
+            forward(&w, &bias, &x, b, &mut z, Some(&mut d), relu);
+            let (mut zf, mut df) = (vec![0.0f32; n_out * b], vec![0.0f32; n_out * b]);
+            forward(&w, &bias, &xf, b, &mut zf, Some(&mut df), relu);
+            assert_eq!(z, to_bf16(&zf), "forward, {n_in}x{n_out} b {b}");
+            assert_eq!(d, to_bf16(&df), "derivative factors");
+            let mut logits = vec![0.0f32; n_out * b];
+            forward(&w, &bias, &x, b, &mut logits, None, |_, _, _| {});
+            forward(&w, &bias, &xf, b, &mut zf, None, |_, _, _| {});
+            assert_eq!(logits, zf, "float32 outputs of bfloat16 inputs");
+
+            let (mut din, mut g) = (vec![Bf16(0); n_in * b], vec![0.0f32; w.nnz()]);
+            backward(&w, &x, &delta, b, &mut g, Some((&mut din, &dfac)));
+            let (mut dinf, mut gf) = (vec![0.0f32; n_in * b], vec![0.0f32; w.nnz()]);
+            backward(&w, &xf, &deltaf, b, &mut gf, Some((&mut dinf, &dfacf)));
+            assert_eq!(din, to_bf16(&dinf), "input gradient");
+            let mut g1 = vec![0.0f32; w.nnz()];
+            weight_grad(&w, &x, &delta, b, &mut g1);
+            assert_eq!(g, g1, "both weight-gradient paths have the same bits");
+            for k in 0..w.nnz() {
+                assert!(close(g[k], gf[k]), "weight grad {k}: {} vs {}", g[k], gf[k]);
+            }
+
+            let (mut gb, mut gbf) = (vec![0.0; n_out], vec![0.0; n_out]);
+            bias_grad(&delta, b, &mut gb);
+            bias_grad(&deltaf, b, &mut gbf);
+            assert_eq!(gb, gbf, "bias gradients");
+        }
+    }
+
+    /// The bfloat16 dot product's lanes, written out: lane `l` adds value
+    /// `2l+1`, then `2l`, of each chunk of 32 (zeros past the end), and the
+    /// lanes are summed by the 16-lane tree.
+    #[test]
+    fn the_bfloat16_dot_product_is_the_pair_lane_sum() {
+        let mut rng = Rng::new(12);
+        for n in [1, 5, 31, 32, 33, 64, 100, 128] {
+            let x = to_bf16(&random_block(&mut rng, n));
+            let y = to_bf16(&random_block(&mut rng, n));
+            let mut lanes = [0.0f32; 16];
+            for c in (0..n).step_by(32) {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    for s in [c + 2 * l + 1, c + 2 * l] {
+                        if s < n {
+                            *lane = x[s].to_f32().mul_add(y[s].to_f32(), *lane);
+                        }
+                    }
+                }
+            }
+            let want = reduce16(lanes);
+            let one = Bf16::dot1::<crate::simd::BaselineIsa>(&x, &y);
+            assert_eq!(one.to_bits(), want.to_bits(), "n {n}");
+            let four = Bf16::dot4::<crate::simd::BaselineIsa>(&x, &x, &x, &x, &y);
+            for v in four {
+                assert_eq!(v.to_bits(), want.to_bits(), "n {n}, four rows");
+            }
+        }
+    }
+
     #[test]
     fn bias_gradients_have_the_bits_of_a_sum_in_order() {
         let mut rng = Rng::new(5);
@@ -777,5 +1029,26 @@ mod tests {
         };
         assert_eq!(run(1), run(2));
         assert_eq!(run(1), run(5));
+
+        let (xb, deltab) = (to_bf16(&x), to_bf16(&delta));
+        let run16 = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut z = vec![Bf16(0); n_out * b];
+                forward(&w, &bias, &xb, b, &mut z, None, |_, _, _| {});
+                let mut g = vec![0.0; w.nnz()];
+                weight_grad(&w, &xb, &deltab, b, &mut g);
+                let mut din = vec![Bf16(0); n_in * b];
+                let ones = vec![Bf16::from_f32(1.0); n_in * b];
+                let mut g2 = vec![0.0; w.nnz()];
+                backward(&w, &xb, &deltab, b, &mut g2, Some((&mut din, &ones)));
+                (z, g, din, g2)
+            })
+        };
+        assert_eq!(run16(1), run16(2));
+        assert_eq!(run16(1), run16(5));
     }
 }

@@ -18,6 +18,7 @@ pub mod layer;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod precision;
 pub mod profile;
 pub mod recycle;
 pub mod remap;

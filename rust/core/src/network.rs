@@ -11,6 +11,7 @@ use crate::kernels;
 use crate::layer::Layer;
 use crate::loss::{BatchLoss, BatchTarget, Loss};
 use crate::optim::{Optimizer, OPTIMIZER_NAMES};
+use crate::precision::{narrow_row, widen_row, Bf16, Precision, Stored};
 use crate::profile::{Laps, Profile};
 use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
@@ -156,20 +157,94 @@ pub struct EpochStats {
     pub interrupted: bool,
 }
 
+/// The training buffers stored in the network's precision.
+#[derive(Clone, Debug, Default)]
+struct Buffers<T> {
+    /// Feature-major inputs of every layer: `acts[0]` is the input batch,
+    /// `acts[l]` hidden layer `l`'s output.
+    acts: Vec<Vec<T>>,
+    /// `f'(z) · dropout mask / (1-p)` per hidden layer.
+    dfac: Vec<Vec<T>>,
+    delta: [Vec<T>; 2],
+}
+
+impl<T: Stored> Buffers<T> {
+    fn new(sizes: &[usize], batch: usize) -> Self {
+        let max = *sizes.iter().max().unwrap_or(&0);
+        let zeros = |n: usize| vec![T::default(); n * batch];
+        Buffers {
+            acts: sizes[..sizes.len() - 1].iter().map(|&n| zeros(n)).collect(),
+            dfac: sizes[1..sizes.len() - 1].iter().map(|&n| zeros(n)).collect(),
+            delta: [zeros(max), zeros(max)],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.acts
+            .iter()
+            .chain(&self.dfac)
+            .chain(&self.delta)
+            .map(Vec::len)
+            .sum()
+    }
+}
+
+/// The float32 buffers of a batch, whatever the precision.
+#[derive(Clone, Debug, Default)]
+struct BatchIo {
+    /// The output layer's outputs (`c × b`).
+    logits: Vec<f32>,
+    /// The loss's error at the outputs before it is rounded to bfloat16
+    /// (empty in float32, where the loss writes the first error block).
+    out_delta: Vec<f32>,
+    labels: Vec<u32>,
+    /// Regression targets of the batch, feature-major (`c × b`).
+    values: Vec<f32>,
+    weights: Vec<f32>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Workspace {
     /// Samples per batch the buffers hold.
     batch: usize,
     sizes: Vec<usize>,
-    /// Feature-major activations per layer, `acts[0]` is the input batch.
-    acts: Vec<Vec<f32>>,
-    /// `f'(z) · dropout mask / (1-p)` per hidden layer.
-    dfac: Vec<Vec<f32>>,
-    delta: [Vec<f32>; 2],
-    labels: Vec<u32>,
-    /// Regression targets of the batch, feature-major (`c × b`).
-    values: Vec<f32>,
-    weights: Vec<f32>,
+    precision: Precision,
+    f32: Buffers<f32>,
+    bf16: Buffers<Bf16>,
+    io: BatchIo,
+}
+
+/// The stored types a network trains in, with their buffers in a workspace.
+trait Precise: kernels::Element {
+    fn parts(ws: &mut Workspace) -> (&mut Buffers<Self>, &mut BatchIo);
+}
+
+impl Precise for f32 {
+    fn parts(ws: &mut Workspace) -> (&mut Buffers<f32>, &mut BatchIo) {
+        (&mut ws.f32, &mut ws.io)
+    }
+}
+
+impl Precise for Bf16 {
+    fn parts(ws: &mut Workspace) -> (&mut Buffers<Bf16>, &mut BatchIo) {
+        (&mut ws.bf16, &mut ws.io)
+    }
+}
+
+/// `$body` with `$t` the stored type of `$precision` (a generic call made concrete).
+macro_rules! with_precision {
+    ($precision:expr, $t:ident => $body:expr) => {
+        match $precision {
+            Precision::Float32 => {
+                type $t = f32;
+                $body
+            }
+            Precision::Bfloat16 => {
+                type $t = Bf16;
+                $body
+            }
+        }
+    };
 }
 
 /// Which of the workspace's target buffers the batch filled.
@@ -180,27 +255,47 @@ enum Filled {
 }
 
 impl Workspace {
-    fn fit(&mut self, sizes: &[usize], batch: usize) {
-        if self.sizes == sizes && self.batch >= batch {
+    /// Whether the buffers are those of this network and precision for at
+    /// least `batch` samples.
+    fn holds(&self, sizes: &[usize], precision: Precision, batch: usize) -> bool {
+        self.sizes == sizes && self.precision == precision && self.batch >= batch
+    }
+
+    fn fit(&mut self, sizes: &[usize], precision: Precision, batch: usize) {
+        if self.holds(sizes, precision, batch) {
             return;
         }
-        let batch = if self.sizes == sizes {
+        let batch = if self.sizes == sizes && self.precision == precision {
             batch.max(self.batch)
         } else {
             batch
         };
-        let max = *sizes.iter().max().unwrap_or(&0);
-        self.acts = sizes.iter().map(|&n| vec![0.0; n * batch]).collect();
-        self.dfac = sizes[1..sizes.len() - 1]
-            .iter()
-            .map(|&n| vec![0.0; n * batch])
-            .collect();
-        self.delta = [vec![0.0; max * batch], vec![0.0; max * batch]];
-        self.labels = vec![0; batch];
-        self.values = Vec::new();
-        self.weights = Vec::new();
+        let c = sizes[sizes.len() - 1];
+        (self.f32, self.bf16) = match precision {
+            Precision::Float32 => (Buffers::new(sizes, batch), Buffers::default()),
+            Precision::Bfloat16 => (Buffers::default(), Buffers::new(sizes, batch)),
+        };
+        self.io = BatchIo {
+            logits: vec![0.0; c * batch],
+            out_delta: match precision {
+                Precision::Float32 => Vec::new(),
+                Precision::Bfloat16 => vec![0.0; c * batch],
+            },
+            labels: vec![0; batch],
+            values: Vec::new(),
+            weights: Vec::new(),
+        };
         self.sizes = sizes.to_vec();
+        self.precision = precision;
         self.batch = batch;
+    }
+
+    /// Bytes of every buffer.
+    fn bytes(&self) -> usize {
+        let io = &self.io;
+        4 * (self.f32.len() + io.labels.len() + io.values.len() + io.weights.len())
+            + 4 * (io.logits.len() + io.out_delta.len())
+            + 2 * self.bf16.len()
     }
 }
 
@@ -230,6 +325,8 @@ pub struct Network {
     protected: Vec<Vec<bool>>,
     /// Seconds per part of training, while profiling is on.
     profile: Option<Profile>,
+    /// What activations, their derivative factors and errors are stored as.
+    precision: Precision,
 }
 
 /// Converts integer class labels to the core's u32 labels, checking that each
@@ -312,6 +409,7 @@ impl Network {
             activity: None,
             protected: Vec::new(),
             profile: None,
+            precision: Precision::Float32,
         })
     }
 
@@ -369,6 +467,7 @@ impl Network {
             activity: None,
             protected: Vec::new(),
             profile: None,
+            precision: Precision::Float32,
         })
     }
 
@@ -420,16 +519,20 @@ impl Network {
     }
     /// Bytes of parameters, optimizer state and work buffers.
     pub fn memory_bytes(&self) -> usize {
-        let ws = &self.ws;
-        let buffers = ws
-            .acts
-            .iter()
-            .chain(&ws.dfac)
-            .chain(&ws.delta)
-            .map(Vec::len)
-            .sum::<usize>();
-        self.parameter_bytes()
-            + 4 * (buffers + ws.labels.len() + ws.values.len() + ws.weights.len())
+        self.parameter_bytes() + self.ws.bytes()
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Stores activations, derivative factors and errors in `precision` from
+    /// now on, in training and inference (the buffers of the other are freed).
+    pub fn set_precision(&mut self, precision: Precision) {
+        if precision != self.precision {
+            self.precision = precision;
+            self.ws = Workspace::default();
+        }
     }
 
     /// Checks the targets (every label names an output class, values are
@@ -487,10 +590,12 @@ impl Network {
         idx: impl Fn(usize) -> usize,
         b: usize,
     ) -> Filled {
-        let ws = &mut self.ws;
+        let c = *self.ws.sizes.last().unwrap_or(&0);
+        let batch = self.ws.batch;
+        let ws = &mut self.ws.io;
         match targets.weights {
             Some(w) => {
-                ws.weights.resize(ws.batch, 0.0);
+                ws.weights.resize(batch, 0.0);
                 for s in 0..b {
                     ws.weights[s] = w[idx(s)];
                 }
@@ -505,8 +610,7 @@ impl Network {
                 Filled::Classes
             }
             Target::Values(v) => {
-                let c = *ws.sizes.last().unwrap_or(&0);
-                ws.values.resize(c * ws.batch, 0.0);
+                ws.values.resize(c * batch, 0.0);
                 for s in 0..b {
                     let row = &v[idx(s) * c..(idx(s) + 1) * c];
                     for (k, &t) in row.iter().enumerate() {
@@ -620,7 +724,7 @@ impl Network {
         let bs = cfg.batch_size.min(order.len());
         cfg.check_rates(order.len().div_ceil(bs))?;
         self.use_optimizer(&cfg.optimizer);
-        self.ws.fit(&self.sizes(), bs);
+        self.ws.fit(&self.sizes(), self.precision, bs);
         let n_layers = self.layers.len();
         let mut profile = self.profile.take().map(|p| match p.forward.len() {
             n if n == n_layers => p,
@@ -656,7 +760,7 @@ impl Network {
             let b = chunk.len();
             let f = self.n_features();
             laps.lap(|p| &mut p.other);
-            gather(x, f, &|s| chunk[s] as usize, b, &mut self.ws.acts[0]);
+            self.gather_inputs(x, f, &|s| chunk[s] as usize, b);
             let filled = self.gather_targets(targets, |s| chunk[s] as usize, b);
             laps.lap(|p| &mut p.gather);
             let r = self.forward_backward(b, true, filled, &mut laps);
@@ -703,8 +807,8 @@ impl Network {
         if b == 0 {
             invalid!("no samples to compute gradients on");
         }
-        self.ws.fit(&self.sizes(), b);
-        gather(x, self.n_features(), &|s| s, b, &mut self.ws.acts[0]);
+        self.ws.fit(&self.sizes(), self.precision, b);
+        self.gather_inputs(x, self.n_features(), &|s| s, b);
         let filled = self.gather_targets(targets, |s| s, b);
         Ok(self.forward_backward(b, dropout, filled, &mut Laps::new(None)))
     }
@@ -831,7 +935,23 @@ impl Network {
         self.rng = Rng::new(seed);
     }
 
+    /// Copies samples `idx(0..b)` of the row-major `x` (`n × f`) into the
+    /// input block of the training buffers.
+    fn gather_inputs(&mut self, x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize) {
+        with_precision!(self.precision, T => gather(x, f, idx, b, &mut T::parts(&mut self.ws).0.acts[0]))
+    }
+
     fn forward_backward(
+        &mut self,
+        b: usize,
+        train_dropout: bool,
+        filled: Filled,
+        laps: &mut Laps<'_>,
+    ) -> BatchLoss {
+        with_precision!(self.precision, T => self.forward_backward_in::<T>(b, train_dropout, filled, laps))
+    }
+
+    fn forward_backward_in<T: Precise>(
         &mut self,
         b: usize,
         train_dropout: bool,
@@ -844,34 +964,43 @@ impl Network {
             step: self.step,
             p,
         };
-        forward_all(&self.layers, &self.hidden, &mut self.ws, b, keys, laps);
         let l_out = self.layers.len();
         let c = self.n_outputs();
-        let ws = &mut self.ws;
-        let [d0, d1] = &mut ws.delta;
-        let target = match filled {
-            Filled::Classes => BatchTarget::Classes(&ws.labels[..b]),
-            Filled::Values => BatchTarget::Values(&ws.values[..c * b]),
-        };
-        let weights = (!ws.weights.is_empty()).then(|| &ws.weights[..b]);
-        let r = self.loss.output(
-            &mut ws.acts[l_out][..c * b],
-            c,
-            b,
-            target,
+        let (bufs, io) = T::parts(&mut self.ws);
+        forward_all(&self.layers, &self.hidden, bufs, &mut io.logits, b, keys, laps);
+        let BatchIo {
+            logits,
+            out_delta,
+            labels,
+            values,
             weights,
-            Some(&mut d0[..c * b]),
-        );
+        } = io;
+        let [d0, d1] = &mut bufs.delta;
+        let target = match filled {
+            Filled::Classes => BatchTarget::Classes(&labels[..b]),
+            Filled::Values => BatchTarget::Values(&values[..c * b]),
+        };
+        let weights = (!weights.is_empty()).then(|| &weights[..b]);
+        let logits = &mut logits[..c * b];
+        let r = match T::as_f32_mut(&mut d0[..c * b]) {
+            Some(d) => self.loss.output(logits, c, b, target, weights, Some(d)),
+            None => {
+                let od = &mut out_delta[..c * b];
+                let r = self.loss.output(logits, c, b, target, weights, Some(&mut *od));
+                narrow_row(&mut d0[..c * b], od);
+                r
+            }
+        };
         laps.lap(|p| &mut p.loss);
         let (mut cur, mut next) = (d0, d1);
         for l in (0..l_out).rev() {
             let layer = &mut self.layers[l];
             let (n_in, n_out) = (layer.w.n_in(), layer.w.n_out());
-            let input = &ws.acts[l][..n_in * b];
+            let input = &bufs.acts[l][..n_in * b];
             let delta_out = &cur[..n_out * b];
             kernels::bias_grad(delta_out, b, &mut layer.bias_grad);
             laps.lap(|p| &mut p.bias[l]);
-            let delta_in = (l > 0).then(|| (&mut next[..n_in * b], &ws.dfac[l - 1][..n_in * b]));
+            let delta_in = (l > 0).then(|| (&mut next[..n_in * b], &bufs.dfac[l - 1][..n_in * b]));
             kernels::backward(&layer.w, input, delta_out, b, &mut layer.grad, delta_in);
             laps.lap(|p| &mut p.backward[l]);
             if l > 0 {
@@ -946,26 +1075,35 @@ impl Network {
         batch: usize,
         mut sink: impl FnMut(&mut [f32], usize, usize, usize),
     ) -> Result<()> {
+        with_precision!(self.precision, T => self.infer_in::<T>(x, n, batch, &mut sink))
+    }
+
+    fn infer_in<T: Precise>(
+        &mut self,
+        x: &[f32],
+        n: usize,
+        batch: usize,
+        sink: &mut impl FnMut(&mut [f32], usize, usize, usize),
+    ) -> Result<()> {
         if batch == 0 {
             invalid!("batch size must be at least 1");
         }
         let bs = batch.min(n.max(1));
         let (f, c) = (self.n_features(), self.n_outputs());
         let sizes = self.sizes();
-        let widest = sizes[1..].iter().copied().max().unwrap_or(0);
-        let reuse = self.ws.sizes == sizes && self.ws.batch >= bs;
-        let (mut own_input, mut own_bufs) = if reuse {
-            (Vec::new(), [Vec::new(), Vec::new()])
+        let widest = sizes[1..sizes.len() - 1].iter().copied().max().unwrap_or(0);
+        let reuse = self.ws.holds(&sizes, self.precision, bs);
+        let (mut own_input, mut own_bufs, mut own_out) = if reuse {
+            (Vec::new(), [Vec::new(), Vec::new()], Vec::new())
         } else {
-            (
-                vec![0.0f32; f * bs],
-                [vec![0.0f32; widest * bs], vec![0.0f32; widest * bs]],
-            )
+            let zeros = |n: usize| vec![T::default(); n * bs];
+            (zeros(f), [zeros(widest), zeros(widest)], vec![0.0f32; c * bs])
         };
-        let (input, bufs) = if reuse {
-            (&mut self.ws.acts[0], &mut self.ws.delta)
+        let (input, bufs, out) = if reuse {
+            let (bufs, io) = T::parts(&mut self.ws);
+            (&mut bufs.acts[0], &mut bufs.delta, &mut io.logits)
         } else {
-            (&mut own_input, &mut own_bufs)
+            (&mut own_input, &mut own_bufs, &mut own_out)
         };
         let n_layers = self.layers.len();
         let mut start = 0;
@@ -974,14 +1112,14 @@ impl Network {
             gather(x, f, &|s| start + s, b, input);
             for (l, layer) in self.layers.iter().enumerate() {
                 let [even, odd] = &mut *bufs;
-                let (src, dst): (&[f32], &mut [f32]) = match l {
+                let (src, dst): (&[T], &mut [T]) = match l {
                     0 => (input, even),
                     _ if l % 2 == 1 => (even, odd),
                     _ => (odd, even),
                 };
                 let src = &src[..layer.w.n_in() * b];
                 if l + 1 == n_layers {
-                    kernels::forward(&layer.w, &layer.bias, src, b, dst, None, |_, _, _| {});
+                    kernels::forward(&layer.w, &layer.bias, src, b, &mut out[..], None, |_, _, _| {});
                 } else {
                     let act = self.hidden[l];
                     kernels::forward(&layer.w, &layer.bias, src, b, dst, None, |_, z, _| {
@@ -989,32 +1127,48 @@ impl Network {
                     });
                 }
             }
-            sink(&mut bufs[(n_layers - 1) % 2][..c * b], c, b, start);
+            sink(&mut out[..c * b], c, b, start);
             start += b;
         }
         Ok(())
     }
 
     /// Bytes of the buffers training with mini-batches of `batch` samples
-    /// allocates (activations of every layer, derivative factors of the
-    /// hidden layers, two error blocks), whether or not they exist yet.
+    /// allocates, whether or not they exist yet: in the network's precision
+    /// the inputs of every layer, derivative factors of the hidden layers and
+    /// two error blocks; in float32 the outputs, a label per sample and, in
+    /// bfloat16, the loss's error before rounding.
     pub fn training_bytes(&self, batch: usize) -> u64 {
         let sizes = self.sizes();
-        let all: u64 = sizes.iter().map(|&n| n as u64).sum();
+        let c = sizes[sizes.len() - 1] as u64;
+        let inputs: u64 = sizes[..sizes.len() - 1].iter().map(|&n| n as u64).sum();
         let hidden: u64 = sizes[1..sizes.len() - 1].iter().map(|&n| n as u64).sum();
         let widest = sizes.iter().copied().max().unwrap_or(0) as u64;
-        (batch as u64)
-            .saturating_mul(4)
-            .saturating_mul(all + hidden + 2 * widest + 1)
+        let narrow = self.precision.bytes() as u64;
+        let exact = match self.precision {
+            Precision::Float32 => c + 1,
+            Precision::Bfloat16 => 2 * c + 1,
+        };
+        (batch as u64).saturating_mul(
+            narrow
+                .saturating_mul(inputs + hidden + 2 * widest)
+                .saturating_add(4 * exact),
+        )
     }
 
-    /// Bytes of the buffers inference with chunks of `batch` samples uses.
+    /// Bytes of the buffers inference with chunks of `batch` samples uses:
+    /// the input block and two blocks of the widest hidden layer in the
+    /// network's precision, the outputs in float32.
     pub fn inference_bytes(&self, batch: usize) -> u64 {
         let sizes = self.sizes();
-        let widest = sizes[1..].iter().copied().max().unwrap_or(0) as u64;
-        (batch as u64)
-            .saturating_mul(4)
-            .saturating_mul(sizes[0] as u64 + 2 * widest)
+        let widest = sizes[1..sizes.len() - 1].iter().copied().max().unwrap_or(0) as u64;
+        let narrow = self.precision.bytes() as u64;
+        let c = sizes[sizes.len() - 1] as u64;
+        (batch as u64).saturating_mul(
+            narrow
+                .saturating_mul(sizes[0] as u64 + 2 * widest)
+                .saturating_add(4 * c),
+        )
     }
 
     /// The default inference chunk: as many samples as fit in
@@ -1026,7 +1180,7 @@ impl Network {
     pub fn inference_batch(&self) -> usize {
         let per_sample = self.inference_bytes(1).max(1);
         let budget = (INFERENCE_BUDGET / per_sample).clamp(32, 1024) as usize;
-        if self.ws.sizes == self.sizes() && self.ws.batch >= budget {
+        if self.ws.holds(&self.sizes(), self.precision, budget) {
             self.ws.batch
         } else {
             budget
@@ -1382,9 +1536,23 @@ impl Network {
             return;
         };
         let hidden = self.layers.len() - 1;
-        let acts: Vec<&[f32]> = (0..hidden)
-            .map(|h| &self.ws.acts[h + 1][..self.layers[h].w.n_out() * b])
-            .collect();
+        let rows = |h: usize| self.layers[h].w.n_out() * b;
+        let widened: Vec<Vec<f32>>;
+        let acts: Vec<&[f32]> = match self.precision {
+            Precision::Float32 => (0..hidden)
+                .map(|h| &self.ws.f32.acts[h + 1][..rows(h)])
+                .collect(),
+            Precision::Bfloat16 => {
+                widened = (0..hidden)
+                    .map(|h| {
+                        let mut v = vec![0.0; rows(h)];
+                        widen_row(&mut v, &self.ws.bf16.acts[h + 1][..rows(h)]);
+                        v
+                    })
+                    .collect();
+                widened.iter().map(Vec::as_slice).collect()
+            }
+        };
         let next: Vec<&SparseMatrix> = self.layers[1..].iter().map(|l| &l.w).collect();
         act.record(&acts, &next, b);
     }
@@ -1402,7 +1570,13 @@ impl Network {
 
 /// Copies samples `idx(0..b)` of the row-major `x` (`n × f`) into the
 /// feature-major block `dst` (`f × b`).
-fn gather(x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize, dst: &mut [f32]) {
+fn gather<T: Stored>(
+    x: &[f32],
+    f: usize,
+    idx: &(dyn Fn(usize) -> usize + Sync),
+    b: usize,
+    dst: &mut [T],
+) {
     // where each sample's row starts, once per batch rather than per value
     let starts: Vec<usize> = (0..b).map(|s| idx(s) * f).collect();
     dst[..f * b]
@@ -1411,7 +1585,7 @@ fn gather(x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize, 
         .with_min_len((4096 / b).max(1))
         .for_each(|(feat, row)| {
             for (v, &start) in row.iter_mut().zip(&starts) {
-                *v = x[start + feat];
+                *v = T::narrow(x[start + feat]);
             }
         });
 }
@@ -1470,12 +1644,13 @@ multiversion! {
 }
 
 /// Training forward pass through every layer for the `b` samples in
-/// `ws.acts[0]`: hidden layers apply their activation, record the derivative
-/// factors and apply dropout; the output layer leaves logits.
-fn forward_all(
+/// `bufs.acts[0]`: hidden layers apply their activation, record the derivative
+/// factors and apply dropout; the output layer leaves logits in `logits`.
+fn forward_all<T: kernels::Element>(
     layers: &[Layer],
     hidden: &[Activation],
-    ws: &mut Workspace,
+    bufs: &mut Buffers<T>,
+    logits: &mut [f32],
     b: usize,
     keys: DropoutKeys,
     laps: &mut Laps<'_>,
@@ -1483,17 +1658,18 @@ fn forward_all(
     let n_layers = layers.len();
     for (l, layer) in layers.iter().enumerate() {
         let n_in = layer.w.n_in();
-        let (done, rest) = ws.acts.split_at_mut(l + 1);
-        let input = &done[l][..n_in * b];
-        let out = &mut rest[0];
         let (w, bias) = (&layer.w, &layer.bias[..]);
         if l + 1 == n_layers {
-            kernels::forward(w, bias, input, b, out, None, |_, _, _| {});
+            let input = &bufs.acts[l][..n_in * b];
+            kernels::forward(w, bias, input, b, logits, None, |_, _, _| {});
             laps.lap(|p| &mut p.forward[l]);
             continue;
         }
+        let (done, rest) = bufs.acts.split_at_mut(l + 1);
+        let input = &done[l][..n_in * b];
+        let out = &mut rest[0];
         let act = hidden[l];
-        kernels::forward(w, bias, input, b, out, Some(&mut ws.dfac[l]), |j, z, d| {
+        kernels::forward(w, bias, input, b, out, Some(&mut bufs.dfac[l]), |j, z, d| {
             let d = d.expect("training forward always has derivative rows");
             activate_with_derivative(act, z, d);
             if keys.p > 0.0 {
@@ -1833,7 +2009,7 @@ mod tests {
         assert_eq!(grown as u64, net.training_bytes(16));
         // 4 bytes x 16 samples x (12+20+16+3 activations, 20+16 factors, 2x20 errors, a label)
         assert_eq!(net.training_bytes(16), 4 * 16 * (51 + 36 + 40 + 1));
-        assert_eq!(net.inference_bytes(16), 4 * 16 * (12 + 2 * 20));
+        assert_eq!(net.inference_bytes(16), 4 * 16 * (12 + 2 * 20 + 3));
         // inference in its own buffers leaves the training buffers alone...
         let own = net.evaluate(&x, &Targets::classes(&y), 1000).unwrap();
         assert_eq!(
@@ -1869,12 +2045,67 @@ mod tests {
             ..spec(1, 0.0)
         })
         .unwrap();
-        assert_eq!(wide.inference_bytes(1), 4 * (12 + 2 * 1_100_000));
+        assert_eq!(wide.inference_bytes(1), 4 * (12 + 2 * 1_100_000 + 3));
         assert_eq!(
             wide.inference_batch(),
             32,
             "at least 32 samples, even past 256 MB"
         );
+    }
+
+    #[test]
+    fn bfloat16_buffers_are_what_the_estimate_says() {
+        let mut net = Network::new(spec(1, 0.3)).unwrap();
+        net.set_precision(Precision::Bfloat16);
+        let (x, y) = data(40, 12, 3, 1);
+        net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+            .unwrap();
+        let grown = net.memory_bytes() - net.parameter_bytes();
+        assert_eq!(grown as u64, net.training_bytes(16));
+        // 2 bytes x 16 x (12+20+16 inputs, 20+16 factors, 2x20 errors); 4 bytes x 16 x (3 outputs,
+        // 3 errors before rounding, a label)
+        assert_eq!(net.training_bytes(16), 2 * 16 * (48 + 36 + 40) + 4 * 16 * 7);
+        assert_eq!(net.inference_bytes(16), 2 * 16 * (12 + 2 * 20) + 4 * 16 * 3);
+        net.set_precision(Precision::Float32);
+        assert_eq!(net.memory_bytes(), net.parameter_bytes(), "the other precision's buffers are freed");
+    }
+
+    /// bfloat16 training follows float32 training closely (same data, same
+    /// draws), is independent of the thread count, and inference in the
+    /// buffers equals inference in its own.
+    #[test]
+    fn bfloat16_training_learns_like_float32_and_is_independent_of_threads() {
+        let (x, y) = data(300, 12, 3, 7);
+        let run = |precision: Precision, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut net = Network::new(spec(3, 0.2)).unwrap();
+                net.set_precision(precision);
+                let mut last = EpochStats::default();
+                for _ in 0..15 {
+                    last = net
+                        .train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
+                        .unwrap();
+                }
+                let own = net.predict_proba(&x, 300, 1000).unwrap();
+                let reused = net.predict_proba(&x, 300, 16).unwrap();
+                assert_eq!(own, reused);
+                (net, last, own)
+            })
+        };
+        let (net32, s32, p32) = run(Precision::Float32, 1);
+        let (net16, s16, p16) = run(Precision::Bfloat16, 1);
+        let (net16b, _, p16b) = run(Precision::Bfloat16, 3);
+        assert_eq!(p16, p16b, "bfloat16 predictions on 1 and 3 threads");
+        for (a, b) in net16.layers().iter().zip(net16b.layers()) {
+            assert_eq!(a.weights().values(), b.weights().values());
+        }
+        assert!(s16.accuracy > 0.6, "bfloat16 learns: {s16:?} (float32 {s32:?})");
+        assert!((s16.accuracy - s32.accuracy).abs() < 0.05, "{s16:?} vs {s32:?}");
+        let max_diff = p16.iter().zip(&p32).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(max_diff < 0.1, "probabilities differ by {max_diff}");
+        assert!(max_diff > 0.0, "bfloat16 must round something");
+        assert_eq!(net32.precision(), Precision::Float32);
     }
 
     /// A network rebuilt from its layers, run state and recycling state, as

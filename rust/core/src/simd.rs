@@ -66,7 +66,7 @@ fn detect() -> Level {
 }
 
 /// What a [`multiversion!`] body may rely on in the variant being compiled.
-pub(crate) trait Isa {
+pub trait Isa {
     /// 32 vector registers of 16 floats (AVX-512).
     const WIDE: bool;
     /// Fused multiply-add in hardware.
@@ -74,10 +74,10 @@ pub(crate) trait Isa {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) struct Avx512Isa;
+pub struct Avx512Isa;
 #[cfg(target_arch = "x86_64")]
-pub(crate) struct Avx2Isa;
-pub(crate) struct BaselineIsa;
+pub struct Avx2Isa;
+pub struct BaselineIsa;
 
 #[cfg(target_arch = "x86_64")]
 impl Isa for Avx512Isa {
@@ -108,29 +108,29 @@ pub(crate) fn madd<I: Isa>(a: f32, b: f32, c: f32) -> f32 {
 /// [`Level`] and picks the variant the CPU supports. The body is generic over
 /// `I: Isa`, the variant's [`Isa`].
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* pub fn $name:ident $(<$g:ident : $bound:path>)? ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) {
+        pub fn $name $(<$g: $bound>)? ($($arg: $ty),*) {
             #[inline(always)]
-            fn generic<I: $crate::simd::Isa>($($arg: $ty),*) $body
+            fn generic<I: $crate::simd::Isa $(, $g: $bound)?>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-            fn avx512($($arg: $ty),*) { generic::<$crate::simd::Avx512Isa>($($arg),*) }
+            fn avx512 $(<$g: $bound>)? ($($arg: $ty),*) { generic::<$crate::simd::Avx512Isa $(, $g)?>($($arg),*) }
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) { generic::<$crate::simd::Avx2Isa>($($arg),*) }
+            fn avx2 $(<$g: $bound>)? ($($arg: $ty),*) { generic::<$crate::simd::Avx2Isa $(, $g)?>($($arg),*) }
 
             match $crate::simd::level() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx512 only after the CPU reported
                 // avx512f, avx512vl, avx2 and fma.
-                $crate::simd::Level::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::simd::Level::Avx512 => unsafe { avx512 $(::<$g>)? ($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx2 only after the CPU reported avx2 and fma.
-                $crate::simd::Level::Avx2 => unsafe { avx2($($arg),*) },
-                _ => generic::<$crate::simd::BaselineIsa>($($arg),*),
+                $crate::simd::Level::Avx2 => unsafe { avx2 $(::<$g>)? ($($arg),*) },
+                _ => generic::<$crate::simd::BaselineIsa $(, $g)?>($($arg),*),
             }
         }
     };

@@ -4,6 +4,7 @@ use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sparse_mlp_core as core;
+use sparse_mlp_core::precision::Precision;
 use sparse_mlp_core::{
     Activation, CoreError, Layer, Loss, Network, NetworkSpec, RunState, SparseMatrix, WeightInit,
 };
@@ -214,6 +215,21 @@ impl PyNetwork {
     #[getter]
     fn layer_bytes(&self) -> Vec<usize> {
         self.net.layer_bytes()
+    }
+
+    /// What activations, derivative factors and errors are stored as:
+    /// "float32" or "bfloat16" (weights and sums are float32 in both).
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.net.precision().name()
+    }
+
+    /// Stores activations, derivative factors and errors as `precision`
+    /// ("float32" or "bfloat16") from now on.
+    fn set_precision(&mut self, precision: &str) -> PyResult<()> {
+        let p = Precision::parse(precision).map_err(to_py)?;
+        self.net.set_precision(p);
+        Ok(())
     }
 
     /// Bytes of the buffers training with mini-batches of `batch` samples uses.
