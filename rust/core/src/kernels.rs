@@ -75,8 +75,8 @@ impl<'a> Lookahead<'a> {
 }
 
 /// The sparse operand of a gather: rows `idx[t]` of `src` (rows of `b`
-/// floats) weighted by `w[t]`, prefetched by `ahead`.
-struct Gather<'a, T> {
+/// values) weighted by `w[t]`, prefetched by `ahead`.
+pub struct Gather<'a, T> {
     idx: &'a [u32],
     w: &'a [f32],
     ahead: Lookahead<'a>,
@@ -159,7 +159,7 @@ multiversion! {
     /// `out = init + Σ_t weights[t] · src_row(idx[t])` (forward: one output
     /// neuron), prefetching by `ahead` (see [`Lookahead`]).
     pub fn gather_axpy<T: Element>(out: &mut [f32], init: f32, idx: &[u32], ahead: Lookahead<'_>, weights: &[f32], src: &[T], b: usize) {
-        axpy_row::<I, T>(out, Some(init), Gather { idx, w: weights, ahead, src, b });
+        T::axpy_row::<I>(out, Some(init), Gather { idx, w: weights, ahead, src, b });
     }
 }
 
@@ -267,8 +267,10 @@ fn dot1_f32<I: Isa>(x: &[f32], d: &[f32]) -> f32 {
     reduce16(a)
 }
 
-/// A stored activation type the kernels run on, with its dot product.
+/// A stored activation type the kernels run on, with its gather and dot product.
 pub trait Element: Stored {
+    /// One output row of a sparse × dense product (see [`axpy_row`]).
+    fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_, Self>);
     /// Four dot products against the same `d` (all of `d.len()` values).
     fn dot4<I: Isa>(x0: &[Self], x1: &[Self], x2: &[Self], x3: &[Self], d: &[Self]) -> [f32; 4];
     /// One dot product with the arithmetic of [`Element::dot4`] (the same bits).
@@ -276,6 +278,10 @@ pub trait Element: Stored {
 }
 
 impl Element for f32 {
+    #[inline(always)]
+    fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_, f32>) {
+        axpy_row::<I, f32>(out, init, g)
+    }
     #[inline(always)]
     fn dot4<I: Isa>(x0: &[f32], x1: &[f32], x2: &[f32], x3: &[f32], d: &[f32]) -> [f32; 4] {
         dot4_f32::<I>(x0, x1, x2, x3, d)
@@ -286,16 +292,109 @@ impl Element for f32 {
     }
 }
 
-/// 32 bfloat16 values as 16 words, value `2l` in the low half of word `l`
+/// `2W` bfloat16 values as `W` words, value `2l` in the low half of word `l`
 /// and value `2l+1` in the high half: the layout `vdpbf16ps` reads.
 #[inline(always)]
-fn words16(x: &[Bf16; 32]) -> [u32; 16] {
+fn words<const W: usize>(x: &[Bf16]) -> [u32; W] {
+    let x = &x[..2 * W];
     if cfg!(target_endian = "little") {
-        // SAFETY: `Bf16` is a transparent `u16`, so the array is 64 readable
+        // SAFETY: `Bf16` is a transparent `u16`, so `x` is `4W` readable
         // bytes; the read is unaligned and any bits are a valid `u32`.
-        unsafe { std::ptr::read_unaligned(x.as_ptr().cast::<[u32; 16]>()) }
+        unsafe { std::ptr::read_unaligned(x.as_ptr().cast::<[u32; W]>()) }
     } else {
         std::array::from_fn(|l| x[2 * l].0 as u32 | (x[2 * l + 1].0 as u32) << 16)
+    }
+}
+
+#[inline(always)]
+fn words16(x: &[Bf16; 32]) -> [u32; 16] {
+    words::<16>(x)
+}
+
+/// [`axpy_block`] on bfloat16 rows, `2W` values at a time read as `W` words:
+/// one AND and one shift widen 32 values (instead of two instructions per
+/// 16), into accumulators of the even and the odd values. Each value's sum is
+/// the one [`axpy_block`] computes, in the same order (the same bits).
+#[inline(always)]
+fn axpy_block_bf16<I: Isa, const W: usize>(
+    out: &mut [f32],
+    init: Option<f32>,
+    g: Gather<'_, Bf16>,
+    start: usize,
+) {
+    let Gather {
+        idx,
+        w,
+        ahead,
+        src,
+        b,
+    } = g;
+    let (mut even, mut odd) = match init {
+        Some(v) => ([v; W], [v; W]),
+        None => (
+            std::array::from_fn(|l| out[start + 2 * l]),
+            std::array::from_fn(|l| out[start + 2 * l + 1]),
+        ),
+    };
+    for (t, (&r, &wt)) in idx.iter().zip(w).enumerate() {
+        if let Some(&next) = ahead.0.get(t + PREFETCH_AHEAD) {
+            prefetch_row(src, next as usize * b + start, 2 * W);
+        }
+        let off = r as usize * b + start;
+        let x = words::<W>(&src[off..off + 2 * W]);
+        for l in 0..W {
+            let (o, e) = halves(x[l]);
+            even[l] = madd::<I>(wt, e, even[l]);
+            odd[l] = madd::<I>(wt, o, odd[l]);
+        }
+    }
+    for l in 0..W {
+        out[start + 2 * l] = even[l];
+        out[start + 2 * l + 1] = odd[l];
+    }
+}
+
+/// The 16 lanes `vdpbf16ps` accumulates over `rows` (each `d.len()` values)
+/// against `d`: the lanes of the portable [`Element::dot4`] of [`Bf16`].
+///
+/// # Safety
+/// The CPU must have avx512f and avx512bf16; the caller is compiled with them
+/// (the AVX512-BF16 variant), so that the intrinsics inline.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn bf16_lanes<const R: usize>(rows: [&[Bf16]; R], d: &[Bf16]) -> [[f32; 16]; R] {
+    use std::arch::x86_64::*;
+    let n = d.len();
+    let full = n / 32 * 32;
+    #[inline(always)]
+    unsafe fn load(x: &[Bf16]) -> __m512bh {
+        let x = &x[..32];
+        // SAFETY: reads the 64 bytes of `x` (any bits are valid bfloat16s),
+        // on a CPU with avx512f (the caller's contract).
+        unsafe { std::mem::transmute(_mm512_loadu_si512(x.as_ptr().cast())) }
+    }
+    // SAFETY (the intrinsics): the CPU has avx512f and avx512bf16 (the caller's contract).
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut c = 0;
+        while c < full {
+            let y = load(&d[c..]);
+            for r in 0..R {
+                acc[r] = _mm512_dpbf16_ps(acc[r], load(&rows[r][c..n]), y);
+            }
+            c += 32;
+        }
+        if full < n {
+            let y = load(&padded32(d, full, n));
+            for r in 0..R {
+                acc[r] = _mm512_dpbf16_ps(acc[r], load(&padded32(rows[r], full, n)), y);
+            }
+        }
+        let mut lanes = [[0.0f32; 16]; R];
+        for r in 0..R {
+            _mm512_storeu_ps(lanes[r].as_mut_ptr(), acc[r]);
+        }
+        lanes
     }
 }
 
@@ -325,11 +424,48 @@ fn padded32(x: &[Bf16], start: usize, n: usize) -> [Bf16; 32] {
 }
 
 impl Element for Bf16 {
+    #[inline(always)]
+    fn axpy_row<I: Isa>(out: &mut [f32], init: Option<f32>, g: Gather<'_, Bf16>) {
+        let b = g.b;
+        let mut s = 0;
+        // as `axpy_row`: 128 accumulators fit AVX-512's registers, not AVX2's
+        if I::WIDE {
+            while s + 128 <= b {
+                axpy_block_bf16::<I, 64>(out, init, g, s);
+                s += 128;
+            }
+        }
+        while s + 64 <= b {
+            axpy_block_bf16::<I, 32>(out, init, g, s);
+            s += 64;
+        }
+        while s + 16 <= b {
+            axpy_block_bf16::<I, 8>(out, init, g, s);
+            s += 16;
+        }
+        while s + 4 <= b {
+            axpy_block_bf16::<I, 2>(out, init, g, s);
+            s += 4;
+        }
+        while s < b {
+            axpy_block::<I, Bf16, 1>(out, init, g, s);
+            s += 1;
+        }
+    }
+
     /// Sixteen lanes over chunks of 32 values, lane `l` taking values `2l+1`
     /// and `2l` of each chunk (a last, partial chunk padded with zeros); the
     /// lanes are then summed by the tree of [`reduce16`].
     #[inline(always)]
     fn dot4<I: Isa>(x0: &[Bf16], x1: &[Bf16], x2: &[Bf16], x3: &[Bf16], d: &[Bf16]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if I::BF16 {
+            let n = d.len();
+            // SAFETY: only the AVX512-BF16 variant has `I::BF16`, and it runs
+            // only on CPUs that reported avx512f and avx512bf16.
+            let lanes = unsafe { bf16_lanes([&x0[..n], &x1[..n], &x2[..n], &x3[..n]], d) };
+            return reduce4x16(&lanes);
+        }
         let n = d.len();
         let (dc, _) = d.as_chunks::<32>();
         let full = dc.len() * 32;
@@ -353,6 +489,12 @@ impl Element for Bf16 {
 
     #[inline(always)]
     fn dot1<I: Isa>(x: &[Bf16], d: &[Bf16]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if I::BF16 {
+            // SAFETY: as in `dot4`.
+            let [lanes] = unsafe { bf16_lanes([&x[..d.len()]], d) };
+            return reduce16(lanes);
+        }
         let n = d.len();
         let (dc, _) = d.as_chunks::<32>();
         let full = dc.len() * 32;
@@ -399,6 +541,13 @@ fn scratch<T: Stored>(b: usize) -> Vec<f32> {
     }
 }
 
+multiversion! {
+    /// `dst[k] = T::narrow(src[k])`, compiled for the CPU's vector width.
+    pub fn narrow<T: Stored>(dst: &mut [T], src: &[f32]) {
+        narrow_row(dst, src);
+    }
+}
+
 /// Runs `f` on `row` as float32 values: in place when the row is float32,
 /// else in `scratch` (see [`scratch`]), rounded into the row afterwards. `f`
 /// must write every value: the scratch holds an earlier row's.
@@ -409,7 +558,7 @@ fn in_f32<T: Stored>(row: &mut [T], scratch: &mut [f32], f: impl FnOnce(&mut [f3
         None => {
             let s = &mut scratch[..row.len()];
             f(s);
-            narrow_row(row, s);
+            narrow(row, s);
         }
     }
 }
@@ -601,7 +750,7 @@ multiversion! {
                 *w = values[p as usize];
             }
             let w = &w[..cols.len()];
-            axpy_row::<I, T>(acc, init, Gather { idx: cols, w, ahead, src: delta, b });
+            T::axpy_row::<I>(acc, init, Gather { idx: cols, w, ahead, src: delta, b });
             init = None;
             let row = |t: usize| &delta[cols[t] as usize * b..][..b];
             let mut t = 0;

@@ -42,9 +42,11 @@ pub(crate) fn er_nnz(epsilon: f64, n_in: usize, n_out: usize) -> PyResult<u64> {
 }
 
 /// W5: seconds of each of `repeats` forward + backward passes of a random
-/// layer (see `sparse_mlp_core::bench`), and its connection count.
+/// layer (see `sparse_mlp_core::bench`) with activations stored in
+/// `precision`, and its connection count.
 #[pyfunction]
-#[pyo3(signature = (n_in, n_out, epsilon, batch_size, repeats = 20, seed = 0))]
+#[pyo3(signature = (n_in, n_out, epsilon, batch_size, repeats = 20, seed = 0, precision = "float32"))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn bench_layer(
     py: Python<'_>,
     n_in: usize,
@@ -53,10 +55,12 @@ pub(crate) fn bench_layer(
     batch_size: usize,
     repeats: usize,
     seed: u64,
+    precision: &str,
 ) -> PyResult<(Vec<f64>, u64)> {
     let nnz = er_nnz(epsilon, n_in, n_out)?;
+    let precision = core::precision::Precision::parse(precision).map_err(to_py)?;
     let times = compute(py, || {
-        core::bench::time_layer_passes(n_in, n_out, nnz, batch_size, repeats, seed)
+        core::bench::time_layer_passes(n_in, n_out, nnz, batch_size, repeats, seed, precision)
     })?;
     Ok((times, nnz))
 }
