@@ -10,7 +10,12 @@ weight decay, inverted dropout, All-ReLU, SET at the epoch end):
 * numpy dense weights + binary mask (BLAS on all cores): always;
 * scipy.sparse CSR weights, weight gradient only at the stored connections
   (the papers' prototype's data structure): always;
-* PyTorch dense + mask: when torch is installed.
+* PyTorch dense + mask: when torch is installed, in float32 and with
+  bfloat16 autocast (its matrix products in bfloat16, weights float32).
+
+sparse_mlp runs in float32 and with ``precision="bfloat16"`` (activations and
+errors stored as bfloat16, weights and sums float32); ratios are against
+sparse_mlp float32 and, in the last column, sparse_mlp bfloat16.
 
 Times are medians of ``--repeats``; ratios are peer time / sparse_mlp time
 from the same run. Peak memory is measured per implementation in a child
@@ -301,11 +306,29 @@ class TorchDenseMask:
             flat_m[new] = 1
 
 
+class TorchDenseMaskBf16(TorchDenseMask):
+    """The same, its matrix products under ``torch.autocast("cpu", bfloat16)``
+    (what a PyTorch user turns on for speed on a CPU with bfloat16 units)."""
+
+    name = "PyTorch dense+mask bf16"
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, order: np.ndarray) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            super().train_epoch(X, y, order)
+
+    def predict(self, X: np.ndarray):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return super().predict(X)
+
+
 def peers() -> list[type]:
     found = [DenseMask, ScipyCSR]
     if torch is not None:
-        found.append(TorchDenseMask)
+        found += [TorchDenseMask, TorchDenseMaskBf16]
     return found
+
+
+OURS = {"sparse_mlp": "float32", "sparse_mlp bfloat16": "bfloat16"}
 
 
 def run_times(fn, repeats: int) -> list[float]:
@@ -328,13 +351,14 @@ def data(sizes: list[int], n: int):
     return X, y
 
 
-def model_for(name: str, sizes=None):
+def model_for(name: str, sizes=None, precision: str = "float32"):
     if name == "W3":
         return sm.SparseMLP(sizes, activation=sm.AllReLU(W3_ALPHA), density=W3_DENSITY,
-                            distribution="uniform", dropout=DROPOUT, init="he_uniform", seed=0)
+                            distribution="uniform", dropout=DROPOUT, init="he_uniform", seed=0,
+                            precision=precision)
     sizes, eps, alpha, _ = WORKLOADS[name]
     return sm.SparseMLP(sizes, activation=sm.AllReLU(alpha), epsilon=eps, dropout=DROPOUT,
-                        init="he_uniform", seed=0)
+                        init="he_uniform", seed=0, precision=precision)
 
 
 def ours_epoch(model: sm.SparseMLP, X, y, batch: int) -> None:
@@ -353,10 +377,13 @@ def run_epoch_workload(name: str, repeats: int, memory: bool) -> None:
     gflop = 6 * nnz * n / 1e9
     order = np.random.default_rng(0).permutation(n)
     results = []  # (label, train, set, predict)
-    results.append(("sparse_mlp",
-                    median_time(lambda: ours_epoch(model, X, y, BATCH), repeats),
-                    median_time(lambda: model._net.evolve_set(ZETA), repeats),
-                    median_time(lambda: model.predict_proba(X), repeats)))
+    trained = {}
+    for label, precision in OURS.items():
+        m = trained[label] = model_for(name, precision=precision)
+        results.append((label,
+                        median_time(lambda m=m: ours_epoch(m, X, y, BATCH), repeats),
+                        median_time(lambda m=m: m._net.evolve_set(ZETA), repeats),
+                        median_time(lambda m=m: m.predict_proba(X), repeats)))
     for peer in peers():
         p = peer(model, alpha, BATCH)
         results.append((peer.name,
@@ -365,21 +392,25 @@ def run_epoch_workload(name: str, repeats: int, memory: bool) -> None:
                         median_time(lambda p=p: p.predict(X), repeats)))
     print(f"\n{name}: {'-'.join(map(str, sizes))}, eps {eps:g}, {nnz:,} connections, {n:,} samples, "
           f"batch {BATCH}; useful work {gflop:.2f} GFLOP per epoch")
-    widths = [10, 10, 10, 10, 9, 11, 9]
+    widths = [10, 10, 10, 10, 9, 11, 9, 10]
     print(row("implementation", ["train s", "SET s", "epoch s", "GFLOP/s", "ratio", "predict s",
-                                 "ratio"], widths))
+                                 "ratio", "vs bf16"], widths))
     ours_total, ours_pred = results[0][1] + results[0][2], results[0][3]
+    bf16_total = results[1][1] + results[1][2]
     for label, tr, ev, pr in results:
         total = tr + ev
         print(row(label, [f"{tr:.3f}", f"{ev:.4f}", f"{total:.3f}", f"{gflop / total:.1f}",
-                          f"{total / ours_total:.1f}x", f"{pr:.3f}", f"{pr / ours_pred:.1f}x"], widths))
+                          f"{total / ours_total:.1f}x", f"{pr:.3f}", f"{pr / ours_pred:.1f}x",
+                          f"{total / bf16_total:.1f}x"], widths))
     print(f"SET step: {100 * results[0][2] / results[0][1]:.2f}% of our training time per epoch")
     layers = layer_bytes(model)
+    buffers = {p: (trained[label].memory_bytes - layers) / 2**20 for label, p in OURS.items()}
     print(f"memory: layers {layers / 2**20:.2f} MiB = {layers / nnz:.1f} bytes per connection (value, row "
           f"index, momentum, gradient, transposed column and position: 24; the rest per neuron); "
-          f"work buffers for batch {BATCH}: {(model.memory_bytes - layers) / 2**20:.2f} MiB")
+          f"work buffers for batch {BATCH}: {buffers['float32']:.2f} MiB in float32, "
+          f"{buffers['bfloat16']:.2f} MiB in bfloat16")
     if memory:
-        for label in ["sparse_mlp"] + [p.name for p in peers()]:
+        for label in [*OURS, *(p.name for p in peers())]:
             print(f"peak memory growth of one epoch, {label}: {peak_growth(name, label) / 2**20:.0f} MiB")
 
 
@@ -410,7 +441,8 @@ def measure_peak(spec: str) -> None:
         f.write("5")
     before = _status_kib("VmRSS")
     model = model_for(workload)
-    if label == "sparse_mlp":
+    if label in OURS:
+        model.precision = OURS[label]
         ours_epoch(model, X, y, BATCH)
         model._net.evolve_set(ZETA)
     else:
@@ -436,9 +468,11 @@ def layer_bytes(model: sm.SparseMLP) -> int:
 def run_w3(sizes_n: list[int], repeats: int, dense_max: int, scipy_max: int) -> None:
     print(f"\nW3: 1024-N-N-N-10 at {W3_DENSITY:.0%} density (every layer), batch {W3_BATCH}; "
           f"seconds of training per {W3_SAMPLES:,} samples (epoch of {W3_SAMPLES:,}, no SET)")
-    labels = ["sparse_mlp"] + [p.name for p in peers()]
+    labels = [*OURS, *(p.name for p in peers())]
     widths = [12, 8] + [15, 8] * len(labels)
-    print(row("N", ["connections", "GFLOP"] + [c for lab in labels for c in (lab.split()[0] + " s", "ratio")],
+    short = {"sparse_mlp bfloat16": "ours bf16", "PyTorch dense+mask bf16": "torch bf16"}
+    print(row("N", ["connections", "GFLOP"] + [c for lab in labels
+                                               for c in (short.get(lab, lab.split()[0]) + " s", "ratio")],
               widths))
     for n_width in sizes_n:
         sizes = [1024, n_width, n_width, n_width, 10]
@@ -447,6 +481,10 @@ def run_w3(sizes_n: list[int], repeats: int, dense_max: int, scipy_max: int) -> 
         nnz = model.n_connections
         ours = median_time(functools.partial(ours_epoch, model, X, y, W3_BATCH), repeats)
         cells = [f"{nnz:,}", f"{6 * nnz * W3_SAMPLES / 1e9:.2f}", f"{ours:.3f}", "1.0x"]
+        model.precision = "bfloat16"
+        t = median_time(functools.partial(ours_epoch, model, X, y, W3_BATCH), repeats)
+        model.precision = "float32"
+        cells += [f"{t:.3f}", f"{t / ours:.1f}x"]
         for peer in peers():
             if n_width > (scipy_max if peer is ScipyCSR else dense_max):
                 cells += ["-", "-"]
@@ -471,17 +509,20 @@ def gemm_times(repeats: int) -> list[float]:
 
 def run_w5(repeats: int) -> None:
     n_in, n_out, eps, b = 1000, 1000, 20.0, 128
-    times, nnz = sm._core.bench_layer(n_in, n_out, eps, b, repeats=max(200, 20 * repeats))
-    times = times[5:]
-    gemm = gemm_times(repeats)
-    print(f"\nW5: one {n_in}x{n_out} layer, eps {eps:g} ({nnz:,} connections), batch {b}: "
-          "forward + input gradient + weight gradient (6·B·nnz flops); a pass takes well under "
-          "a millisecond, so the best time is reported beside the median")
-    for name, pick in (("median", statistics.median), ("best", min)):
-        t, g = pick(times), 2 * 2048**3 / pick(gemm) / 1e9
-        ours = 6 * b * nnz / t / 1e9
-        print(f"{name:>6}: sparse_mlp {t * 1e6:.0f} us per pass = {ours:.1f} GFLOP/s; numpy dense "
-              f"float32 GEMM (2048^3) {g:.1f} GFLOP/s; ratio {100 * ours / g:.1f}% of GEMM")
+    print(f"\nW5: one {n_in}x{n_out} layer, eps {eps:g}, batch {b}: forward + input gradient + "
+          "weight gradient (6·B·nnz flops); a pass takes well under a millisecond, so the best "
+          "time is reported beside the median")
+    for precision in OURS.values():
+        times, nnz = sm._core.bench_layer(n_in, n_out, eps, b, repeats=max(200, 20 * repeats),
+                                          precision=precision)
+        times = times[5:]
+        gemm = gemm_times(repeats)
+        for name, pick in (("median", statistics.median), ("best", min)):
+            t, g = pick(times), 2 * 2048**3 / pick(gemm) / 1e9
+            ours = 6 * b * nnz / t / 1e9
+            print(f"{name:>6}: sparse_mlp {precision} {t * 1e6:.0f} us per pass = {ours:.1f} GFLOP/s; "
+                  f"numpy dense float32 GEMM (2048^3) {g:.1f} GFLOP/s; ratio {100 * ours / g:.1f}% "
+                  f"of GEMM")
 
 
 def main() -> None:

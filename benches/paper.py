@@ -19,6 +19,7 @@ numbers; ``--table`` prints it from the file alone.
     python benches/paper.py --datasets madelon --seeds 5
     python benches/paper.py --datasets fashion_mnist --rows all_relu --settings paper --seeds 3
     python benches/paper.py --datasets higgs --seeds 3 --threads 1
+    python benches/paper.py --datasets madelon --rows all_relu --precision float32,bfloat16
     python benches/paper.py --table
     python benches/paper.py --smoke            # every data set and row for 2 epochs
 """
@@ -100,11 +101,11 @@ def pruning(s: dict) -> sm.ImportancePruning:
 
 
 def sparse_run(data: datasets.Split, s: dict, row: str, seed: int, epochs: int, work: str,
-               progress) -> dict:
+               progress, precision: str = "float32") -> dict:
     activation = sm.AllReLU(s["alpha"]) if row.startswith("all_relu") else "relu"
     model = sm.SparseMLP([data.X_train.shape[1], *s["hidden"], int(data.y_train.max()) + 1],
                          activation=activation, epsilon=s["epsilon"], init=s["init"],
-                         dropout=s["dropout"], seed=seed)
+                         dropout=s["dropout"], seed=seed, precision=precision)
     start = model.n_connections
     history = model.fit(
         data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
@@ -214,8 +215,9 @@ def dense_run(data: datasets.Split, s: dict, seed: int, epochs: int, progress) -
 
 
 def key(r: dict) -> str:
+    precision = r.get("precision", "float32")  # runs recorded before bfloat16 are float32
     return (f"{r['dataset']}/{r['row']}/{r['settings']}/seed{r['seed']}/epochs{r['epochs']}/"
-            f"threads{r['threads']}")
+            f"threads{r['threads']}" + ("" if precision == "float32" else f"/{precision}"))
 
 
 def read(path: str) -> list[dict]:
@@ -242,7 +244,8 @@ def table(results: list[dict]) -> str:
     has started."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["dataset"], r["row"], r["settings"], r["epochs"]), []).append(r)
+        kind = r["settings"] + ("" if r.get("precision", "float32") == "float32" else f", {r['precision']}")
+        groups.setdefault((r["dataset"], r["row"], kind, r["epochs"]), []).append(r)
     lines = ["| data set | row | settings | epochs | seeds | best acc % (paper) | final acc % | best epoch "
              "| parameters start → end (paper) | minutes per run, threads |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -314,7 +317,8 @@ def run_one(r: dict, data: datasets.Split, s: dict, work: str, out: str) -> None
         result = dense_run(data, s, r["seed"], r["epochs"], progress)
     else:
         path = os.path.join(work, name.replace("/", "_") + ".npz")
-        result = sparse_run(data, s, r["row"], r["seed"], r["epochs"], path, progress)
+        result = sparse_run(data, s, r["row"], r["seed"], r["epochs"], path, progress,
+                            r.get("precision", "float32"))
     curve = result["curve"]
     r.update(result, best=max(curve), final=curve[-1], best_epoch=int(np.argmax(curve)) + 1,
              settings_used=s, cpu=cpu())
@@ -337,6 +341,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data-root", default=SHARED, help="the folder holding madelon/, fashion-mnist/, ...")
     p.add_argument("--cifar-dir", help="a cifar-10-batches-py folder (CIFAR-10 is not shipped)")
+    p.add_argument("--precision", default="float32",
+                   help="float32, bfloat16 or both (comma-separated): the sparse rows' activations")
     p.add_argument("--out", default=os.path.join(HERE, "paper_results.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
     p.add_argument("--smoke", action="store_true", help="2 epochs of every run, 1 seed, into a temp file")
@@ -373,13 +379,18 @@ def main() -> None:
                 if row == "dense" and kind != "paper":
                     continue  # the dense peer trains with the paper's settings
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    r = {"dataset": dataset, "row": row, "settings": kind, "seed": seed, "epochs": epochs,
-                         "threads": args.threads}
-                    if key(r) in done:
-                        continue
-                    if data is None:
-                        data = load(dataset, args)
-                    run_one(r, data, s, work, args.out)
+                    for precision in args.precision.split(","):
+                        if row == "dense" and precision != "float32":
+                            continue  # the dense peer is numpy float32
+                        r = {"dataset": dataset, "row": row, "settings": kind, "seed": seed,
+                             "epochs": epochs, "threads": args.threads}
+                        if precision != "float32":
+                            r["precision"] = precision
+                        if key(r) in done:
+                            continue
+                        if data is None:
+                            data = load(dataset, args)
+                        run_one(r, data, s, work, args.out)
     print(table([r for r in read(args.out)]))
 
 

@@ -17,6 +17,7 @@ held before the model was built, per connection.
     python benches/w4.py --batch 128           # the paper's batch (w4d does not fit it)
     python benches/w4.py --models sweep        # w4a's architecture at epsilon 5, 10, 20, 40
     python benches/w4.py --inference-only      # build each model, time predict_proba, save, load
+    python benches/w4.py --models w4d --precision bfloat16   # bfloat16 activations: a larger batch
     python benches/w4.py --smoke               # the same on tiny models, to check the script
 
 The batch size is the paper's 128 or, when the memory estimate says that does
@@ -156,7 +157,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
     sampler = AnonymousPeak()
     t = time.perf_counter()
     model = sm.SparseMLP(sizes, epsilon=epsilon, activation=sm.AllReLU(0.6), dropout=0.4,
-                         init="he_uniform", seed=0)
+                         init="he_uniform", seed=0, precision=args.precision)
     init_seconds = time.perf_counter() - t
     batch = batch_that_fits(model, args.batch)
     if batch < args.batch:
@@ -197,6 +198,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
     return {
         "model": name, "sizes": sizes, "epsilon": epsilon, "neurons": sum(hidden),
         "connections": nnz, "batch": batch, "threads": sm.get_num_threads(),
+        "precision": args.precision,
         "init_seconds": init_seconds,
         "epoch_seconds": last["seconds"] + evolution_seconds,
         "train_seconds": last["train_seconds"], "eval_seconds": last["eval_seconds"],
@@ -219,6 +221,8 @@ def main() -> None:
                    help="build each model and time predict_proba on the test samples, no training")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="what activations and errors are stored as (bfloat16: half the buffers)")
     p.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "sparse_mlp_w4"))
     p.add_argument("--out", default="w4_results.jsonl")
     p.add_argument("--smoke", action="store_true", help="tiny models: check that the script runs")
@@ -236,7 +240,7 @@ def main() -> None:
     names = [m for name in args.models for m in (SWEEP if name == "sweep" else [name])]
     for name in names:
         cmd = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs),
-               "--batch", str(args.batch), "--data", args.data]
+               "--batch", str(args.batch), "--data", args.data, "--precision", args.precision]
         if args.inference_only:
             cmd.append("--inference-only")
         if args.smoke:

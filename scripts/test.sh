@@ -58,7 +58,7 @@ if cargo +nightly miri --version >/dev/null 2>&1; then
     for flags in "" "-C target-feature=+avx2,+fma"; do
         echo "kernels under Miri${flags:+ with $flags}"
         summarized env RUSTFLAGS="$flags" cargo +nightly miri test -p sparse-mlp-core --lib --quiet \
-            -- kernels:: simd::
+            -- kernels:: simd:: precision::
     done
     unset MIRIFLAGS
 else

@@ -1,5 +1,5 @@
 """The one codec of a compiled network's state: metadata (JSON-able: sizes,
-activations, loss, dropout, init, the random state and counters) plus each
+activations, loss, dropout, init, precision, the random state and counters) plus each
 layer's arrays, and back. Model files, checkpoints and the messages of
 data-parallel training all go through it; nothing else calls
 ``_core.Network.from_state``."""
@@ -35,6 +35,7 @@ def describe(net: _core.Network) -> dict[str, Any]:
         "seed": seed, "rng_state": list(rng_state), "step": step,
         "topology_version": topology_version,
         "optimizer": net.optimizer_state[0], "optimizer_steps": net.optimizer_state[1],
+        "precision": net.precision,
     }
 
 
@@ -51,8 +52,9 @@ def layer(net: _core.Network, i: int, momentum: bool = True) -> dict[str, Any]:
 def build(meta: dict[str, Any], layers: list[dict[str, Any]]) -> _core.Network:
     """The network of ``meta`` (as :func:`describe` makes it) and ``layers``
     (as :func:`layer` makes them; a missing momentum is zero, and layers
-    without their moments start the optimizer afresh). Every array is
-    checked by the core; anything malformed raises InvalidInputError."""
+    without their moments start the optimizer afresh; files written before
+    the precision was recorded are float32). Every array is checked by the
+    core; anything malformed raises InvalidInputError."""
     try:
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
@@ -70,11 +72,13 @@ def build(meta: dict[str, Any], layers: list[dict[str, Any]]) -> _core.Network:
                 if k not in st:
                     st[k] = np.zeros(np.shape(st["values" if k == "momentum" else "bias"]), np.float32)
             full.append(st)
-        return _core.Network.from_state(
+        net = _core.Network.from_state(
             full, [(str(kind), float(slope)) for kind, slope in meta["activations"]],
             meta["loss"], meta["output_activation"], float(meta["dropout"]), meta["init"],
             int(meta["seed"]), [int(v) for v in meta["rng_state"]], int(meta["step"]),
             int(meta["topology_version"]), str(optimizer), int(steps))
+        net.set_precision(str(meta.get("precision", "float32")))
+        return net
     except InvalidInputError:
         raise
     except (TypeError, ValueError, KeyError, OverflowError) as e:

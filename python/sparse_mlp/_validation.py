@@ -156,3 +156,13 @@ def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     if value not in options:
         raise InvalidInputError(f"{name} must be one of {options}, got {value!r}")
     return str(value)
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: Any) -> str:
+    """A model's precision, ``"float32"`` or ``"bfloat16"``; anything else is an InvalidInputError."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return str(precision)

@@ -83,6 +83,8 @@ _PARAMETERS = """
         training loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs, as scikit-learn does.
     zeta : SET fraction after every epoch (0: fixed topology).
+    precision : ``"float32"`` (default) or ``"bfloat16"`` activations and errors
+        (weights and sums stay float32; see :class:`SparseMLP`).
     importance_pruning : None, or ``(start_epoch, every, percentile)``.
     standardize : scale features by the training data's mean and std
         inside the estimator (default True, as the paper's runs do), so
@@ -128,6 +130,7 @@ class _SparseMLPEstimator(BaseEstimator):
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
+        precision: str = "float32",
         epochs: Any = _DEPRECATED,
         weight_decay: Any = _DEPRECATED,
     ) -> None:
@@ -137,6 +140,7 @@ class _SparseMLPEstimator(BaseEstimator):
         self.epsilon = epsilon
         self.init = init
         self.dropout = dropout
+        self.precision = precision
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -230,7 +234,7 @@ class _SparseMLPEstimator(BaseEstimator):
             self.model_ = SparseMLP([X.shape[1], *self.hidden_layer_sizes, n_outputs],
                                     activation=activation, epsilon=self.epsilon, init=self.init,
                                     dropout=dropout, loss="mse" if self._regressor else "cross_entropy",
-                                    seed=seed)
+                                    seed=seed, precision=self.precision)
         X = self._scaled(X)
         validation = None
         if self.early_stopping:
@@ -282,7 +286,7 @@ class SparseMLPClassifier(ClassifierMixin, _SparseMLPEstimator):
                  n_iter_no_change: int = 10, tol: float = 1e-4, zeta: float = 0.3,
                  importance_pruning: tuple[int, int, float] | None = None, standardize: bool = True,
                  random_state: Any = None, verbose: int = 0, warm_start: bool = False,
-                 class_weight: Any = None, epochs: Any = _DEPRECATED,
+                 class_weight: Any = None, precision: str = "float32", epochs: Any = _DEPRECATED,
                  weight_decay: Any = _DEPRECATED) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, all_relu_slope=all_relu_slope,
@@ -293,7 +297,8 @@ class SparseMLPClassifier(ClassifierMixin, _SparseMLPEstimator):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, tol=tol, zeta=zeta,
             importance_pruning=importance_pruning, standardize=standardize,
-            random_state=random_state, verbose=verbose, warm_start=warm_start, epochs=epochs,
+            random_state=random_state, verbose=verbose, warm_start=warm_start, precision=precision,
+            epochs=epochs,
             weight_decay=weight_decay)
         self.class_weight = class_weight
 

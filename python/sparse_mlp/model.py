@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _core, _netstate, archive, interop_scipy, labels, optimizers
 from ._validation import as_features, number, seed_value
+from ._validation import check_precision as _check_precision
 from .activations import ActivationLike, AllReLU, resolve
 from .errors import CheckpointError, InsufficientMemoryError, InvalidInputError, SparseMLPError
 from .files import atomic_write
@@ -73,6 +74,10 @@ class SparseMLP:
         Dropout probability of hidden units during training (default 0.3).
     loss : ``"cross_entropy"`` (softmax output, default) or ``"mse"``.
     output_activation : for ``"mse"``: ``"identity"`` (default) or ``"sigmoid"``.
+    precision : ``"float32"`` (default) or ``"bfloat16"``: what activations, their
+        derivatives and the back-propagated errors are stored as. Weights, optimizer
+        state and every sum stay float32; bfloat16 halves the activation memory and
+        the bytes the kernels read. Settable later (``model.precision = "float32"``).
     seed : int, optional
         Seeds initialization, shuffling, dropout and SET. Same seed, same
         result, whatever the number of threads.
@@ -108,8 +113,10 @@ class SparseMLP:
         output_activation: str | None = None,
         seed: int | None = None,
         classes: Sequence[Any] | None = None,
+        precision: str = "float32",
     ) -> None:
         sizes = layer_sizes(sizes)
+        _check_precision(precision)
         if init not in _INITS:
             raise InvalidInputError(f"init must be one of {_INITS}, got {init!r}")
         if loss not in _OUTPUTS:
@@ -130,6 +137,7 @@ class SparseMLP:
         self._net = _core.Network(
             sizes, counts, specs, loss, output_activation, dropout, init, int(seed)
         )
+        self._net.set_precision(precision)
         self._config: dict[str, Any] = {
             "activation": repr(activation),
             "epsilon": 20.0 if epsilon is None and density is None else epsilon,
@@ -180,6 +188,15 @@ class SparseMLP:
     @property
     def seed(self) -> int:
         return self._net.run_state[0]
+
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: what activations and errors are stored as."""
+        return self._net.precision
+
+    @precision.setter
+    def precision(self, precision: str) -> None:
+        self._net.set_precision(_check_precision(precision))
 
     @property
     def memory_bytes(self) -> int:
@@ -371,7 +388,8 @@ class SparseMLP:
           gradient, row index and the transposed view's two indices: 24 bytes
           each; Adam's second moment adds 4), biases and column/row pointers;
         - ``training_buffers``: activations of every layer, derivative factors
-          of the hidden layers and two error blocks, for ``batch_size`` samples;
+          of the hidden layers and two error blocks, for ``batch_size`` samples
+          (2 bytes each in bfloat16 :attr:`precision`, 4 in float32);
         - ``topology_change``: SET rebuilds one layer at a time, the largest;
         - ``training_total``: what training needs, the sum of these three. The
           training data are not included (a memory-mapped ``X`` is read
@@ -570,7 +588,8 @@ class SparseMLP:
             n_in, n_out = layer.shape
             rows.append(f"{layer.index:>5}  {f'{n_in} x {n_out}':>17}  {layer.nnz:>10}  "
                         f"{layer.density:>8.4f}")
-        rows.append(f"total connections {self.n_connections}, memory {self.memory_bytes / 1e6:.2f} MB")
+        rows.append(f"total connections {self.n_connections}, memory {self.memory_bytes / 1e6:.2f} MB, "
+                    f"{self.precision} activations")
         return "\n".join(rows)
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
            quiet=False, paper_settings=False, optimizer="sgd", schedule="constant",
            final_learning_rate=0.0, schedule_warmup=0, schedule_factor=None, schedule_every=30,
            schedule_patience=10, monitor="val_loss", early_stopping=None, restore_best=False,
-           validation_fraction=0.1, class_weight=None),
+           validation_fraction=0.1, class_weight=None, precision="float32"),
 }
 PRESETS["mnist"] = PRESETS["fashion_mnist"]  # same shape; the paper ran Fashion-MNIST
 PAPER["mnist"] = PAPER["fashion_mnist"]
@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--activation", choices=list(ACTIVATION_NAMES))
     m.add_argument("--alpha", type=float, help="All-ReLU slope")
     m.add_argument("--dropout", type=float)
+    m.add_argument("--precision", choices=["float32", "bfloat16"],
+                   help="what activations and errors are stored as (weights stay float32)")
     m.add_argument("--seed", type=int)
     f = t.add_argument_group("training")
     f.add_argument("--epochs", type=int)

@@ -56,7 +56,8 @@ def _build_model(s: dict[str, Any], n_features: int, classes: Sequence[Any]) -> 
     activation = AllReLU(s["alpha"]) if s["activation"] == "all_relu" else s["activation"]
     sparsity = {"density": s["density"]} if s.get("density") else {"epsilon": s["epsilon"]}
     return SparseMLP([n_features, *s["hidden"], len(classes)], activation=activation, init=s["init"],
-                     dropout=s["dropout"], seed=s["seed"], classes=classes, **sparsity)
+                     dropout=s["dropout"], seed=s["seed"], classes=classes, precision=s["precision"],
+                     **sparsity)
 
 
 def _check_outputs(save: str | None, out: str | None, rank: int) -> None:

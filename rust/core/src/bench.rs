@@ -43,7 +43,8 @@ fn time_passes<T: Element>(
 ) -> Result<Vec<f64>> {
     let mut rng = Rng::new(seed);
     let w = random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng)?;
-    let mut block = |n: usize| -> Vec<T> { (0..n).map(|_| T::narrow(rng.normal() as f32)).collect() };
+    let mut block =
+        |n: usize| -> Vec<T> { (0..n).map(|_| T::narrow(rng.normal() as f32)).collect() };
     let (x, dfac) = (block(n_in * b), block(n_in * b));
     let bias: Vec<f32> = (0..n_out).map(|_| rng.normal() as f32).collect();
     let (mut z, mut grad, mut delta_in) = (

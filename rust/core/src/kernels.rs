@@ -1051,7 +1051,12 @@ mod tests {
         let cases: &[(usize, usize, u64, usize)] = if cfg!(miri) {
             &[(13, 9, 60, 5), (9, 12, 70, 37)]
         } else {
-            &[(37, 23, 200, 1), (50, 40, 700, 67), (64, 8, 512, 130), (30, 30, 300, 32)]
+            &[
+                (37, 23, 200, 1),
+                (50, 40, 700, 67),
+                (64, 8, 512, 130),
+                (30, 30, 300, 32),
+            ]
         };
         for &(n_in, n_out, nnz, b) in cases {
             let w = random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap();

@@ -174,7 +174,10 @@ impl<T: Stored> Buffers<T> {
         let zeros = |n: usize| vec![T::default(); n * batch];
         Buffers {
             acts: sizes[..sizes.len() - 1].iter().map(|&n| zeros(n)).collect(),
-            dfac: sizes[1..sizes.len() - 1].iter().map(|&n| zeros(n)).collect(),
+            dfac: sizes[1..sizes.len() - 1]
+                .iter()
+                .map(|&n| zeros(n))
+                .collect(),
             delta: [zeros(max), zeros(max)],
         }
     }
@@ -937,7 +940,13 @@ impl Network {
 
     /// Copies samples `idx(0..b)` of the row-major `x` (`n × f`) into the
     /// input block of the training buffers.
-    fn gather_inputs(&mut self, x: &[f32], f: usize, idx: &(dyn Fn(usize) -> usize + Sync), b: usize) {
+    fn gather_inputs(
+        &mut self,
+        x: &[f32],
+        f: usize,
+        idx: &(dyn Fn(usize) -> usize + Sync),
+        b: usize,
+    ) {
         with_precision!(self.precision, T => gather(x, f, idx, b, &mut T::parts(&mut self.ws).0.acts[0]))
     }
 
@@ -967,7 +976,15 @@ impl Network {
         let l_out = self.layers.len();
         let c = self.n_outputs();
         let (bufs, io) = T::parts(&mut self.ws);
-        forward_all(&self.layers, &self.hidden, bufs, &mut io.logits, b, keys, laps);
+        forward_all(
+            &self.layers,
+            &self.hidden,
+            bufs,
+            &mut io.logits,
+            b,
+            keys,
+            laps,
+        );
         let BatchIo {
             logits,
             out_delta,
@@ -986,7 +1003,9 @@ impl Network {
             Some(d) => self.loss.output(logits, c, b, target, weights, Some(d)),
             None => {
                 let od = &mut out_delta[..c * b];
-                let r = self.loss.output(logits, c, b, target, weights, Some(&mut *od));
+                let r = self
+                    .loss
+                    .output(logits, c, b, target, weights, Some(&mut *od));
                 narrow_row(&mut d0[..c * b], od);
                 r
             }
@@ -1097,7 +1116,11 @@ impl Network {
             (Vec::new(), [Vec::new(), Vec::new()], Vec::new())
         } else {
             let zeros = |n: usize| vec![T::default(); n * bs];
-            (zeros(f), [zeros(widest), zeros(widest)], vec![0.0f32; c * bs])
+            (
+                zeros(f),
+                [zeros(widest), zeros(widest)],
+                vec![0.0f32; c * bs],
+            )
         };
         let (input, bufs, out) = if reuse {
             let (bufs, io) = T::parts(&mut self.ws);
@@ -1119,7 +1142,15 @@ impl Network {
                 };
                 let src = &src[..layer.w.n_in() * b];
                 if l + 1 == n_layers {
-                    kernels::forward(&layer.w, &layer.bias, src, b, &mut out[..], None, |_, _, _| {});
+                    kernels::forward(
+                        &layer.w,
+                        &layer.bias,
+                        src,
+                        b,
+                        &mut out[..],
+                        None,
+                        |_, _, _| {},
+                    );
                 } else {
                     let act = self.hidden[l];
                     kernels::forward(&layer.w, &layer.bias, src, b, dst, None, |_, z, _| {
@@ -1669,14 +1700,22 @@ fn forward_all<T: kernels::Element>(
         let input = &done[l][..n_in * b];
         let out = &mut rest[0];
         let act = hidden[l];
-        kernels::forward(w, bias, input, b, out, Some(&mut bufs.dfac[l]), |j, z, d| {
-            let d = d.expect("training forward always has derivative rows");
-            activate_with_derivative(act, z, d);
-            if keys.p > 0.0 {
-                let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
-                dropout_row(z, d, &mut rng, keys.p);
-            }
-        });
+        kernels::forward(
+            w,
+            bias,
+            input,
+            b,
+            out,
+            Some(&mut bufs.dfac[l]),
+            |j, z, d| {
+                let d = d.expect("training forward always has derivative rows");
+                activate_with_derivative(act, z, d);
+                if keys.p > 0.0 {
+                    let mut rng = Rng::from_keys(&[keys.seed, keys.step, l as u64, j as u64]);
+                    dropout_row(z, d, &mut rng, keys.p);
+                }
+            },
+        );
         laps.lap(|p| &mut p.forward[l]);
     }
 }
@@ -2067,7 +2106,11 @@ mod tests {
         assert_eq!(net.training_bytes(16), 2 * 16 * (48 + 36 + 40) + 4 * 16 * 7);
         assert_eq!(net.inference_bytes(16), 2 * 16 * (12 + 2 * 20) + 4 * 16 * 3);
         net.set_precision(Precision::Float32);
-        assert_eq!(net.memory_bytes(), net.parameter_bytes(), "the other precision's buffers are freed");
+        assert_eq!(
+            net.memory_bytes(),
+            net.parameter_bytes(),
+            "the other precision's buffers are freed"
+        );
     }
 
     /// bfloat16 training follows float32 training closely (same data, same
@@ -2077,7 +2120,10 @@ mod tests {
     fn bfloat16_training_learns_like_float32_and_is_independent_of_threads() {
         let (x, y) = data(300, 12, 3, 7);
         let run = |precision: Precision, threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut net = Network::new(spec(3, 0.2)).unwrap();
                 net.set_precision(precision);
@@ -2100,9 +2146,19 @@ mod tests {
         for (a, b) in net16.layers().iter().zip(net16b.layers()) {
             assert_eq!(a.weights().values(), b.weights().values());
         }
-        assert!(s16.accuracy > 0.6, "bfloat16 learns: {s16:?} (float32 {s32:?})");
-        assert!((s16.accuracy - s32.accuracy).abs() < 0.05, "{s16:?} vs {s32:?}");
-        let max_diff = p16.iter().zip(&p32).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(
+            s16.accuracy > 0.6,
+            "bfloat16 learns: {s16:?} (float32 {s32:?})"
+        );
+        assert!(
+            (s16.accuracy - s32.accuracy).abs() < 0.05,
+            "{s16:?} vs {s32:?}"
+        );
+        let max_diff = p16
+            .iter()
+            .zip(&p32)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(max_diff < 0.1, "probabilities differ by {max_diff}");
         assert!(max_diff > 0.0, "bfloat16 must round something");
         assert_eq!(net32.precision(), Precision::Float32);

@@ -140,7 +140,11 @@ mod tests {
         let lo = f32::from_bits(v.to_bits() & 0xffff_0000);
         let hi = f32::from_bits((v.to_bits() & 0xffff_0000) + 0x1_0000);
         // past the largest bfloat16 the next step up is 2^128 (rounding to it gives infinity)
-        let hi64 = if hi.is_infinite() { hi.signum() as f64 * 2f64.powi(128) } else { hi as f64 };
+        let hi64 = if hi.is_infinite() {
+            hi.signum() as f64 * 2f64.powi(128)
+        } else {
+            hi as f64
+        };
         let (dl, dh) = ((v as f64 - lo as f64).abs(), (hi64 - v as f64).abs());
         let pick = if dl < dh || (dl == dh && (lo.to_bits() >> 16) & 1 == 0) {
             lo
@@ -175,7 +179,11 @@ mod tests {
             let b = Bf16::from_f32(v);
             assert_eq!(b.0, reference(v), "{v:e} ({:#x})", v.to_bits());
             if !v.is_nan() {
-                assert_eq!(Bf16::from_f32(b.to_f32()), b, "a bfloat16 is its own rounding");
+                assert_eq!(
+                    Bf16::from_f32(b.to_f32()),
+                    b,
+                    "a bfloat16 is its own rounding"
+                );
             }
         }
     }

@@ -71,7 +71,11 @@ fn detect() -> Level {
                 && std::arch::is_x86_feature_detected!("avx512bf16")
                 // SAFETY: the CPU reported avx512f and avx512bf16.
                 && unsafe { bf16_dot_is_pairwise_fma() };
-            return if bf16 { Level::Avx512Bf16 } else { Level::Avx512 };
+            return if bf16 {
+                Level::Avx512Bf16
+            } else {
+                Level::Avx512
+            };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -179,7 +183,10 @@ macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident $(<$g:ident : $bound:path>)? ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         pub fn $name $(<$g: $bound>)? ($($arg: $ty),*) {
+            // `I` names the variant; bodies that only need the compiler's
+            // vectorization for the variant's features do not mention it
             #[inline(always)]
+            #[allow(clippy::extra_unused_type_parameters)]
             fn generic<I: $crate::simd::Isa $(, $g: $bound)?>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
