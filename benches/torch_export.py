@@ -125,7 +125,8 @@ def main() -> None:
         ours, sparse = r["ours_seconds"], r["torch_sparse_seconds"]
         line = (f"{r['model']}: to_torch {r['to_torch_seconds']:.3f} s "
                 f"(+{r['to_torch_rss_bytes'] / 2**20:.0f} MiB); inference of {r['samples']} samples: "
-                f"ours {ours:.3f} s (peak +{r['ours_peak_bytes'] / 2**20:.0f} MiB), torch sparse CSR {sparse:.3f} s "
+                f"ours {ours:.3f} s (peak +{r['ours_peak_bytes'] / 2**20:.0f} MiB), "
+                f"torch sparse CSR {sparse:.3f} s "
                 f"({sparse / ours:.1f}×, peak +{r['torch_sparse_peak_bytes'] / 2**20:.0f} MiB)")
         if "torch_dense_seconds" in r:
             line += (f", torch dense {r['torch_dense_seconds']:.3f} s "
