@@ -111,14 +111,14 @@ def main() -> None:
     sm.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     runs = [("W1", [784, 1000, 1000, 1000, 10], 20.0, 10_000, True)]
-    if args.smoke:
-        runs, args.repeats = [("small", [64, 128, 128, 10], 8.0, 500, True)], 1
     if args.w4a:
         runs.append(("W4a", [65536, 500_000, 500_000, 2], 10.0, 500, False))
     if args.w4c:
         runs.append(("W4c", [65536, 5_000_000, 5_000_000, 2], 5.0, 100, False))
     if args.only_w4:
         runs = [r for r in runs if r[0].startswith("W4")]
+    if args.smoke:  # whatever else was asked: a small model, once
+        runs, args.repeats = [("small", [64, 128, 128, 10], 8.0, 500, True)], 1
     for run in runs:
         r = measure(*run, repeats=args.repeats)
         print(json.dumps(r), flush=True)

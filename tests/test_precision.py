@@ -121,6 +121,17 @@ def test_the_command_line_trains_in_bfloat16(tmp_path):
     assert info.returncode == 0 and "bfloat16 activations" in info.stdout
 
 
+def test_the_bench_command_measures_either_precision():
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "sparse_mlp", "bench", "--sizes", "64,128,10",
+                          "--samples", "300", "--epochs", "1", "--precision", "bfloat16", "--profile",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["precision"] == "bfloat16" and result["profile"]
+
+
 BF16_SCRIPT = """
 import numpy as np, sys
 sys.path.insert(0, {tests!r})

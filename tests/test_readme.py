@@ -79,6 +79,7 @@ RUNS: dict[str, str] = {
     "python benches/paper.py --table": "as is",
     "sparse-mlp bench --profile --threads 1": "--samples 500 --epochs 1",
     "python benches/torch_export.py --threads 2": "--smoke",
+    "python benches/torch_export.py --threads 2 --w4c --only-w4": "--smoke",
     "python benches/paper.py --figure docs/fashion_mnist_curves.png": "as is",
     "python benches/ablation.py --table": "as is",
     "python benches/features.py --dataset fashion_mnist --epochs 100": "--smoke",

@@ -70,7 +70,7 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
     X = rng.standard_normal((args.samples, sizes[0]), dtype=np.float32)
     y = rng.integers(0, sizes[-1], size=args.samples)
     t0 = time.perf_counter()
-    model = SparseMLP(sizes, epsilon=args.epsilon, seed=0)
+    model = SparseMLP(sizes, epsilon=args.epsilon, seed=0, precision=args.precision)
     init = time.perf_counter() - t0
     model._net.set_profiling(args.profile)
     history = model.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
@@ -89,7 +89,7 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
     result = {"sizes": sizes, "connections": model.n_connections, "threads": _core.get_num_threads(),
               "init_seconds": init, "epoch_seconds": median, "samples_per_second": args.samples / median,
               "useful_gflops": useful, "numpy_gemm_gflops": gemm, "inference_seconds": infer,
-              "memory_bytes": model.memory_bytes}
+              "memory_bytes": model.memory_bytes, "precision": args.precision}
     if profile is not None:
         result["profile"] = profile_rows(profile, model._net.layer_nnz, args.samples, args.epochs,
                                          sum(r["topology_seconds"] for r in history))
@@ -97,7 +97,8 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
         print(json.dumps(result))
     else:
         print(f"model {'-'.join(map(str, sizes))}: {model.n_connections} connections, "
-              f"{model.memory_bytes / 1e6:.1f} MB, {_core.get_num_threads()} threads")
+              f"{model.memory_bytes / 1e6:.1f} MB, {_core.get_num_threads()} threads, "
+              f"{args.precision} activations ({_core.simd_level()} kernels)")
         print(f"training epoch of {args.samples} samples (median of {args.epochs}): {median:.3f} s, "
               f"{args.samples / median:,.0f} samples/s, {useful:.1f} GFLOP/s of sparse work")
         print(f"inference: {infer:.3f} s; numpy dense GEMM here: {gemm:.0f} GFLOP/s "

@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=_positive, default=128)
     b.add_argument("--epochs", type=_positive, default=3)
     b.add_argument("--threads", type=int)
+    b.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="what activations and errors are stored as")
     b.add_argument("--profile", action="store_true",
                    help="also time each part of the training step (a table of where the epoch goes)")
     b.add_argument("--json", action="store_true")

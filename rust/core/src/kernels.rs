@@ -358,8 +358,8 @@ fn axpy_block_bf16<I: Isa, const W: usize>(
 /// against `d`: the lanes of the portable [`Element::dot4`] of [`Bf16`].
 ///
 /// # Safety
-/// The CPU must have avx512f and avx512bf16; the caller is compiled with them
-/// (the AVX512-BF16 variant), so that the intrinsics inline.
+/// The CPU must have avx512f, avx512bw and avx512bf16; the caller is
+/// compiled with them (the AVX512-BF16 variant), so that the intrinsics inline.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn bf16_lanes<const R: usize>(rows: [&[Bf16]; R], d: &[Bf16]) -> [[f32; 16]; R] {
@@ -373,7 +373,8 @@ unsafe fn bf16_lanes<const R: usize>(rows: [&[Bf16]; R], d: &[Bf16]) -> [[f32; 1
         // on a CPU with avx512f (the caller's contract).
         unsafe { std::mem::transmute(_mm512_loadu_si512(x.as_ptr().cast())) }
     }
-    // SAFETY (the intrinsics): the CPU has avx512f and avx512bf16 (the caller's contract).
+    // SAFETY (the intrinsics): the CPU has avx512f, avx512bw and avx512bf16 (the
+    // caller's contract).
     unsafe {
         let mut acc = [_mm512_setzero_ps(); R];
         let mut c = 0;
@@ -385,9 +386,16 @@ unsafe fn bf16_lanes<const R: usize>(rows: [&[Bf16]; R], d: &[Bf16]) -> [[f32; 1
             c += 32;
         }
         if full < n {
-            let y = load(&padded32(d, full, n));
+            // the last values, zeros past them: a masked load reads only the
+            // values the mask names (the others are neither read nor faulted on)
+            let mask: __mmask32 = (1u32 << (n - full)) - 1;
+            let tail = |x: &[Bf16]| -> __m512bh {
+                let x = &x[full..n];
+                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, x.as_ptr().cast()))
+            };
+            let y = tail(d);
             for r in 0..R {
-                acc[r] = _mm512_dpbf16_ps(acc[r], load(&padded32(rows[r], full, n)), y);
+                acc[r] = _mm512_dpbf16_ps(acc[r], tail(rows[r]), y);
             }
         }
         let mut lanes = [[0.0f32; 16]; R];

@@ -68,6 +68,7 @@ fn detect() -> Level {
             && std::arch::is_x86_feature_detected!("fma")
         {
             let bf16 = cap != "avx512"
+                && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512bf16")
                 // SAFETY: the CPU reported avx512f and avx512bf16.
                 && unsafe { bf16_dot_is_pairwise_fma() };
@@ -190,7 +191,7 @@ macro_rules! multiversion {
             fn generic<I: $crate::simd::Isa $(, $g: $bound)?>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512vl,avx2,fma,avx512bf16")]
+            #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma,avx512bf16")]
             fn avx512bf16 $(<$g: $bound>)? ($($arg: $ty),*) { generic::<$crate::simd::Avx512Bf16Isa $(, $g)?>($($arg),*) }
 
             #[cfg(target_arch = "x86_64")]
@@ -204,7 +205,7 @@ macro_rules! multiversion {
             match $crate::simd::level() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx512Bf16 only after the CPU reported
-                // avx512f, avx512vl, avx2, fma and avx512bf16.
+                // avx512f, avx512vl, avx512bw, avx2, fma and avx512bf16.
                 $crate::simd::Level::Avx512Bf16 => unsafe { avx512bf16 $(::<$g>)? ($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx512 only after the CPU reported
