@@ -188,3 +188,22 @@ def test_the_network_codec_carries_the_precision():
     assert _netstate.build(meta, layers).precision == "float32"
     with pytest.raises(sm.InvalidInputError, match="unknown precision"):
         _netstate.build(dict(meta, precision="float8"), layers)
+
+
+def test_the_memory_refusal_suggests_bfloat16_and_bfloat16_fits_the_larger_batch(monkeypatch):
+    from sparse_mlp import model as model_module
+
+    X, y = blobs(100, 10, 3)
+    model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
+    before = model.memory_bytes
+    est = model.memory_estimate(batch_size=64)
+    # room for everything but a 64-sample float32 batch: 40 samples fit
+    room = est["training_total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
+    monkeypatch.setattr(model_module, "available_bytes", lambda: room)
+    with pytest.raises(sm.InsufficientMemoryError, match="batch_size=40 would fit, or about twice "
+                                                         "that with precision='bfloat16'"):
+        model.fit(X, y, epochs=1, batch_size=64, verbose=0)
+    model.precision = "bfloat16"
+    assert model.memory_estimate(64)["training_buffers"] < 40 * 4 * (10 + 500 + 400 + 500 + 400 + 2 * 500)
+    model.fit(X, y, epochs=1, batch_size=64, verbose=0)  # the advice is right
+    assert model.epochs_trained == 1

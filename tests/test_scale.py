@@ -38,7 +38,7 @@ def test_inference_matches_the_dense_reference_at_any_depth_and_chunk(hidden):
 def test_the_default_inference_chunk_keeps_buffers_within_256_mb():
     X, y = blobs(40, 20, 3)
     model = sm.SparseMLP([20, 70_000, 3], epsilon=1, seed=0)
-    per_sample = 4 * (20 + 2 * 70_000)
+    per_sample = 4 * (20 + 2 * 70_000 + 3)  # the input, two hidden blocks, the outputs
     assert model._net.inference_bytes(1) == per_sample
     assert model._net.inference_batch() == (256 << 20) // per_sample < 1024
     assert model.memory_estimate(16)["inference_buffers"] == 479 * per_sample

@@ -104,3 +104,7 @@ def format_bytes(n: float) -> str:
 
 
 __all__ = ["LIMIT_VARIABLE", "available_bytes", "format_bytes", "require"]
+
+
+# What InsufficientMemoryError's advice adds after the batch that fits, per precision.
+MORE_BATCH = {"float32": ", or about twice that with precision='bfloat16'", "bfloat16": ""}

@@ -20,7 +20,7 @@ from .activations import ActivationLike, AllReLU, resolve
 from .errors import CheckpointError, InsufficientMemoryError, InvalidInputError, SparseMLPError
 from .files import atomic_write
 from .layer import Layer
-from .memory import available_bytes, format_bytes
+from .memory import MORE_BATCH, available_bytes, format_bytes
 from .shape import connection_counts, layer_sizes
 from .training import loop
 from .training.data import is_regression, regression_metrics, sample_weights, targets
@@ -437,7 +437,7 @@ class SparseMLP:
             return
         per_sample = self._net.training_bytes(1)
         fits = (available + allocated - (est["training_total"] - est["training_buffers"])) // per_sample
-        advice = (f"batch_size={fits} would fit" if fits >= 1 else
+        advice = (f"batch_size={fits} would fit{MORE_BATCH[self.precision]}" if fits >= 1 else
                   "the model itself does not fit: use fewer neurons or connections")
         raise InsufficientMemoryError(
             f"training {'-'.join(map(str, self.sizes))} ({self.n_connections} connections) with "
