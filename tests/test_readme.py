@@ -52,6 +52,7 @@ RUNS: dict[str, str] = {
     "cargo bench": "-- --test",
     "python benches/compare.py": "--smoke",
     "python benches/compare.py --workloads W1 --repeats 5": "--smoke",
+    "python benches/compare.py --workloads W1,W2,W3,W5 --w3-sizes 8192": "--smoke",
     "python benches/madelon.py --seeds 5": "--seeds 1 --epochs 2",
     "python benches/w4.py": "--smoke",
     "python benches/w4.py --models sweep": "--smoke",
@@ -77,6 +78,10 @@ RUNS: dict[str, str] = {
     "python benches/paper.py --datasets higgs --rows all_relu,relu,dense --settings paper --seeds 3 "
     "--threads 1": "--smoke",
     "python benches/paper.py --table": "as is",
+    "python benches/paper.py --datasets madelon --rows all_relu --settings paper --seeds 15 --threads 1 "
+    "--precision float32,bfloat16": "--smoke",
+    "python benches/paper.py --datasets fashion_mnist --rows all_relu --settings preset --seeds 3 "
+    "--threads 1 --precision bfloat16": "--smoke",
     "sparse-mlp bench --profile --threads 1": "--samples 500 --epochs 1",
     "python benches/torch_export.py --threads 2": "--smoke",
     "python benches/torch_export.py --threads 2 --w4c --only-w4": "--smoke",
