@@ -57,6 +57,7 @@ RUNS: dict[str, str] = {
     "python benches/w4.py": "--smoke",
     "python benches/w4.py --models sweep": "--smoke",
     "python benches/w4.py --inference-only": "--smoke",
+    "python benches/w4.py --models w4d --precision bfloat16": "--smoke",
     "python benches/wasap.py": "--seeds 1 --epochs 2 --workloads madelon",
     "python benches/recycling.py": "--seeds 1 --epochs 2",
     'python benches/recycling.py --every 200 --fraction 0.05 --only "none;magnitude, initial;magnitude, '
