@@ -52,6 +52,15 @@ def assert_same_training_state(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+def room_for(model, samples, batch_size=64):
+    """Memory to report as available so that training ``model`` has room for
+    everything but its buffers of ``batch_size`` samples, and buffers for
+    ``samples`` samples: the batch its refusal should name."""
+    est = model.memory_estimate(batch_size=batch_size)
+    return (est["training_total"] - est["training_buffers"] + samples * model._net.training_bytes(1)
+            - model.memory_bytes)
+
+
 @pytest.fixture
 def threads():
     """Restores the thread count after a test changes it."""

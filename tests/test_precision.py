@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sparse_mlp as sm
-from conftest import assert_same_training_state, blobs
+from conftest import assert_same_training_state, blobs, room_for
 
 OPTIONS = dict(epochs=4, batch_size=16, learning_rate=0.02, verbose=0, topology=sm.SET(0.2))
 
@@ -195,10 +195,7 @@ def test_the_memory_refusal_suggests_bfloat16_and_bfloat16_fits_the_larger_batch
 
     X, y = blobs(100, 10, 3)
     model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
-    before = model.memory_bytes
-    est = model.memory_estimate(batch_size=64)
-    # room for everything but a 64-sample float32 batch: 40 samples fit
-    room = est["training_total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
+    room = room_for(model, 40)  # everything but a 64-sample float32 batch: 40 samples fit
     monkeypatch.setattr(model_module, "available_bytes", lambda: room)
     with pytest.raises(sm.InsufficientMemoryError, match="batch_size=40 would fit, or about twice "
                                                          "that with precision='bfloat16'"):

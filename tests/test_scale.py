@@ -9,7 +9,7 @@ import pytest
 
 import sparse_mlp as sm
 import sparse_mlp.model as model_module
-from conftest import blobs, dense_layers
+from conftest import blobs, dense_layers, room_for
 
 
 def _dense_forward(model, X):
@@ -73,9 +73,7 @@ def test_fit_refuses_before_allocating_when_memory_is_short(monkeypatch):
     X, y = blobs(100, 10, 3)
     model = sm.SparseMLP([10, 500, 400, 3], epsilon=20, seed=0)
     before = model.memory_bytes
-    est = model.memory_estimate(batch_size=64)
-    # room for everything but a 64-sample batch: 40 samples fit
-    room = est["training_total"] - est["training_buffers"] + 40 * model._net.training_bytes(1) - before
+    room = room_for(model, 40)  # everything but a 64-sample batch: 40 samples fit
     monkeypatch.setattr(model_module, "available_bytes", lambda: room)
     with pytest.raises(sm.InsufficientMemoryError, match=r"batch_size=40 would fit") as err:
         model.fit(X, y, epochs=1, batch_size=64, verbose=0)
