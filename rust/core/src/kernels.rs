@@ -560,7 +560,7 @@ multiversion! {
 /// else in `scratch` (see [`scratch`]), rounded into the row afterwards. `f`
 /// must write every value: the scratch holds an earlier row's.
 #[inline]
-fn in_f32<T: Stored>(row: &mut [T], scratch: &mut [f32], f: impl FnOnce(&mut [f32])) {
+pub(crate) fn in_f32<T: Stored>(row: &mut [T], scratch: &mut [f32], f: impl FnOnce(&mut [f32])) {
     match T::as_f32_mut(row) {
         Some(r) => f(r),
         None => {

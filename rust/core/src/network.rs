@@ -11,7 +11,7 @@ use crate::kernels;
 use crate::layer::Layer;
 use crate::loss::{BatchLoss, BatchTarget, Loss};
 use crate::optim::{Optimizer, OPTIMIZER_NAMES};
-use crate::precision::{narrow_row, widen_row, Bf16, Precision, Stored};
+use crate::precision::{widen_row, Bf16, Precision, Stored};
 use crate::profile::{Laps, Profile};
 use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
@@ -296,9 +296,8 @@ impl Workspace {
     /// Bytes of every buffer.
     fn bytes(&self) -> usize {
         let io = &self.io;
-        4 * (self.f32.len() + io.labels.len() + io.values.len() + io.weights.len())
-            + 4 * (io.logits.len() + io.out_delta.len())
-            + 2 * self.bf16.len()
+        let exact = [&io.logits, &io.out_delta, &io.values, &io.weights].map(|v| v.len());
+        4 * (self.f32.len() + io.labels.len() + exact.iter().sum::<usize>()) + 2 * self.bf16.len()
     }
 }
 
@@ -999,17 +998,12 @@ impl Network {
         };
         let weights = (!weights.is_empty()).then(|| &weights[..b]);
         let logits = &mut logits[..c * b];
-        let r = match T::as_f32_mut(&mut d0[..c * b]) {
-            Some(d) => self.loss.output(logits, c, b, target, weights, Some(d)),
-            None => {
-                let od = &mut out_delta[..c * b];
-                let r = self
-                    .loss
-                    .output(logits, c, b, target, weights, Some(&mut *od));
-                narrow_row(&mut d0[..c * b], od);
-                r
-            }
-        };
+        // the loss writes its error in float32: into the first error block
+        // when that is float32, else into `out_delta`, then rounded into it
+        let mut r = BatchLoss::default();
+        kernels::in_f32(&mut d0[..c * b], out_delta, |d| {
+            r = self.loss.output(logits, c, b, target, weights, Some(d));
+        });
         laps.lap(|p| &mut p.loss);
         let (mut cur, mut next) = (d0, d1);
         for l in (0..l_out).rev() {
