@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -58,6 +59,8 @@ args = p.parse_args()
 from mpi4py import MPI  # noqa: E402  (after argument errors, which need no MPI)
 
 rank = MPI.COMM_WORLD.Get_rank()
+# a rank on a host cut off from mpiexec cannot show its output: it goes to a file as well
+logging.basicConfig(filename=f"{args.out}.{rank}.log", level=logging.WARNING)
 rng = np.random.default_rng(0)
 n, f, c = args.samples + 300, 30, 4
 centers = rng.normal(scale=2.0, size=(c, f))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -32,6 +36,7 @@ SERVER = 0
 TAG_HEADER = 11  # worker -> server: what follows
 TAG_REPLY = 12  # server -> worker: what follows
 TAG_DATA = 13  # arrays after a header, either way
+ABORT_GRACE = 10.0  # seconds a rank waits for MPI_Abort before it exits by itself
 HEADER_LEN = 8  # float64 fields: kind, then up to 7 numbers (all exact below 2**53)
 
 # worker -> server
@@ -41,6 +46,21 @@ PARAMS, MODEL, LOCAL, STOP, DONE = 1, 2, 3, 4, 5
 
 
 # ---------------------------------------------------------------- transport
+
+
+def _exit_unless_aborted() -> None:
+    """Ends this process ABORT_GRACE seconds from now unless MPI_Abort has
+    ended it by then. Abort asks the launcher to end the job; on a host whose
+    link is down the launcher cannot be reached, and Abort never returns (nor
+    releases the interpreter, so a Python timer could not run): the kernel's
+    alarm signal, left to its default action, ends the process instead."""
+    try:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(math.ceil(ABORT_GRACE))
+    except ValueError:  # not the main thread: a timer, which runs if Abort lets it
+        timer = threading.Timer(ABORT_GRACE, os._exit, (2,))
+        timer.daemon = True
+        timer.start()
 
 
 class _Link:
@@ -75,6 +95,7 @@ class _Link:
         """Ends every rank of the job: for failures the ranks cannot agree on."""
         print(f"sparse_mlp.parallel: {message}", file=sys.stderr, flush=True)
         log.critical(message)
+        _exit_unless_aborted()
         # mpiexec forwards each rank's output asynchronously and Abort tears
         # the forwarding down: without a pause the message is sometimes lost
         time.sleep(1.0)
