@@ -93,6 +93,37 @@ def test_sync_run_is_deterministic_and_chunking_changes_nothing(tmp_path):
     assert big[0]["accuracy"] > 0.9
 
 
+def test_overlap_adds_one_step_of_staleness_and_a_synchronous_run_stays_deterministic(tmp_path):
+    """With overlap each worker sends a gradient computed on the values it
+    had before the previous answer: in WASSP every gradient but the first is
+    exactly one update stale, and the run is still the same every time."""
+    runs = []
+    for name in ("a", "b"):
+        rc, res, output, _ = run_job(tmp_path, "--sync", "--overlap", "on", "--epochs", "4", name=name)
+        assert rc == 0, output
+        runs.append(res)
+    assert len({r["sha"] for res in runs for r in res.values()}) == 1
+    phase1 = [rec for rec in runs[0][0]["history"] if rec["phase"] == 1]
+    assert all(rec["max_staleness"] == 1 for rec in phase1)
+    assert all(rec["mean_staleness"] == 1 for rec in phase1[1:])
+    assert 0.9 < phase1[0]["mean_staleness"] < 1
+    # without overlap (WASSP's default) nothing is stale
+    rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "4", name="c")
+    assert rc == 0, output
+    assert all(rec["max_staleness"] == 0 for rec in res[0]["history"] if rec["phase"] == 1)
+    assert res[0]["sha"] != runs[0][0]["sha"]
+
+
+@pytest.mark.parametrize("overlap", ["on", "off"])
+def test_asynchronous_runs_train_with_and_without_overlap(tmp_path, overlap):
+    rc, res, output, _ = run_job(tmp_path, "--overlap", overlap, "--epochs", "6")
+    assert rc == 0, output
+    assert len({r["sha"] for r in res.values()}) == 1 and res[0]["accuracy"] > 0.9
+    h = res[0]["history"]
+    assert 0 <= h[-1]["worker_comm_share_phase1"] < 1
+    assert all(rec["n_connections"] == sum(target_nnz()) for rec in h if rec["phase"] == 1)
+
+
 def test_adam_a_cosine_schedule_class_weights_and_early_stopping_under_mpi(tmp_path):
     rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--optimizer", "adam", "--lr", "0.003",
                                  "--cosine", "--balanced", "--early-stopping", "1")
@@ -415,7 +446,7 @@ def test_union_average_binding_matches_a_dense_reference():
 
 def test_bad_arguments_are_refused():
     for kwargs in ({"phase2_fraction": 1.5}, {"sync": "yes"}, {"chunk_mb": 0}, {"timeout": -1},
-                   {"threads": 0}):
+                   {"threads": 0}, {"overlap": "yes"}):
         with pytest.raises(sm.InvalidInputError):
             sm.parallel.WASAP(**kwargs)
 

@@ -89,6 +89,12 @@ class WASAP:
         Seconds a rank waits for a message before aborting the job (default
         600; ``None`` waits forever). Phase 2 sends a heartbeat every local
         epoch, so this must exceed a worker's local epoch.
+    overlap : bool, optional
+        Workers compute their next gradient while the previous one travels
+        and its answer comes back: one more step of staleness, less waiting.
+        ``False``: each worker waits for the answer. Default: ``True`` for
+        WASAP, ``False`` for WASSP (whose steps then stay synchronous; with
+        ``True`` every gradient is one step stale, still deterministic).
     """
 
     phase2_fraction: float = 0.3
@@ -98,11 +104,15 @@ class WASAP:
     threads: int | None = None
     chunk_mb: float = 64.0
     timeout: float | None = 600.0
+    overlap: bool | None = None
 
     def __post_init__(self) -> None:
         self.phase2_fraction = number("phase2_fraction", self.phase2_fraction, 0.0, 1.0)
-        if not isinstance(self.sync, (bool, np.bool_)):
-            raise InvalidInputError(f"sync must be True or False, got {self.sync!r}")
+        if self.overlap is None:
+            self.overlap = not self.sync
+        for name in ("sync", "overlap"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.warmup_epochs = int(number("warmup_epochs", self.warmup_epochs, 0, math.inf))
         if self.threads is not None:
             self.threads = positive_int("threads", self.threads)
@@ -216,8 +226,11 @@ class WASAP:
     def _plan(self, options: FitOptions) -> dict[str, Any]:
         """What every rank, and a resumed run, must share: the options and
         the protocol's settings (a different chunk size would garble messages)."""
-        return dict(options.plan(), phase2_fraction=self.phase2_fraction, sync=bool(self.sync),
+        plan = dict(options.plan(), phase2_fraction=self.phase2_fraction, sync=bool(self.sync),
                     warmup_epochs=self.warmup_epochs, chunk_mb=float(self.chunk_mb))
+        if self.overlap:  # (absent from runs saved before it existed, which did not overlap)
+            plan["overlap"] = True
+        return plan
 
     def _run(self, comm: Any, chunk: int, started: list[bool], model: Any, X: Any, y: Any,
              options: FitOptions | None, failed: Exception | None, validation_data: Any,

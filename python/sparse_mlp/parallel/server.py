@@ -87,6 +87,7 @@ class Server:
         self.packing = Packing(model._net)
         self.packings = {self._topo(): self.packing}
         self.worker_topo = dict.fromkeys(self.workers, self._topo())
+        self.worker_prev_topo = dict(self.worker_topo)
         self.params = np.empty(self.packing.length, np.float32)
         self.local: set[int] = set()  # workers in phase 2
         self.awaiting: set[int] = set()  # workers whose message has no answer yet
@@ -223,8 +224,10 @@ class Server:
         self.awaiting.discard(w)
         if self.worker_topo[w] != self._topo():
             self.link.send_model(w, MODEL, self.model._net, False, self.version)
+            # an overlapping worker's next gradient was computed on the topology it had
+            self.worker_prev_topo[w] = self.worker_topo[w]
             self.worker_topo[w] = self._topo()
-            live = set(self.worker_topo.values()) | {self._topo()}
+            live = set(self.worker_topo.values()) | set(self.worker_prev_topo.values()) | {self._topo()}
             self.packings = {v: p for v, p in self.packings.items() if v in live}
         else:
             self.model._net.pack_params(self.params)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import threading
@@ -54,13 +53,11 @@ def _exit_unless_aborted() -> None:
     link is down the launcher cannot be reached, and Abort never returns (nor
     releases the interpreter, so a Python timer could not run): the kernel's
     alarm signal, left to its default action, ends the process instead."""
-    try:
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(math.ceil(ABORT_GRACE))
-    except ValueError:  # not the main thread: a timer, which runs if Abort lets it
-        timer = threading.Timer(ABORT_GRACE, os._exit, (2,))
-        timer.daemon = True
-        timer.start()
+    # (from another thread the disposition stays as it is: the default unless
+    # the program chose a handler, which then runs when Abort returns)
+    signal.alarm(math.ceil(ABORT_GRACE))
 
 
 class _Link:
@@ -154,8 +151,9 @@ class _Link:
         for a in (text, idx, vals):
             self.send(a, dest)
 
-    def recv_model(self, source: int, hdr: np.ndarray) -> _core.Network:
-        return _netstate.build(*self._layers(*self.recv_payload(source, hdr)))
+    def build_model(self, payload: tuple[dict, np.ndarray, np.ndarray]) -> _core.Network:
+        """The network of a model message received by :meth:`recv_payload`."""
+        return _netstate.build(*self._layers(*payload))
 
     def recv_payload(self, source: int, hdr: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
         """A model message as sent: its metadata and its two flat arrays."""

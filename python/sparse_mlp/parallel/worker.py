@@ -3,8 +3,10 @@ for the server (phase 1), then local training of its replica (phase 2)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,21 @@ from .transport import (
     TAG_HEADER,
     TAG_REPLY,
     _Link,
+    _mpi,
 )
+
+log = logging.getLogger("sparse_mlp.parallel")
+
+
+def _overlap_possible() -> bool:
+    """Whether MPI lets a second thread communicate (mpi4py asks for
+    MPI_THREAD_MULTIPLE unless told otherwise)."""
+    MPI = _mpi()
+    if MPI.Query_thread() >= MPI.THREAD_MULTIPLE:
+        return True
+    log.warning("MPI was initialised without MPI_THREAD_MULTIPLE: the worker does not overlap "
+                "its communication with its computation")
+    return False
 
 
 def shard(data: TrainingData, worker: int, n_workers: int, seed: int
@@ -53,6 +69,8 @@ class Worker:
         self.phase1 = state["phase1"]
         self.rng = np.random.default_rng([self.run_seed, self.rank])
         self.compute_seconds = 0.0
+        self.wait_seconds = 0.0  # phase 1: time the worker could not compute for want of an answer
+        self.overlap = trainer.overlap and _overlap_possible()
 
     def _reseed(self, net: _core.Network) -> None:
         """Replicas draw their own dropout masks and SET positions: the seed
@@ -81,45 +99,85 @@ class Worker:
                 idx = order[i:i + b]
                 yield self.X[idx], self.y[idx], None if self.w is None else self.w[idx]
 
+    def _exchange(self, grad: np.ndarray, fields: tuple, params: np.ndarray) -> tuple[int, np.ndarray, Any]:
+        """Sends one gradient (``fields``: its header) and receives the
+        server's answer: (kind, header, the answer's payload)."""
+        self.link.send_header(SERVER, TAG_HEADER, GRAD, *fields)
+        self.link.send(grad, SERVER)
+        _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
+        kind = int(hdr[0])
+        if kind == PARAMS:
+            return kind, hdr, self.link.recv(params, SERVER)
+        if kind in (MODEL, LOCAL):
+            return kind, hdr, self.link.recv_payload(SERVER, hdr)
+        if kind == STOP:
+            return kind, hdr, self.link.recv_text(SERVER, hdr)
+        raise ParallelError(f"the server answered a gradient with message kind {kind}")
+
     def _phase1(self) -> int:
-        """Gradients to the server until it starts the local phase; returns its epochs."""
+        """Gradients to the server until it starts the local phase; returns its epochs.
+
+        With overlap, the exchange of one gradient (sending it, receiving the
+        answer) runs on a thread while the next mini-batch's gradient is
+        computed on the values known before that answer: one more step of
+        staleness (recorded by the server), and the worker waits only for
+        what the computation did not cover."""
         net = self.model._net
-        grad = np.empty(net.packed_len, np.float32)
-        params = np.empty_like(grad)  # reused for every answer until the topology changes
+        grads = [np.empty(net.packed_len, np.float32) for _ in range(2)]
+        params = np.empty(net.packed_len, np.float32)  # reused until the topology changes
         topo, pulled = net.run_state[3], 0
-        for k, (xb, yb, wb) in enumerate(self._batches()):
-            t = time.perf_counter()
-            loss_sum, correct = net.gradient_step(xb, yb, grad, sample_weight=wb)
-            self.compute_seconds += time.perf_counter() - t
-            if not math.isfinite(loss_sum):
-                raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
-                                      "learning rate or check the data")
-            self.link.send_header(SERVER, TAG_HEADER, GRAD, topo, pulled, yb.shape[0], loss_sum, correct)
-            self.link.send(grad, SERVER)
-            _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
-            kind = int(hdr[0])
-            if kind == PARAMS:
-                pulled = int(hdr[1])
-                net.unpack_params(self.link.recv(params, SERVER))
-            elif kind in (MODEL, LOCAL):
-                net = self.link.recv_model(SERVER, hdr)
-                self._reseed(net)
-                self.model._adopt(net, self.model._config, self.model.history, self.model.epochs_trained)
-                grad = np.empty(net.packed_len, np.float32)
-                params = np.empty_like(grad)
-                topo, pulled = net.run_state[3], int(hdr[4])
-                if kind == LOCAL:
-                    self.rate = float(hdr[6])  # the server's rate when the local phase began
-                    return int(hdr[5])
-            elif kind == STOP:
-                raise ParallelError(self.link.recv_text(SERVER, hdr))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="wasap-exchange") if self.overlap else None
+        in_flight: Future | None = None
+        try:
+            for k, (xb, yb, wb) in enumerate(self._batches()):
+                grad = grads[k % 2]
+                t = time.perf_counter()
+                loss_sum, correct = net.gradient_step(xb, yb, grad, sample_weight=wb)
+                self.compute_seconds += time.perf_counter() - t
+                if not math.isfinite(loss_sum):
+                    raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
+                                          "learning rate or check the data")
+                fields = (topo, pulled, yb.shape[0], loss_sum, correct)
+                t = time.perf_counter()
+                if pool is None:
+                    answer = self._exchange(grad, fields, params)
+                elif in_flight is None:  # the first gradient: nothing to wait for yet
+                    answer = None
+                else:
+                    answer, in_flight = in_flight.result(), None
+                self.wait_seconds += time.perf_counter() - t
+                if answer is not None:
+                    kind, hdr, payload = answer
+                    if kind == PARAMS:
+                        pulled = int(hdr[1])
+                        net.unpack_params(payload)
+                    elif kind == STOP:
+                        raise ParallelError(payload)
+                    else:  # MODEL or LOCAL
+                        net = self.link.build_model(payload)
+                        self._reseed(net)
+                        self.model._adopt(net, self.model._config, self.model.history,
+                                          self.model.epochs_trained)
+                        grads = [np.empty(net.packed_len, np.float32) for _ in range(2)]
+                        params = np.empty(net.packed_len, np.float32)
+                        topo, pulled = net.run_state[3], int(hdr[4])
+                        if kind == LOCAL:  # (a gradient computed meanwhile is not sent)
+                            self.rate = float(hdr[6])  # the server's rate when the local phase began
+                            return int(hdr[5])
+                if pool is not None:
+                    in_flight = pool.submit(self._exchange, grad, fields, params)
+        finally:
+            if in_flight is not None:  # a failure here: let the exchange end before reporting it
+                wait([in_flight])
+            if pool is not None:
+                pool.shutdown()
         raise AssertionError("unreachable")
 
     def _phase2(self, local_epochs: int) -> None:
         """Local training with SET on the shard; a heartbeat to the server
         after each epoch (where a stop order is noticed); then the replica
         goes to the server, and the worker waits for the average."""
-        waited = self.link.wait_seconds
+        waited = self.wait_seconds
         phase1_share = waited / max(waited + self.compute_seconds, 1e-12)
         done = 0
 
