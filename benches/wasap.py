@@ -5,9 +5,17 @@ per update.
 
     python benches/wasap.py                                # Madelon and W1 shape, 3 seeds
     python benches/wasap.py --workloads w1 --seeds 1 --epochs 10 --sync
+    python benches/wasap.py --hosts 3 --rates none,1gbit,100mbit --overlap on,off
 
 The sequential run uses all cores (``--threads``, default 2) in this process;
 the parallel one is started with ``mpiexec -n K+1`` and one thread per rank.
+
+``--hosts N`` (root only) puts the ranks on N hosts made of network
+namespaces (scripts/netns_hosts.py): the server on host 0, the workers spread
+over the others, every message over a link limited to each of ``--rates``
+(tc syntax; ``none``: unlimited). ``--one-host`` adds the same ranks all on
+host 0 (no link crossed), which separates what the network costs from what
+sharing the CPU costs. Each result is also appended to ``--results``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import sparse_mlp as sm
 from sparse_mlp.datasets import Split, load_madelon, standardize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "scripts"))
 MADELON = os.path.join(HERE, "..", "..", "shared", "data", "madelon")
 
 # SPEC §8 / BENCHMARKS W6 for Madelon; W1's network and batch on synthetic data of
@@ -81,7 +90,8 @@ def rank_job(args: argparse.Namespace) -> None:
     data = load(args.workload, args.data_dir)
     model = model_for(args.workload, args.seed)
     t0 = time.perf_counter()
-    h = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync).fit(
+    h = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, threads=1,
+                          overlap=args.overlap == "on").fit(
         model, data.X_train, data.y_train, validation_data=(data.X_test, data.y_test),
         **fit_options(args.workload, args.epochs))
     seconds = time.perf_counter() - t0
@@ -108,17 +118,35 @@ def rank_job(args: argparse.Namespace) -> None:
         json.dump(out, fh)
 
 
-def parallel(args: argparse.Namespace, workload: str, seed: int, epochs: int) -> dict:
+def parallel(args: argparse.Namespace, workload: str, seed: int, epochs: int, overlap: str,
+             rate: str | None = None, placement: str = "hosts") -> dict:
+    """One WASAP run: on this machine's own MPI (``args.hosts`` 0), or on
+    namespace hosts: a rank per host (``placement`` "hosts") or all on host 0."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        cmd = ["mpiexec", "-n", str(args.workers + 1), sys.executable, __file__, "--rank-job",
-               "--workload", workload, "--seed", str(seed), "--epochs", str(epochs),
-               "--phase2", str(args.phase2), "--data-dir", args.data_dir, "--out", out]
-        if args.sync:
-            cmd.append("--sync")
-        subprocess.run(cmd, check=True)
-        with open(out) as fh:
-            return json.load(fh)
+        ranks = args.workers + 1
+        argv = [sys.executable, __file__, "--rank-job", "--workload", workload, "--seed", str(seed),
+                "--epochs", str(epochs), "--phase2", str(args.phase2), "--data-dir", args.data_dir,
+                "--out", out, "--overlap", overlap] + (["--sync"] if args.sync else [])
+        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        if not args.hosts:
+            subprocess.run([mpiexec, "-n", str(ranks), *argv], check=True)
+            with open(out) as fh:
+                return json.load(fh)
+        from netns_hosts import NamespaceHosts
+
+        with NamespaceHosts(args.hosts, None if rate in (None, "none") else rate) as hosts:
+            if placement == "hosts":  # the server alone on host 0, workers round-robin on the others
+                per_host = [1] + [len(range(i, args.workers, args.hosts - 1)) for i in range(args.hosts - 1)]
+            else:
+                per_host = [ranks] + [0] * (args.hosts - 1)
+            before = hosts.tx_bytes(0)
+            subprocess.run(hosts.mpiexec(argv, per_host, mpiexec=mpiexec), check=True,
+                           env=hosts.env(MPIEXEC_TIMEOUT="7200"))
+            with open(out) as fh:
+                result = json.load(fh)
+            result["host0_tx_bytes"] = hosts.tx_bytes(0) - before
+        return result
 
 
 def main() -> None:
@@ -131,6 +159,11 @@ def main() -> None:
     p.add_argument("--phase2", type=float, default=0.3)
     p.add_argument("--sync", action="store_true", help="WASSP-SGD instead of WASAP-SGD")
     p.add_argument("--data-dir", default=MADELON)
+    p.add_argument("--hosts", type=int, default=0, help="namespace hosts (root; 0: plain mpiexec)")
+    p.add_argument("--rates", default="none", help="link rates with --hosts, e.g. none,1gbit,100mbit")
+    p.add_argument("--overlap", default="on", help="on, off or on,off: workers overlap communication")
+    p.add_argument("--one-host", action="store_true", help="with --hosts: also all ranks on host 0")
+    p.add_argument("--results", default=os.path.join(HERE, "wasap_results.jsonl"))
     # internal: one MPI rank
     p.add_argument("--rank-job", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--workload", help=argparse.SUPPRESS)
@@ -140,43 +173,69 @@ def main() -> None:
     if args.rank_job:
         rank_job(args)
         return
+    if args.hosts and args.hosts < 2:
+        p.error("--hosts needs at least 2 (the server's and a worker's)")
+    if args.hosts:
+        from netns_hosts import unavailable
+
+        why = unavailable()
+        if why:
+            p.error(f"--hosts: {why}")
     name = "WASSP" if args.sync else "WASAP"
+    setups = [(rate, "hosts") for rate in args.rates.split(",")] if args.hosts else [(None, "local")]
+    if args.hosts and args.one_host:
+        setups.append((None, "one host"))
     for workload in args.workloads.split(","):
         epochs = args.epochs or WORKLOADS[workload]["epochs"]
         data = load(workload, args.data_dir)
         print(f"{workload}: {WORKLOADS[workload]['sizes']}, {epochs} epochs, {args.seeds} seeds; "
               f"sequential on {args.threads} threads vs {name} 1 server + {args.workers} workers x 1 "
               f"thread, phase 2 = last {args.phase2:.0%}", flush=True)
-        seq, par = [], []
+        seq = []
         for seed in range(args.seeds):
             sm.set_num_threads(args.threads)
             seq.append(sequential(workload, data, seed, epochs))
-            par.append(parallel(args, workload, seed, epochs))
             print(f"  seed {seed}: sequential best {100 * seq[-1]['best']:.2f} % in "
-                  f"{seq[-1]['seconds']:.1f} s; {name} best {100 * par[-1]['best']:.2f} % "
-                  f"(averaged model {100 * par[-1]['last']:.2f} %) in {par[-1]['seconds']:.1f} s",
-                  flush=True)
+                  f"{seq[-1]['seconds']:.1f} s", flush=True)
+        for (rate, placement), overlap in ((s, o) for s in setups for o in args.overlap.split(",")):
+            where = {"local": "this machine's MPI", "one host": f"all ranks on host 0 of {args.hosts}",
+                     "hosts": f"{args.hosts} hosts, links {rate}"}[placement]
+            par = []
+            for seed in range(args.seeds):
+                par.append(parallel(args, workload, seed, epochs, overlap, rate, placement))
+                print(f"  seed {seed}: {name} ({where}, overlap {overlap}) best "
+                      f"{100 * par[-1]['best']:.2f} % (averaged model {100 * par[-1]['last']:.2f} %) in "
+                      f"{par[-1]['seconds']:.1f} s", flush=True)
+            report(name, seq, par)
+            row = {"workload": workload, "epochs": epochs, "seeds": args.seeds, "sync": args.sync,
+                   "workers": args.workers, "hosts": args.hosts, "placement": placement, "rate": rate,
+                   "overlap": overlap, "sequential": seq, "parallel": par,
+                   "date": time.strftime("%Y-%m-%d")}
+            with open(args.results, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
-        def mean(rs, key):
-            return statistics.mean(r[key] for r in rs)
 
-        def spread(rs, key):
-            return statistics.stdev(r[key] for r in rs) if len(rs) > 1 else 0.0
+def report(name: str, seq: list[dict], par: list[dict]) -> None:
+    def mean(rs, key):
+        return statistics.mean(r[key] for r in rs)
 
-        print(f"  best test accuracy: sequential {100 * mean(seq, 'best'):.2f} ± "
-              f"{100 * spread(seq, 'best'):.2f} %, {name} {100 * mean(par, 'best'):.2f} ± "
-              f"{100 * spread(par, 'best'):.2f} % (difference "
-              f"{100 * (mean(par, 'best') - mean(seq, 'best')):+.2f} points)")
-        print(f"  whole run: sequential {mean(seq, 'seconds'):.1f} s, {name} {mean(par, 'seconds'):.1f} s "
-              f"({mean(seq, 'seconds') / mean(par, 'seconds'):.2f}x)")
-        print(f"  training throughput: sequential {mean(seq, 'samples_per_second'):,.0f} samples/s, "
-              f"{name} phase 1 {mean(par, 'samples_per_second'):,.0f} samples/s "
-              f"({mean(par, 'samples_per_second') / mean(seq, 'samples_per_second'):.2f}x)")
-        print(f"  {name}: {mean(par, 'bytes_per_update') / 1e6:.3f} MB per update (both ways), workers "
-              f"wait on communication {100 * mean(par, 'comm_share'):.1f} % of phase 1, server idle "
-              f"{100 * mean(par, 'server_wait_share'):.1f} %, mean staleness "
-              f"{mean(par, 'mean_staleness'):.2f}, {mean(par, 'dropped_per_epoch'):.0f} stale gradient "
-              f"entries dropped per server epoch", flush=True)
+    def spread(rs, key):
+        return statistics.stdev(r[key] for r in rs) if len(rs) > 1 else 0.0
+
+    print(f"  best test accuracy: sequential {100 * mean(seq, 'best'):.2f} ± "
+          f"{100 * spread(seq, 'best'):.2f} %, {name} {100 * mean(par, 'best'):.2f} ± "
+          f"{100 * spread(par, 'best'):.2f} % (difference "
+          f"{100 * (mean(par, 'best') - mean(seq, 'best')):+.2f} points)")
+    print(f"  whole run: sequential {mean(seq, 'seconds'):.1f} s, {name} {mean(par, 'seconds'):.1f} s "
+          f"({mean(seq, 'seconds') / mean(par, 'seconds'):.2f}x)")
+    print(f"  training throughput: sequential {mean(seq, 'samples_per_second'):,.0f} samples/s, "
+          f"{name} phase 1 {mean(par, 'samples_per_second'):,.0f} samples/s "
+          f"({mean(par, 'samples_per_second') / mean(seq, 'samples_per_second'):.2f}x)")
+    print(f"  {name}: {mean(par, 'bytes_per_update') / 1e6:.3f} MB per update (both ways), workers "
+          f"wait on communication {100 * mean(par, 'comm_share'):.1f} % of phase 1, server idle "
+          f"{100 * mean(par, 'server_wait_share'):.1f} %, mean staleness "
+          f"{mean(par, 'mean_staleness'):.2f}, {mean(par, 'dropped_per_epoch'):.0f} stale gradient "
+          f"entries dropped per server epoch", flush=True)
 
 
 if __name__ == "__main__":
