@@ -78,11 +78,12 @@ def test_a_16_mib_message_crosses_the_link(hosts):
     assert max(sent[2:]) < 2**20, "hosts without ranks only see broadcast chatter"
 
 
-@pytest.mark.parametrize("sync", [False, True], ids=["wasap", "wassp"])
-def test_a_run_across_hosts_trains_and_its_messages_cross_the_links(hosts, tmp_path, sync):
+@pytest.mark.parametrize("sync, transport", [(False, "float32"), (True, "float32"), (False, "bfloat16")],
+                         ids=["wasap", "wassp", "wasap-bfloat16"])
+def test_a_run_across_hosts_trains_and_its_messages_cross_the_links(hosts, tmp_path, sync, transport):
     out = tmp_path / "run"
     before = [hosts.tx_bytes(i) for i in range(4)]
-    proc = start(hosts, out, "--epochs", "6", *(["--sync"] if sync else []))
+    proc = start(hosts, out, "--epochs", "6", "--transport", transport, *(["--sync"] if sync else []))
     output, _ = proc.communicate(timeout=LAUNCHER_LIMIT + 30)
     assert proc.returncode == 0, output
     sent = [hosts.tx_bytes(i) - b for i, b in enumerate(before)]

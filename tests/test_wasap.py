@@ -124,6 +124,47 @@ def test_asynchronous_runs_train_with_and_without_overlap(tmp_path, overlap):
     assert all(rec["n_connections"] == sum(target_nnz()) for rec in h if rec["phase"] == 1)
 
 
+def test_bfloat16_transport_halves_the_values_bytes_and_trains(tmp_path):
+    runs = {}
+    for transport in ("float32", "bfloat16"):
+        rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "4", "--transport", transport,
+                                     name=transport)
+        assert rc == 0, output
+        assert len({r["sha"] for r in res.values()}) == 1 and res[0]["accuracy"] > 0.9
+        runs[transport] = [rec for rec in res[0]["history"] if rec["phase"] == 1]
+    # after the first epoch only values travel (models when SET changed the topology)
+    full, half = (sum(rec["bytes_received"] for rec in runs[t]) for t in ("float32", "bfloat16"))
+    assert 0.45 < half / full < 0.55, (half, full)
+    assert runs["float32"][-1]["loss"] != runs["bfloat16"][-1]["loss"], "rounding changes the run"
+
+
+def test_bfloat16_rounding_is_to_nearest_even():
+    from sparse_mlp.parallel.transport import from_bfloat16, to_bfloat16
+
+    rng = np.random.default_rng(5)
+    scale = 10.0 ** rng.integers(-30, 30, 20000)
+    x = np.concatenate([(rng.standard_normal(20000) * scale).astype(np.float32),
+                        np.float32([0.0, -0.0, np.inf, -np.inf, 3.3895314e38, 1e-45, 1.0000001]),
+                        rng.integers(0, 2**32, 5000, dtype=np.uint32).view(np.float32)])
+    x = x[np.isfinite(x) | np.isinf(x)].astype(np.float32)
+    got = from_bfloat16(to_bfloat16(x), np.empty_like(x))
+    # the two bfloat16 neighbours of each value, and the nearer one (ties: even last bit)
+    low = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    high = ((x.view(np.uint32) >> 16) + np.uint32(1)).astype(np.uint32) << 16
+    high = high.view(np.float32)
+    # (above the largest bfloat16, the next one up is infinity: 2**128 as a distance)
+    with np.errstate(invalid="ignore"):  # infinities: their own low neighbour, at distance 0
+        up = np.where(np.isinf(high) & np.isfinite(x), np.sign(x).astype(np.float64) * 2.0**128,
+                      high.astype(np.float64))
+        d_low, d_high = np.abs(x.astype(np.float64) - low), np.abs(up - x)
+    d_low[np.isinf(x)], d_high[np.isinf(x)] = 0, np.inf
+    low_even = ((low.view(np.uint32) >> 16) & 1) == 0
+    want = np.where((d_low < d_high) | ((d_low == d_high) & low_even), low, high)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    nan = from_bfloat16(to_bfloat16(np.float32([np.nan, -np.nan])), np.empty(2, np.float32))
+    assert np.isnan(nan).all()
+
+
 def test_adam_a_cosine_schedule_class_weights_and_early_stopping_under_mpi(tmp_path):
     rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--optimizer", "adam", "--lr", "0.003",
                                  "--cosine", "--balanced", "--early-stopping", "1")
@@ -446,7 +487,7 @@ def test_union_average_binding_matches_a_dense_reference():
 
 def test_bad_arguments_are_refused():
     for kwargs in ({"phase2_fraction": 1.5}, {"sync": "yes"}, {"chunk_mb": 0}, {"timeout": -1},
-                   {"threads": 0}, {"overlap": "yes"}):
+                   {"threads": 0}, {"overlap": "yes"}, {"transport": "float16"}):
         with pytest.raises(sm.InvalidInputError):
             sm.parallel.WASAP(**kwargs)
 

@@ -59,7 +59,7 @@ from ..training.data import TrainingData, prepare
 from ..training.loop import check_schedule
 from ..training.options import DEFAULT_TOPOLOGY, FitOptions
 from .server import Server
-from .transport import GRAD, PARAMS, PROGRESS, SERVER, TAG_HEADER, TAG_REPLY, _Link, _mpi
+from .transport import GRAD, PARAMS, PROGRESS, SERVER, TAG_HEADER, TAG_REPLY, VALUE_TYPES, _Link, _mpi
 from .worker import Worker
 
 log = logging.getLogger("sparse_mlp.parallel")
@@ -95,6 +95,12 @@ class WASAP:
         ``False``: each worker waits for the answer. Default: ``True`` for
         WASAP, ``False`` for WASSP (whose steps then stay synchronous; with
         ``True`` every gradient is one step stale, still deterministic).
+        The server, too, receives the next gradient while it applies one.
+    transport : {"float32", "bfloat16"}
+        How gradients and parameter values travel in phase 1. ``"bfloat16"``
+        rounds them to bfloat16 on the way (half the bytes); the server's
+        weights, momentum and sums stay float32. Models (topology changes,
+        the local phase, replicas) always travel in full.
     """
 
     phase2_fraction: float = 0.3
@@ -105,9 +111,13 @@ class WASAP:
     chunk_mb: float = 64.0
     timeout: float | None = 600.0
     overlap: bool | None = None
+    transport: str = "float32"
 
     def __post_init__(self) -> None:
         self.phase2_fraction = number("phase2_fraction", self.phase2_fraction, 0.0, 1.0)
+        if self.transport not in VALUE_TYPES:
+            raise InvalidInputError(f"transport must be one of {', '.join(map(repr, VALUE_TYPES))}, "
+                                    f"got {self.transport!r}")
         if self.overlap is None:
             self.overlap = not self.sync
         for name in ("sync", "overlap"):
@@ -228,8 +238,11 @@ class WASAP:
         the protocol's settings (a different chunk size would garble messages)."""
         plan = dict(options.plan(), phase2_fraction=self.phase2_fraction, sync=bool(self.sync),
                     warmup_epochs=self.warmup_epochs, chunk_mb=float(self.chunk_mb))
-        if self.overlap:  # (absent from runs saved before it existed, which did not overlap)
+        # (absent from runs saved before they existed, which did not overlap nor round)
+        if self.overlap:
             plan["overlap"] = True
+        if self.transport != "float32":
+            plan["transport"] = self.transport
         return plan
 
     def _run(self, comm: Any, chunk: int, started: list[bool], model: Any, X: Any, y: Any,
@@ -237,7 +250,7 @@ class WASAP:
              callbacks: Any, weights: tuple[Any, Any]) -> list[dict[str, Any]]:
         MPI = _mpi()
         rank = comm.Get_rank()
-        link = _Link(comm, chunk, self.timeout)
+        link = _Link(comm, chunk, self.timeout, self.transport)
         threads = self.threads or _default_threads(comm)
         # Everyone validates its own inputs; then all agree or all raise (an
         # error of one rank must not leave the others waiting in a collective).

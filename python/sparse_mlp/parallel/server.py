@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from .transport import (
     TAG_REPLY,
     _Link,
     _mpi,
+    overlap_possible,
 )
 
 log = logging.getLogger("sparse_mlp.parallel")
@@ -104,6 +106,12 @@ class Server:
                          if trainer.sync else options.schedule)
         self.o = options.replace(learning_rate=self.schedule)
         self.state.setdefault("schedule", {})
+        # With overlap, a thread receives the next gradient while this one is applied.
+        self.pool = (ThreadPoolExecutor(1, thread_name_prefix="wasap-receive")
+                     if trainer.overlap and overlap_possible() else None)
+        self.incoming: Future | None = None
+        self.expected = 0  # phase-1 gradient messages still to receive
+        self.idle_seconds = 0.0  # time the server had nothing to do but wait
 
     def _topo(self) -> int:
         return self.model._net.run_state[3]
@@ -126,6 +134,9 @@ class Server:
         try:
             self.callbacks.on_train_begin(self.run_info)
             if not self.state["finished"]:
+                per_update = self.K if self.t.sync else 1
+                self.expected = ((self.state["phase1"] - self.state["done"]) * self._updates_per_epoch()
+                                 * per_update)
                 while self.state["done"] < self.state["phase1"]:
                     self._server_epoch()
                 self._local_phase()
@@ -139,6 +150,8 @@ class Server:
             raise ParallelError(reason) from e
         finally:
             self.progress.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=False)
         for w in self.workers:
             self.link.send_header(w, TAG_REPLY, DONE)
         return self.run_info.history
@@ -151,7 +164,7 @@ class Server:
 
     def _server_epoch(self) -> None:
         t0 = time.perf_counter()
-        sent0, recv0, wait0 = self.link.sent, self.link.received, self.link.wait_seconds
+        sent0, recv0, wait0 = self.link.sent, self.link.received, self.idle_seconds
         epoch = self.state["done"] + 1
         n_updates = self._updates_per_epoch()
         acc = {"loss": 0.0, "correct": 0, "samples": 0, "staleness": [], "dropped": 0}
@@ -177,33 +190,59 @@ class Server:
                     record = self._end_of_epoch(epoch, acc, n_updates, float(rates[0]))
                 self._reply(w)
         record.update(bytes_sent=self.link.sent - sent0, bytes_received=self.link.received - recv0,
-                      server_wait_seconds=self.link.wait_seconds - wait0,
+                      server_wait_seconds=self.idle_seconds - wait0,
                       seconds=time.perf_counter() - t0)
         record["samples_per_second"] = acc["samples"] / record["seconds"]
         self._publish(record, save=True)
 
+    def _receive_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None]:
+        """The next phase-1 message from any worker: its source and header,
+        and for a gradient its topology's packing and its values."""
+        src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
+        if int(hdr[0]) != GRAD:
+            return src, hdr, None, None
+        packing = self.packings[int(hdr[1])]
+        return src, hdr, packing, self.link.recv_values(packing.length, src)
+
+    def _take_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None]:
+        """The message received meanwhile by the overlap thread, or the next one."""
+        t = time.perf_counter()
+        if self.incoming is not None:
+            message, self.incoming = self.incoming.result(), None
+        else:
+            message = self._receive_message()
+        self.idle_seconds += time.perf_counter() - t
+        return message
+
+    def _prefetch(self) -> None:
+        """Starts receiving the next gradient while this one is applied, if
+        one is due and some worker is computing one (not waiting for an answer)."""
+        computing = len(self.awaiting) + len(self.local) < self.K
+        if self.pool is not None and self.expected > 0 and computing:
+            self.incoming = self.pool.submit(self._receive_message)
+
     def _receive_gradient(self, acc: dict) -> tuple[int, np.ndarray]:
         """The next gradient from any worker, on the current topology."""
-        while True:
-            src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
-            kind = int(hdr[0])
-            if kind == FAILED:
-                raise self._failed(src, hdr)
-            if kind != GRAD:
-                raise ParallelError(f"worker {src} sent message kind {kind} during phase 1")
-            topo, pulled, samples, loss_sum, correct = int(hdr[1]), int(hdr[2]), *hdr[3:6].tolist()
-            packing = self.packings[topo]
-            g = self.link.recv(np.empty(packing.length, np.float32), src)
-            if topo != self._topo():
-                fresh = np.empty(self.packing.length, np.float32)
-                acc["dropped"] += self.packing.remap(g, packing, fresh)
-                g = fresh
-            acc["loss"] += loss_sum
-            acc["correct"] += int(correct)
-            acc["samples"] += int(samples)
-            acc["staleness"].append(self.version - pulled)
-            self.awaiting.add(src)
-            return src, g
+        src, hdr, packing, g = self._take_message()
+        kind = int(hdr[0])
+        if kind == FAILED:
+            raise self._failed(src, hdr)
+        if kind != GRAD:
+            raise ParallelError(f"worker {src} sent message kind {kind} during phase 1")
+        assert packing is not None and g is not None
+        topo, pulled, samples, loss_sum, correct = int(hdr[1]), int(hdr[2]), *hdr[3:6].tolist()
+        if topo != self._topo():
+            fresh = np.empty(self.packing.length, np.float32)
+            acc["dropped"] += self.packing.remap(g, packing, fresh)
+            g = fresh
+        acc["loss"] += loss_sum
+        acc["correct"] += int(correct)
+        acc["samples"] += int(samples)
+        acc["staleness"].append(self.version - pulled)
+        self.awaiting.add(src)
+        self.expected -= 1
+        self._prefetch()
+        return src, g
 
     def _failed(self, src: int, hdr: np.ndarray) -> ParallelError:
         self.awaiting.add(src)
@@ -232,7 +271,7 @@ class Server:
         else:
             self.model._net.pack_params(self.params)
             self.link.send_header(w, TAG_REPLY, PARAMS, self.version)
-            self.link.send(self.params, w)
+            self.link.send_values(self.params, w)
 
     def _end_of_epoch(self, epoch: int, acc: dict, n_updates: int, lr: float) -> dict[str, Any]:
         """Evaluation, then the topology step (pruning, SET) on the server's model."""
@@ -291,7 +330,7 @@ class Server:
             if kind == FAILED:
                 raise self._failed(src, hdr)
             if kind == GRAD and src in pending:
-                self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), src)
+                self.link.recv_values(self.packings[int(hdr[1])].length, src)
                 self.link.send_model(src, LOCAL, self.model._net, True, self.version, local_epochs,
                                      self.state.get("rate", self.schedule.base()))
                 pending.discard(src)
@@ -357,11 +396,17 @@ class Server:
         worker in phase 1 that is computing gets it as the answer to its next
         message; one in phase 2 finds it after its current local epoch."""
         log.error("stopping every rank: %s", reason)
+        if self.incoming is not None:  # a worker's message the overlap thread is receiving
+            src, hdr, _, _ = self.incoming.result()
+            self.incoming = None
+            if int(hdr[0]) == FAILED:
+                self.link.recv_text(src, hdr)
+            self.awaiting.add(src)
         for w in self.workers:
             if w not in self.awaiting and w not in self.local:
                 _, hdr = self.link.recv_header(w, TAG_HEADER)
                 if int(hdr[0]) == GRAD:
-                    self.link.recv(np.empty(self.packings[int(hdr[1])].length, np.float32), w)
+                    self.link.recv_values(self.packings[int(hdr[1])].length, w)
                 elif int(hdr[0]) == FAILED:
                     self.link.recv_text(w, hdr)
             self.link.send_text(w, TAG_REPLY, STOP, reason)

@@ -47,6 +47,34 @@ PARAMS, MODEL, LOCAL, STOP, DONE = 1, 2, 3, 4, 5
 # ---------------------------------------------------------------- transport
 
 
+def overlap_possible() -> bool:
+    """Whether MPI lets a second thread communicate beside the main one
+    (mpi4py asks for MPI_THREAD_MULTIPLE unless told otherwise)."""
+    MPI = _mpi()
+    if MPI.Query_thread() >= MPI.THREAD_MULTIPLE:
+        return True
+    log.warning("MPI was initialised without MPI_THREAD_MULTIPLE: communication does not overlap "
+                "computation")
+    return False
+
+
+def to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as the
+    upper 16 bits; NaN stays NaN."""
+    bits = a.view(np.uint32)
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+    return np.where(np.isnan(a), np.uint16(0x7FC0), rounded)
+
+
+def from_bfloat16(b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """bfloat16 bits widened (exactly) into float32 ``out``."""
+    np.left_shift(b, 16, out=out.view(np.uint32), dtype=np.uint32)
+    return out
+
+
+VALUE_TYPES = ("float32", "bfloat16")
+
+
 def _exit_unless_aborted() -> None:
     """Ends this process ABORT_GRACE seconds from now unless MPI_Abort has
     ended it by then. Abort asks the launcher to end the job; on a host whose
@@ -64,8 +92,9 @@ class _Link:
     """Buffer-based messages between the ranks, in chunks, with polling waits
     (a blocking MPI wait spins a core) bounded by a timeout, and byte counts."""
 
-    def __init__(self, comm, chunk_elems: int, timeout: float | None) -> None:
+    def __init__(self, comm, chunk_elems: int, timeout: float | None, values: str = "float32") -> None:
         self.MPI = _mpi()
+        self.values = values  # how gradients and parameter values travel
         self.comm = comm
         self.rank = comm.Get_rank()
         self.chunk = chunk_elems
@@ -126,6 +155,19 @@ class _Link:
                       f"data from rank {source}")
         self.received += out.nbytes
         return out
+
+    # Gradients and parameter values: float32, or rounded to bfloat16 on the way.
+
+    def send_values(self, a: np.ndarray, dest: int) -> None:
+        self.send(to_bfloat16(a) if self.values == "bfloat16" else a, dest)
+
+    def recv_values_into(self, out: np.ndarray, source: int) -> np.ndarray:
+        if self.values == "bfloat16":
+            return from_bfloat16(self.recv(np.empty(out.size, np.uint16), source), out)
+        return self.recv(out, source)
+
+    def recv_values(self, n: int, source: int) -> np.ndarray:
+        return self.recv_values_into(np.empty(n, np.float32), source)
 
     def bcast(self, a: np.ndarray) -> np.ndarray:
         for i in range(0, max(a.size, 1), self.chunk):

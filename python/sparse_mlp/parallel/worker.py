@@ -3,7 +3,6 @@ for the server (phase 1), then local training of its replica (phase 2)."""
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -29,21 +28,8 @@ from .transport import (
     TAG_HEADER,
     TAG_REPLY,
     _Link,
-    _mpi,
+    overlap_possible,
 )
-
-log = logging.getLogger("sparse_mlp.parallel")
-
-
-def _overlap_possible() -> bool:
-    """Whether MPI lets a second thread communicate (mpi4py asks for
-    MPI_THREAD_MULTIPLE unless told otherwise)."""
-    MPI = _mpi()
-    if MPI.Query_thread() >= MPI.THREAD_MULTIPLE:
-        return True
-    log.warning("MPI was initialised without MPI_THREAD_MULTIPLE: the worker does not overlap "
-                "its communication with its computation")
-    return False
 
 
 def shard(data: TrainingData, worker: int, n_workers: int, seed: int
@@ -70,7 +56,7 @@ class Worker:
         self.rng = np.random.default_rng([self.run_seed, self.rank])
         self.compute_seconds = 0.0
         self.wait_seconds = 0.0  # phase 1: time the worker could not compute for want of an answer
-        self.overlap = trainer.overlap and _overlap_possible()
+        self.overlap = trainer.overlap and overlap_possible()
 
     def _reseed(self, net: _core.Network) -> None:
         """Replicas draw their own dropout masks and SET positions: the seed
@@ -103,11 +89,11 @@ class Worker:
         """Sends one gradient (``fields``: its header) and receives the
         server's answer: (kind, header, the answer's payload)."""
         self.link.send_header(SERVER, TAG_HEADER, GRAD, *fields)
-        self.link.send(grad, SERVER)
+        self.link.send_values(grad, SERVER)
         _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
         kind = int(hdr[0])
         if kind == PARAMS:
-            return kind, hdr, self.link.recv(params, SERVER)
+            return kind, hdr, self.link.recv_values_into(params, SERVER)
         if kind in (MODEL, LOCAL):
             return kind, hdr, self.link.recv_payload(SERVER, hdr)
         if kind == STOP:
