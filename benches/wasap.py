@@ -91,7 +91,7 @@ def rank_job(args: argparse.Namespace) -> None:
     model = model_for(args.workload, args.seed)
     t0 = time.perf_counter()
     h = sm.parallel.WASAP(phase2_fraction=args.phase2, sync=args.sync, threads=1,
-                          overlap=args.overlap == "on").fit(
+                          overlap=args.overlap == "on", transport=args.transport).fit(
         model, data.X_train, data.y_train, validation_data=(data.X_test, data.y_test),
         **fit_options(args.workload, args.epochs))
     seconds = time.perf_counter() - t0
@@ -119,7 +119,7 @@ def rank_job(args: argparse.Namespace) -> None:
 
 
 def parallel(args: argparse.Namespace, workload: str, seed: int, epochs: int, overlap: str,
-             rate: str | None = None, placement: str = "hosts") -> dict:
+             transport: str, rate: str | None = None, placement: str = "hosts") -> dict:
     """One WASAP run: on this machine's own MPI (``args.hosts`` 0), or on
     namespace hosts: a rank per host (``placement`` "hosts") or all on host 0."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,12 +127,12 @@ def parallel(args: argparse.Namespace, workload: str, seed: int, epochs: int, ov
         ranks = args.workers + 1
         argv = [sys.executable, __file__, "--rank-job", "--workload", workload, "--seed", str(seed),
                 "--epochs", str(epochs), "--phase2", str(args.phase2), "--data-dir", args.data_dir,
-                "--out", out, "--overlap", overlap] + (["--sync"] if args.sync else [])
+                "--out", out, "--overlap", overlap, "--transport", transport]
+        argv += ["--sync"] if args.sync else []
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
         if not args.hosts:
-            subprocess.run([mpiexec, "-n", str(ranks), *argv], check=True)
-            with open(out) as fh:
-                return json.load(fh)
+            done = subprocess.run([mpiexec, "-n", str(ranks), *argv], capture_output=True, text=True)
+            return finished(done, out)
         from netns_hosts import NamespaceHosts
 
         with NamespaceHosts(args.hosts, None if rate in (None, "none") else rate) as hosts:
@@ -141,12 +141,20 @@ def parallel(args: argparse.Namespace, workload: str, seed: int, epochs: int, ov
             else:
                 per_host = [ranks] + [0] * (args.hosts - 1)
             before = hosts.tx_bytes(0)
-            subprocess.run(hosts.mpiexec(argv, per_host, mpiexec=mpiexec), check=True,
-                           env=hosts.env(MPIEXEC_TIMEOUT="7200"))
-            with open(out) as fh:
-                result = json.load(fh)
+            done = subprocess.run(hosts.mpiexec(argv, per_host, mpiexec=mpiexec), capture_output=True,
+                                  text=True, env=hosts.env(MPIEXEC_TIMEOUT="7200"))
+            result = finished(done, out)
             result["host0_tx_bytes"] = hosts.tx_bytes(0) - before
         return result
+
+
+def finished(done: subprocess.CompletedProcess, out: str) -> dict:
+    """A run's figures, or why it failed (e.g. its training diverged)."""
+    if done.returncode == 0:
+        with open(out) as fh:
+            return json.load(fh)
+    errors = [line for line in done.stderr.splitlines() if "Error" in line]
+    return {"failed": errors[-1] if errors else done.stderr[-500:]}
 
 
 def main() -> None:
@@ -162,6 +170,7 @@ def main() -> None:
     p.add_argument("--hosts", type=int, default=0, help="namespace hosts (root; 0: plain mpiexec)")
     p.add_argument("--rates", default="none", help="link rates with --hosts, e.g. none,1gbit,100mbit")
     p.add_argument("--overlap", default="on", help="on, off or on,off: workers overlap communication")
+    p.add_argument("--transport", default="float32", help="float32, bfloat16 or both, comma-separated")
     p.add_argument("--one-host", action="store_true", help="with --hosts: also all ranks on host 0")
     p.add_argument("--results", default=os.path.join(HERE, "wasap_results.jsonl"))
     # internal: one MPI rank
@@ -197,25 +206,34 @@ def main() -> None:
             seq.append(sequential(workload, data, seed, epochs))
             print(f"  seed {seed}: sequential best {100 * seq[-1]['best']:.2f} % in "
                   f"{seq[-1]['seconds']:.1f} s", flush=True)
-        for (rate, placement), overlap in ((s, o) for s in setups for o in args.overlap.split(",")):
+        variants = [(s, o, t) for s in setups for o in args.overlap.split(",")
+                    for t in args.transport.split(",")]
+        for (rate, placement), overlap, transport in variants:
             where = {"local": "this machine's MPI", "one host": f"all ranks on host 0 of {args.hosts}",
                      "hosts": f"{args.hosts} hosts, links {rate}"}[placement]
             par = []
             for seed in range(args.seeds):
-                par.append(parallel(args, workload, seed, epochs, overlap, rate, placement))
-                print(f"  seed {seed}: {name} ({where}, overlap {overlap}) best "
+                par.append(parallel(args, workload, seed, epochs, overlap, transport, rate, placement))
+                if "failed" in par[-1]:
+                    print(f"  seed {seed}: {name} ({where}, overlap {overlap}, {transport}) failed: "
+                          f"{par[-1]['failed']}", flush=True)
+                    continue
+                print(f"  seed {seed}: {name} ({where}, overlap {overlap}, {transport}) best "
                       f"{100 * par[-1]['best']:.2f} % (averaged model {100 * par[-1]['last']:.2f} %) in "
                       f"{par[-1]['seconds']:.1f} s", flush=True)
             report(name, seq, par)
             row = {"workload": workload, "epochs": epochs, "seeds": args.seeds, "sync": args.sync,
                    "workers": args.workers, "hosts": args.hosts, "placement": placement, "rate": rate,
-                   "overlap": overlap, "sequential": seq, "parallel": par,
+                   "overlap": overlap, "transport": transport, "sequential": seq, "parallel": par,
                    "date": time.strftime("%Y-%m-%d")}
             with open(args.results, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
 
 
 def report(name: str, seq: list[dict], par: list[dict]) -> None:
+    par = [r for r in par if "failed" not in r]
+    if not par:
+        return
     def mean(rs, key):
         return statistics.mean(r[key] for r in rs)
 

@@ -154,11 +154,14 @@ class NamespaceHosts:
 
     # ---- running on the hosts
 
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment for :meth:`mpiexec`: Hydra's launcher settings and
-        MPICH over libfabric's TCP provider on ``eth0``."""
-        return dict(os.environ, HYDRA_LAUNCHER_AUTOFORK="0", MPIR_CVAR_CH4_NETMOD="ofi",
-                    FI_PROVIDER="tcp", FI_TCP_IFACE="eth0", **extra)
+    def env(self, netmod: bool = True, **extra: str) -> dict[str, str]:
+        """The environment for :meth:`mpiexec`: Hydra's launcher settings,
+        MPICH over libfabric's TCP provider on ``eth0`` (unless ``netmod`` is
+        False: the caller's settings then), and ``extra``."""
+        env = dict(os.environ, HYDRA_LAUNCHER_AUTOFORK="0")
+        if netmod:
+            env.update(MPIR_CVAR_CH4_NETMOD="ofi", FI_PROVIDER="tcp", FI_TCP_IFACE="eth0")
+        return dict(env, **extra)
 
     def mpiexec(self, argv: list[str], ranks_per_host: list[int] | None = None,
                 mpiexec: str = "mpiexec") -> list[str]:

@@ -8,6 +8,7 @@ netmod would silently move it through shared memory between namespaces."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,8 +17,11 @@ import pytest
 from test_wasap import JOB, mpiexec, target_nnz
 
 import sparse_mlp as sm
+from doc_commands import commands
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
+GUIDE = os.path.join(os.path.dirname(__file__), "..", "docs", "guide.md")
+sys.path.insert(0, SCRIPTS)
 from netns_hosts import NamespaceHosts, unavailable  # noqa: E402
 
 WHY = unavailable()
@@ -63,6 +67,43 @@ def rank_processes(hosts):
             count += any(a.endswith(b"wasap_job.py") for a in argv[1:2])
         alive.append(count)
     return alive
+
+
+def test_the_probe_of_the_guide_reports_the_bytes_that_crossed():
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "netns_hosts.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sent = int(re.search(r"host 0 sent ([\d,]+) bytes", proc.stdout).group(1).replace(",", ""))
+    assert sent >= 2**24, proc.stdout
+
+
+def test_the_guides_cluster_recipe_runs_on_namespace_hosts(hosts, tmp_path, madelon_dir, monkeypatch):
+    """The guide's hostfile, settings and command, on four namespace hosts
+    (the launcher flags stand in for ssh; the hostfile names their addresses)."""
+    with open(GUIDE) as fh:
+        guide = fh.read()
+    command = next(c for c in commands(guide) if c.startswith("mpiexec -f hosts"))
+    recipe = guide[guide.index("### Across machines"):]
+    assert "".join(f"    node{i}:1\n" for i in range(4)) in recipe
+    exports = re.search(r"^ +export (.*)$", recipe, flags=re.M).group(1).split()
+    env = hosts.env(netmod=False, **dict(e.split("=", 1) for e in exports))
+    assert env["MPIR_CVAR_CH4_NETMOD"] == "ofi" and env["FI_TCP_IFACE"] == "eth0"
+    env["MPIEXEC_TIMEOUT"] = str(LAUNCHER_LIMIT)
+    monkeypatch.chdir(tmp_path)
+    os.symlink(os.path.dirname(os.path.dirname(os.path.abspath(madelon_dir))), tmp_path.parent / "shared")
+    launcher = hosts.mpiexec([], mpiexec=mpiexec())
+    argv = launcher[:launcher.index("-f")] + command.split()[1:] + ["--epochs", "3", "--verbose", "0"]
+    with open("hosts", "w") as fh:
+        fh.writelines(f"{a}:1\n" for a in hosts.addresses)
+    before = hosts.tx_bytes(0)
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = bin_dir + os.pathsep + env["PATH"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=LAUNCHER_LIMIT + 30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "final test accuracy" in proc.stdout
+    assert hosts.tx_bytes(0) - before > 2**20
+    saved = sm.SparseMLP.load("runs/cluster.npz")
+    assert saved._config["fit"]["finished"] and saved.epochs_trained == 3
 
 
 def test_a_16_mib_message_crosses_the_link(hosts):

@@ -107,7 +107,7 @@ def test_overlap_adds_one_step_of_staleness_and_a_synchronous_run_stays_determin
     assert all(rec["max_staleness"] == 1 for rec in phase1)
     assert all(rec["mean_staleness"] == 1 for rec in phase1[1:])
     assert 0.9 < phase1[0]["mean_staleness"] < 1
-    # without overlap (WASSP's default) nothing is stale
+    # without overlap (the default) nothing is stale
     rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "4", name="c")
     assert rc == 0, output
     assert all(rec["max_staleness"] == 0 for rec in res[0]["history"] if rec["phase"] == 1)

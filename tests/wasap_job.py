@@ -39,7 +39,7 @@ p.add_argument("--kill-on", help="KIND:N: --kill-rank kills itself (SIGKILL) as 
 p.add_argument("--other-data-rank", type=int, help="this rank gets different training data")
 p.add_argument("--other-row-rank", type=int, help="this rank's X differs in one value of row 1")
 p.add_argument("--batch", type=int, default=16)
-p.add_argument("--overlap", choices=["on", "off"], help="default: WASAP's (on unless --sync)")
+p.add_argument("--overlap", choices=["on", "off"], default="off")
 p.add_argument("--transport", default="float32", help="how gradients and values travel")
 p.add_argument("--custom-topology", action="store_true",
                help="a registered strategy of the job's own, whose repr differs on every rank")
@@ -138,7 +138,7 @@ try:
         lr = sm.schedules.Cosine(lr, final=lr / 100)
     history = sm.parallel.WASAP(phase2_fraction=phase2, sync=args.sync, chunk_mb=args.chunk_mb,
                                 timeout=args.timeout,
-                                overlap=None if args.overlap is None else args.overlap == "on",
+                                overlap=args.overlap == "on",
                                 transport=args.transport).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=args.batch, learning_rate=lr,
         topology=EveryOtherSET() if args.custom_topology else sm.SET(),

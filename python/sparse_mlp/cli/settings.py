@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     **dict(data="synthetic", label="-1", test_fraction=0.25, dropout=0.3, activation="all_relu",
            zeta=0.3, set_every=1, prune=False, prune_start=200, prune_every=10, prune_percentile=None,
            prune_keep=None, prune_shrink=False, recycling="none", seed=0, phase2_fraction=0.3,
+           transport="float32", overlap=False, timeout=600.0,
            quiet=False, paper_settings=False, optimizer="sgd", schedule="constant",
            final_learning_rate=0.0, schedule_warmup=0, schedule_factor=None, schedule_every=30,
            schedule_patience=10, monitor="val_loss", early_stopping=None, restore_best=False,
@@ -204,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="data-parallel training over MPI; start with mpiexec -n K+1 sparse-mlp train ...")
     par.add_argument("--phase2-fraction", type=float,
                      help="with --parallel: share of the epochs trained locally, then averaged")
+    par.add_argument("--transport", choices=["float32", "bfloat16"],
+                     help="with --parallel: how gradients and values travel (bfloat16: half the bytes)")
+    par.add_argument("--overlap", action=argparse.BooleanOptionalAction,
+                     help="with --parallel: workers compute while their messages travel, one "
+                          "more step stale (default: off)")
+    par.add_argument("--timeout", type=float,
+                     help="with --parallel: seconds a rank waits for a message before it aborts the "
+                          "job (default 600)")
 
     e = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a data set's test split")
     e.add_argument("model")
@@ -248,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_value(action: argparse.Action, key: str, value: Any) -> Any:
     """A value from the TOML file, converted and checked as its flag would be.
     ``key`` is the flag's name or its destination (``no_shuffle`` or ``shuffle``)."""
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                           argparse.BooleanOptionalAction)):
         if not isinstance(value, bool):
             raise InvalidInputError(f"config: {key} must be true or false, got {value!r}")
         negated = key != action.dest and isinstance(action, argparse._StoreFalseAction)

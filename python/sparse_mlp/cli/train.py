@@ -237,7 +237,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
         if options.recycling is not None:
             raise InvalidInputError("--recycling and --midpoint do not combine with --parallel")
         trainer = parallel.WASAP(phase2_fraction=s["phase2_fraction"], sync=s["parallel"] == "wassp",
-                                 threads=s.get("threads"))
+                                 threads=s.get("threads"), transport=s["transport"],
+                                 overlap=s["overlap"], timeout=s["timeout"])
         history = trainer.fit_with(model, X_train, y_train, options, validation, callbacks, **weights)
     else:
         ends = (_EpochEnds(resumed["epochs_trained"], resumed["step"]) if progress is not None

@@ -89,13 +89,13 @@ class WASAP:
         Seconds a rank waits for a message before aborting the job (default
         600; ``None`` waits forever). Phase 2 sends a heartbeat every local
         epoch, so this must exceed a worker's local epoch.
-    overlap : bool, optional
-        Workers compute their next gradient while the previous one travels
-        and its answer comes back: one more step of staleness, less waiting.
-        ``False``: each worker waits for the answer. Default: ``True`` for
-        WASAP, ``False`` for WASSP (whose steps then stay synchronous; with
-        ``True`` every gradient is one step stale, still deterministic).
-        The server, too, receives the next gradient while it applies one.
+    overlap : bool
+        ``True``: workers compute their next gradient while the previous one
+        travels and its answer comes back, so they wait less, but each
+        gradient is one more step stale (with two workers the mean staleness
+        goes from 1 to 3). Measured with momentum 0.9, that costs accuracy (the
+        README's scaling section): an option for slow links, off by default.
+        The server receives the next gradient while it applies one either way.
     transport : {"float32", "bfloat16"}
         How gradients and parameter values travel in phase 1. ``"bfloat16"``
         rounds them to bfloat16 on the way (half the bytes); the server's
@@ -110,7 +110,7 @@ class WASAP:
     threads: int | None = None
     chunk_mb: float = 64.0
     timeout: float | None = 600.0
-    overlap: bool | None = None
+    overlap: bool = False
     transport: str = "float32"
 
     def __post_init__(self) -> None:
@@ -118,8 +118,6 @@ class WASAP:
         if self.transport not in VALUE_TYPES:
             raise InvalidInputError(f"transport must be one of {', '.join(map(repr, VALUE_TYPES))}, "
                                     f"got {self.transport!r}")
-        if self.overlap is None:
-            self.overlap = not self.sync
         for name in ("sync", "overlap"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")

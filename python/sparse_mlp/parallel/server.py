@@ -108,7 +108,7 @@ class Server:
         self.state.setdefault("schedule", {})
         # With overlap, a thread receives the next gradient while this one is applied.
         self.pool = (ThreadPoolExecutor(1, thread_name_prefix="wasap-receive")
-                     if trainer.overlap and overlap_possible() else None)
+                     if overlap_possible() else None)
         self.incoming: Future | None = None
         self.expected = 0  # phase-1 gradient messages still to receive
         self.idle_seconds = 0.0  # time the server had nothing to do but wait
