@@ -102,8 +102,10 @@ def test_the_guides_cluster_recipe_runs_on_namespace_hosts(hosts, tmp_path, made
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "final test accuracy" in proc.stdout
     assert hosts.tx_bytes(0) - before > 2**20
-    saved = sm.SparseMLP.load("runs/cluster.npz")
+    saved = sm.SparseMLP.load("runs/cluster/checkpoint.npz")
     assert saved._config["fit"]["finished"] and saved.epochs_trained == 3
+    assert sm.SparseMLP.load("runs/cluster/model.npz").epochs_trained == 3
+    assert [r["phase"] for r in sm.read_metrics("runs/cluster")][-1] == "average"
 
 
 def test_a_16_mib_message_crosses_the_link(hosts):

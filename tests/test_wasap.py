@@ -517,6 +517,18 @@ def test_command_line_trains_in_parallel(tmp_path):
     assert [r["phase"] for r in logged] == [r["phase"] for r in model.history]
 
 
+def test_an_unwritable_output_of_the_server_stops_every_rank_at_once(tmp_path):
+    """Only the server writes the checkpoint and the model; when it cannot,
+    every rank says so and exits, rather than waiting for the server."""
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "sparse_mlp", "train",
+                           "--parallel", "wasap", "--epochs", "3", "--hidden", "64,64",
+                           "--checkpoint", str(tmp_path / "missing" / "ck.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("cannot write the checkpoint") == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_packed_parameter_calls_refuse_bad_buffers_and_change_nothing():
     model = sm.SparseMLP([10, 16, 3], epsilon=3, seed=0)
     net = model._net

@@ -60,11 +60,9 @@ def _build_model(s: dict[str, Any], n_features: int, classes: Sequence[Any]) -> 
                      **sparsity)
 
 
-def _check_outputs(save: str | None, out: str | None, rank: int) -> None:
+def _check_outputs(save: str | None, out: str | None) -> None:
     """Makes the --out folder and checks that --save can be written, before
     any data is read or any epoch trained."""
-    if rank != 0:
-        return
     if out:
         try:
             os.makedirs(out, exist_ok=True)
@@ -180,9 +178,16 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
     checkpoint = s.get("checkpoint") or (os.path.join(out, "checkpoint.npz") if out else None)
     if s["resume"] and not checkpoint:
         raise InvalidInputError("--resume needs --checkpoint FILE or --out DIR (the run to continue)")
-    _check_outputs(s.get("save"), out, rank)
-    if checkpoint and rank == 0:
-        check_writable(checkpoint, "the checkpoint")
+
+    def check_outputs() -> None:
+        _check_outputs(s.get("save"), out)
+        if checkpoint:
+            check_writable(checkpoint, "the checkpoint")
+
+    if s.get("parallel"):  # the server's files: every rank stops if one cannot be written
+        parallel.check_together(check_outputs, s["timeout"])
+    else:
+        check_outputs()
     progress = _saved_progress(s, checkpoint) if not s.get("parallel") else None
 
     def say(text: str) -> None:

@@ -335,6 +335,27 @@ class WASAP:
         return state
 
 
+def check_together(check: Any, timeout: float | None = 600.0, comm: Any = None) -> None:
+    """Runs ``check()`` on the server rank and raises its error on every rank.
+
+    For checks only the server can make (its output files) before a
+    distributed run: a rank that raised alone would leave the others waiting
+    for it. Every rank must call this; it waits for all of them at most
+    ``timeout`` seconds (then aborts the job, as WASAP does)."""
+    MPI = _mpi()
+    comm = comm if comm is not None else MPI.COMM_WORLD
+    problem = None
+    if comm.Get_rank() == SERVER:
+        try:
+            check()
+        except (SparseMLPError, OSError) as e:
+            problem = str(e)
+    _Link(comm, 1, timeout).wait(comm.Ibarrier(), "every rank to start (one failed before, or is stuck)")
+    problem = comm.bcast(problem, root=SERVER)
+    if problem is not None:
+        raise InvalidInputError(problem)
+
+
 def WASSP(**kwargs: Any) -> WASAP:
     """The synchronous variant: ``WASAP(sync=True, ...)``."""
     return WASAP(sync=True, **kwargs)
@@ -400,4 +421,5 @@ def _default_threads(comm) -> int:
     return max(1, cores // on_node)
 
 
-__all__ = ["WASAP", "WASSP", "GRAD", "PARAMS", "PROGRESS", "TAG_HEADER", "TAG_REPLY", "ParallelError"]
+__all__ = ["WASAP", "WASSP", "check_together", "GRAD", "PARAMS", "PROGRESS", "TAG_HEADER", "TAG_REPLY",
+           "ParallelError"]
