@@ -205,6 +205,15 @@ class NamespaceHosts:
                 _ip("netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
                     rate, "burst", "256kbit", "latency", "500ms")
 
+    def delay(self, i: int, latency: str) -> None:
+        """Adds ``latency`` (tc syntax: "20ms") to host ``i``'s outgoing
+        packets. Needs the kernel's netem scheduler, which some kernels lack:
+        raises :class:`NotImplementedError` with tc's message then."""
+        done = _ip("netns", "exec", self.names[i], "tc", "qdisc", "replace", "dev", "eth0", "root",
+                   "netem", "delay", latency, check=False)
+        if done.returncode != 0:
+            raise NotImplementedError(f"netem is not available: {done.stderr.strip()}")
+
     def set_link(self, i: int, up: bool) -> None:
         """Takes host ``i``'s link down (its cable pulled) or back up."""
         _ip("-n", self.names[i], "link", "set", "eth0", "up" if up else "down")

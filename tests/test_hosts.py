@@ -108,6 +108,21 @@ def test_the_guides_cluster_recipe_runs_on_namespace_hosts(hosts, tmp_path, made
     assert [r["phase"] for r in sm.read_metrics("runs/cluster")][-1] == "average"
 
 
+def test_latency_where_the_kernel_has_netem(hosts, tmp_path):
+    """A WASAP run over links with 20 ms of latency each way (netem), where
+    the kernel has it; where not, the reason is reported."""
+    try:
+        for i in range(4):
+            hosts.delay(i, "20ms")
+    except NotImplementedError as e:
+        pytest.skip(str(e))
+    out = tmp_path / "slow"
+    proc = start(hosts, out, "--epochs", "3", "--samples", "300")
+    output, _ = proc.communicate(timeout=LAUNCHER_LIMIT + 30)
+    assert proc.returncode == 0, output
+    assert len({r["sha"] for r in results(out).values()}) == 1
+
+
 def test_a_16_mib_message_crosses_the_link(hosts):
     code = ("from mpi4py import MPI; import numpy as np; c = MPI.COMM_WORLD; a = np.ones(2**22, np.float32)\n"
             "c.Send(a, dest=1) if c.rank == 0 else c.Recv(a, source=0)")
