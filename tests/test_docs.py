@@ -107,6 +107,6 @@ GUIDE_RUNS = {
     "mpiexec -f hosts -n 4 sparse-mlp train --data madelon --data-dir ../shared/data/madelon --parallel "
     "wasap --threads 2 --timeout 120 --out runs/cluster": "tests/test_hosts.py",
     "python scripts/netns_hosts.py": "tests/test_hosts.py",
-    "python benches/wasap.py --hosts 3 --rates none,1gbit,100mbit": "the benchmarks (benches/wasap.py)",
+    "python benches/wasap.py --hosts 3 --rates none,1gbit,100mbit": "tests/test_hosts.py",
     "sparse-mlp info": "a mention of the session's info command",
 }

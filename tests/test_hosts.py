@@ -21,6 +21,7 @@ from doc_commands import commands
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "scripts")
 GUIDE = os.path.join(os.path.dirname(__file__), "..", "docs", "guide.md")
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 sys.path.insert(0, SCRIPTS)
 from netns_hosts import NamespaceHosts, unavailable  # noqa: E402
 
@@ -106,6 +107,28 @@ def test_the_guides_cluster_recipe_runs_on_namespace_hosts(hosts, tmp_path, made
     assert saved._config["fit"]["finished"] and saved.epochs_trained == 3
     assert sm.SparseMLP.load("runs/cluster/model.npz").epochs_trained == 3
     assert [r["phase"] for r in sm.read_metrics("runs/cluster")][-1] == "average"
+
+
+def test_the_wasap_benchmark_commands_of_the_readme_and_guide_run(tmp_path, madelon_dir):
+    """Each ``benches/wasap.py --hosts`` command, shortened to one seed and one epoch."""
+    found = []
+    for doc in (README, GUIDE):
+        with open(doc) as fh:
+            text = fh.read()
+        found += [c for c in commands(text) if c.startswith("python benches/wasap.py") and "--hosts" in c]
+    assert len(found) == 4
+    bench = os.path.join(os.path.dirname(__file__), "..", "benches", "wasap.py")
+    results = tmp_path / "results.jsonl"
+    for command in found:
+        argv = [sys.executable, bench, *command.split()[2:], "--seeds", "1", "--epochs", "1",
+                "--data-dir", madelon_dir, "--results", str(results)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+        assert "failed" not in proc.stdout, proc.stdout
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert {r["rate"] for r in rows} >= {"none", "1gbit", "100mbit"}
+    assert {r["placement"] for r in rows} == {"hosts", "one host"}
+    assert all(r["parallel"][0]["host0_tx_bytes"] > 0 for r in rows if r["placement"] == "hosts")
 
 
 def test_latency_where_the_kernel_has_netem(hosts, tmp_path):

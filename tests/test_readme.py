@@ -59,6 +59,12 @@ RUNS: dict[str, str] = {
     "python benches/w4.py --inference-only": "--smoke",
     "python benches/w4.py --models w4d --precision bfloat16": "--smoke",
     "python benches/wasap.py": "--seeds 1 --epochs 2 --workloads madelon",
+    "python benches/wasap.py --workloads madelon --seeds 3 --hosts 3 --rates none --overlap off "
+    "--transport float32,bfloat16": "tests/test_hosts.py",
+    "python benches/wasap.py --workloads w1 --seeds 1 --hosts 3 --rates none,1gbit,100mbit --overlap off "
+    "--transport float32,bfloat16": "tests/test_hosts.py",
+    "python benches/wasap.py --workloads w1 --seeds 1 --epochs 8 --hosts 3 --rates none,1gbit,100mbit "
+    "--overlap off,on --one-host": "tests/test_hosts.py",
     "python benches/recycling.py": "--seeds 1 --epochs 2",
     'python benches/recycling.py --every 200 --fraction 0.05 --only "none;magnitude, initial;magnitude, '
     'initial, immunity 5;random, initial (control);largest, initial (control)"': "--seeds 1 --epochs 2",
