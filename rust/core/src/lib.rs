@@ -22,6 +22,7 @@ pub mod precision;
 pub mod profile;
 pub mod recycle;
 pub mod remap;
+pub mod rigl;
 pub mod rng;
 pub mod simd;
 pub mod topology;

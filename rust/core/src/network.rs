@@ -17,6 +17,7 @@ use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
     Selection,
 };
+use crate::rigl;
 use crate::rng::Rng;
 use crate::simd::multiversion;
 use crate::topology::{self, SetStep};
@@ -1263,6 +1264,25 @@ impl Network {
             self.topology_version += 1;
         }
         Ok(steps)
+    }
+
+    /// RigL's prune and grow on layer `l` ([`rigl::prune_and_grow`]): SET's
+    /// prune (connections protected by neuron recycling stay), then the best
+    /// of `ranked` grow in the pruned connections' place.
+    pub fn rigl_prune_grow(
+        &mut self,
+        l: usize,
+        zeta: f64,
+        ranked: &[rigl::Scored],
+        init: rigl::GrowInit,
+    ) -> Result<(SetStep, Vec<u64>)> {
+        self.layer_mut(l)?;
+        let mask = self.protected_connections(l);
+        let done = rigl::prune_and_grow(&mut self.layers[l], zeta, ranked, init, mask.as_deref())?;
+        if done.0.regrown() > 0 {
+            self.topology_version += 1;
+        }
+        Ok(done)
     }
 
     /// Node strength (sum of absolute incoming weights) of every neuron of

@@ -59,14 +59,29 @@ pub fn set_prune_regrow(
         .iter()
         .map(|_| init.sample(rng, n_in, n_out, nnz))
         .collect();
+    merge_grown(layer, &removed, &new_positions, &new_values);
+    Ok(step)
+}
 
-    // Merge the kept connections (already in CSC order) with the sorted new ones.
-    let mut linear = Vec::with_capacity(nnz);
-    let mut values = Vec::with_capacity(nnz);
-    let mut momentum = Vec::with_capacity(nnz);
+/// Replaces the connections flagged in `removed` by new ones at the sorted,
+/// empty linear positions `positions` (`j·n_in + i`) with `values`; their
+/// optimizer state starts at zero, the kept connections keep theirs.
+pub(crate) fn merge_grown(
+    layer: &mut Layer,
+    removed: &[bool],
+    positions: &[u64],
+    values_new: &[f32],
+) {
+    let w = &layer.w;
+    let vals = w.values();
+    let (n_in, n_out) = (w.n_in(), w.n_out());
+    let size = w.nnz() - removed.iter().filter(|&&r| r).count() + positions.len();
+    let mut linear = Vec::with_capacity(size);
+    let mut values = Vec::with_capacity(size);
+    let mut momentum = Vec::with_capacity(size);
     let keeps_second = layer.has_second();
-    let mut second = Vec::with_capacity(if keeps_second { nnz } else { 0 });
-    let mut fresh = new_positions.iter().zip(&new_values).peekable();
+    let mut second = Vec::with_capacity(if keeps_second { size } else { 0 });
+    let mut fresh = positions.iter().zip(values_new).peekable();
     for j in 0..n_out {
         for k in w.col_ptr()[j]..w.col_ptr()[j + 1] {
             if removed[k] {
@@ -97,10 +112,9 @@ pub fn set_prune_regrow(
             second.push(0.0);
         }
     }
-    debug_assert_eq!(linear.len(), nnz);
+    debug_assert_eq!(linear.len(), size);
     let m = SparseMatrix::from_sorted_linear(n_in, n_out, &linear, values);
     layer.replace_weights(m, momentum, second);
-    Ok(step)
 }
 
 /// Which connections a magnitude prune removes, per sign as SET does.
@@ -182,7 +196,7 @@ pub(crate) fn closest_to_zero(
 
 /// `count` distinct positions (linear `j·n_in + i`, sorted) that are empty once
 /// the connections flagged in `removed` are gone.
-fn draw_empty_positions(
+pub(crate) fn draw_empty_positions(
     w: &SparseMatrix,
     removed: &[bool],
     count: usize,

@@ -1,0 +1,178 @@
+//! RigL's building blocks on the compiled network's layers: the gradients of
+//! missing connections from a batch's activations and errors (exact search or
+//! candidates), and the prune-and-grow step.
+
+use numpy::{
+    PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use sparse_mlp_core::rigl::{self, GrowInit, Scored};
+use sparse_mlp_core::rng::Rng;
+use sparse_mlp_core::CoreError;
+
+use crate::convert::{matrix, vector};
+use crate::errors::to_py;
+use crate::network::PyNetwork;
+use crate::pool::compute;
+
+/// Positions and their gradients, best first.
+type Ranked<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>);
+
+/// A batch's activations (n_in × B) and errors (n_out × B), feature-major.
+fn batch<'a>(
+    a: &'a PyReadonlyArray2<'_, f32>,
+    delta: &'a PyReadonlyArray2<'_, f32>,
+) -> PyResult<(&'a [f32], &'a [f32], usize)> {
+    let b = a.shape()[1];
+    let (a, _) = matrix(a, b, "a")?;
+    let (delta, _) = matrix(delta, b, "delta")?;
+    Ok((a, delta, b))
+}
+
+fn ranked<'py>(
+    py: Python<'py>,
+    top: &[Scored],
+) -> (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>) {
+    (
+        PyArray1::from_iter(py, top.iter().map(|s| s.position)),
+        PyArray1::from_iter(py, top.iter().map(|s| s.grad)),
+    )
+}
+
+#[pymethods]
+impl PyNetwork {
+    /// The `k` missing connections of layer `l` with the largest gradient
+    /// |⟨a_i, δ_j⟩| / B, exactly: (linear positions j·n_in + i, gradients),
+    /// best first; ties by a hash of (`seed`, position).
+    fn rigl_exact<'py>(
+        &self,
+        py: Python<'py>,
+        l: usize,
+        a: PyReadonlyArray2<'py, f32>,
+        delta: PyReadonlyArray2<'py, f32>,
+        k: usize,
+        seed: u64,
+    ) -> PyResult<Ranked<'py>> {
+        let layer = self
+            .net
+            .layers()
+            .get(l)
+            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let (a, delta, b) = batch(&a, &delta)?;
+        let top = compute(py, || {
+            rigl::top_missing_exact(layer.weights(), a, delta, b, k, seed)
+        })?;
+        Ok(ranked(py, &top))
+    }
+
+    /// `count` distinct missing positions of layer `l`, uniformly drawn
+    /// from `seed` (all of them when fewer are missing), sorted.
+    fn rigl_candidates<'py>(
+        &self,
+        py: Python<'py>,
+        l: usize,
+        count: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        let layer = self
+            .net
+            .layers()
+            .get(l)
+            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let mut rng = Rng::new(seed);
+        Ok(PyArray1::from_vec(
+            py,
+            rigl::draw_candidates(layer.weights(), count, &mut rng),
+        ))
+    }
+
+    /// Adds each candidate's gradient over the batch (a, delta) to `sums`.
+    fn rigl_accumulate(
+        &self,
+        py: Python<'_>,
+        l: usize,
+        candidates: PyReadonlyArray1<'_, u64>,
+        a: PyReadonlyArray2<'_, f32>,
+        delta: PyReadonlyArray2<'_, f32>,
+        mut sums: PyReadwriteArray1<'_, f32>,
+    ) -> PyResult<()> {
+        let layer = self
+            .net
+            .layers()
+            .get(l)
+            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let (a, delta, b) = batch(&a, &delta)?;
+        let candidates = vector(&candidates, "candidates")?;
+        let sums = sums.as_slice_mut().map_err(|_| {
+            to_py(CoreError::InvalidInput(
+                "sums must be a contiguous float32 array".into(),
+            ))
+        })?;
+        compute(py, || {
+            rigl::accumulate_gradients(layer.weights(), candidates, a, delta, b, sums)
+        })
+    }
+
+    /// Prunes layer `l` as SET does and grows the best of the offered
+    /// positions (missing ones, best first, with their gradients) in place:
+    /// at zero, or at −`init_lr`·g. Returns (removed positive, removed
+    /// negative, grown positions).
+    #[pyo3(signature = (l, zeta, positions, grads, init_lr=None))]
+    fn rigl_prune_grow<'py>(
+        &mut self,
+        py: Python<'py>,
+        l: usize,
+        zeta: f64,
+        positions: PyReadonlyArray1<'py, u64>,
+        grads: PyReadonlyArray1<'py, f32>,
+        init_lr: Option<f32>,
+    ) -> PyResult<(usize, usize, Bound<'py, PyArray1<u64>>)> {
+        let (positions, grads) = (vector(&positions, "positions")?, vector(&grads, "grads")?);
+        if positions.len() != grads.len() {
+            return Err(to_py(CoreError::InvalidInput(format!(
+                "{} positions but {} gradients",
+                positions.len(),
+                grads.len()
+            ))));
+        }
+        let offered: Vec<Scored> = positions
+            .iter()
+            .zip(grads)
+            .map(|(&p, &g)| Scored::new(p, g, 0))
+            .collect();
+        let init = init_lr.map_or(GrowInit::Zero, GrowInit::Gradient);
+        let net = &mut self.net;
+        let (step, grown) = compute(py, || net.rigl_prune_grow(l, zeta, &offered, init))?;
+        Ok((
+            step.removed_positive,
+            step.removed_negative,
+            PyArray1::from_vec(py, grown),
+        ))
+    }
+}
+
+/// The `k` candidates with the largest |sum|: (positions, sums), best first.
+#[pyfunction]
+pub(crate) fn rigl_top<'py>(
+    py: Python<'py>,
+    candidates: PyReadonlyArray1<'py, u64>,
+    sums: PyReadonlyArray1<'py, f32>,
+    k: usize,
+    seed: u64,
+) -> PyResult<Ranked<'py>> {
+    let (candidates, sums) = (vector(&candidates, "candidates")?, vector(&sums, "sums")?);
+    if candidates.len() != sums.len() {
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "{} candidates but {} sums",
+            candidates.len(),
+            sums.len()
+        ))));
+    }
+    Ok(ranked(py, &rigl::top_candidates(candidates, sums, k, seed)))
+}
+
+fn out_of_range(l: usize, n: usize) -> PyErr {
+    to_py(CoreError::InvalidInput(format!(
+        "layer index {l} out of range for a network of {n} layers"
+    )))
+}
