@@ -354,17 +354,7 @@ pub fn prune_and_grow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::init::{random_sparse, WeightInit};
-
-    fn layer(n_in: usize, n_out: usize, nnz: u64, seed: u64) -> Layer {
-        let mut rng = Rng::new(seed);
-        let mut l =
-            Layer::new(random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap());
-        for (k, m) in l.momentum.iter_mut().enumerate() {
-            *m = k as f32 + 1.0;
-        }
-        l
-    }
+    use crate::topology::tests::layer;
 
     /// Activations and errors; some rows repeated, so gradients tie.
     fn batch_of(n_in: usize, n_out: usize, batch: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {

@@ -379,11 +379,12 @@ pub fn clear_neurons(into: &mut Layer, next: &mut Layer, ids: &[u32]) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::init::random_sparse;
 
-    fn layer(n_in: usize, n_out: usize, nnz: u64, seed: u64) -> Layer {
+    /// A random layer with nonzero, identifiable momentum.
+    pub(crate) fn layer(n_in: usize, n_out: usize, nnz: u64, seed: u64) -> Layer {
         let mut rng = Rng::new(seed);
         let mut l =
             Layer::new(random_sparse(n_in, n_out, nnz, WeightInit::HeUniform, &mut rng).unwrap());

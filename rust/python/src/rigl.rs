@@ -6,6 +6,8 @@ use numpy::{
     PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use sparse_mlp_core::layer::Layer;
+use sparse_mlp_core::network::Network;
 use sparse_mlp_core::rigl::{self, GrowInit, Scored};
 use sparse_mlp_core::rng::Rng;
 use sparse_mlp_core::CoreError;
@@ -53,11 +55,7 @@ impl PyNetwork {
         k: usize,
         seed: u64,
     ) -> PyResult<Ranked<'py>> {
-        let layer = self
-            .net
-            .layers()
-            .get(l)
-            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let layer = layer_at(&self.net, l)?;
         let (a, delta, b) = batch(&a, &delta)?;
         let top = compute(py, || {
             rigl::top_missing_exact(layer.weights(), a, delta, b, k, seed)
@@ -74,11 +72,7 @@ impl PyNetwork {
         count: usize,
         seed: u64,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
-        let layer = self
-            .net
-            .layers()
-            .get(l)
-            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let layer = layer_at(&self.net, l)?;
         let mut rng = Rng::new(seed);
         Ok(PyArray1::from_vec(
             py,
@@ -96,11 +90,7 @@ impl PyNetwork {
         delta: PyReadonlyArray2<'_, f32>,
         mut sums: PyReadwriteArray1<'_, f32>,
     ) -> PyResult<()> {
-        let layer = self
-            .net
-            .layers()
-            .get(l)
-            .ok_or_else(|| out_of_range(l, self.net.layers().len()))?;
+        let layer = layer_at(&self.net, l)?;
         let (a, delta, b) = batch(&a, &delta)?;
         let candidates = vector(&candidates, "candidates")?;
         let sums = sums.as_slice_mut().map_err(|_| {
@@ -171,8 +161,12 @@ pub(crate) fn rigl_top<'py>(
     Ok(ranked(py, &rigl::top_candidates(candidates, sums, k, seed)))
 }
 
-fn out_of_range(l: usize, n: usize) -> PyErr {
-    to_py(CoreError::InvalidInput(format!(
-        "layer index {l} out of range for a network of {n} layers"
-    )))
+/// Layer `l` of the network, or an error naming the range.
+fn layer_at(net: &Network, l: usize) -> PyResult<&Layer> {
+    net.layers().get(l).ok_or_else(|| {
+        to_py(CoreError::InvalidInput(format!(
+            "layer index {l} out of range for a network of {} layers",
+            net.layers().len()
+        )))
+    })
 }
