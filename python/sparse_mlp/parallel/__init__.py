@@ -29,6 +29,13 @@ each layer back to its target size, per sign (``_core.union_average``).
 worker, averages them and applies the mean with the learning rate times K,
 reached by a linear warm-up over ``warmup_epochs`` epochs (Goyal et al. 2017).
 
+The server receives the next gradient on a thread while it applies one.
+``overlap=True`` lets each worker compute its next gradient while the previous
+one travels (one more step of staleness); ``transport="bfloat16"`` halves the
+bytes of phase 1's gradients and values. The guide's "Across machines" section
+has the recipe for a cluster; tests/test_hosts.py runs it on network
+namespaces of one machine.
+
 All arrays travel with buffer-based ``Send``/``Recv`` in chunks of at most
 ``chunk_mb`` MiB (no pickles, no 2 GiB limit). Waiting ranks poll with short
 sleeps instead of spinning, so a server and K workers can share few cores.
