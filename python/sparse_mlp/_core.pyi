@@ -16,6 +16,7 @@ __all__ = [
     "bench_layer",
     "remap_values",
     "union_average",
+    "rigl_top",
     "__version__",
     "MAX_INDEX",
     "NAMES",
