@@ -138,7 +138,7 @@ def test_bfloat16_transport_halves_the_values_bytes_and_trains(tmp_path):
     assert runs["float32"][-1]["loss"] != runs["bfloat16"][-1]["loss"], "rounding changes the run"
 
 
-def test_bfloat16_rounding_is_to_nearest_even():
+def test_bfloat16_transport_rounds_as_the_cores_activations():
     from sparse_mlp.parallel.transport import from_bfloat16, to_bfloat16
 
     rng = np.random.default_rng(5)
@@ -160,7 +160,13 @@ def test_bfloat16_rounding_is_to_nearest_even():
     d_low[np.isinf(x)], d_high[np.isinf(x)] = 0, np.inf
     low_even = ((low.view(np.uint32) >> 16) & 1) == 0
     want = np.where((d_low < d_high) | ((d_low == d_high) & low_even), low, high)
+    # as the core's bfloat16 activations (and vcvtneps2bf16): subnormals become signed zeros
+    subnormal = (x.view(np.uint32) & np.uint32(0x7F800000)) == 0
+    want[subnormal] = np.copysign(np.float32(0), x[subnormal])
+    assert subnormal.sum() > 10
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    with pytest.raises(sm.InvalidInputError):
+        from_bfloat16(to_bfloat16(x[:3]), np.empty(2, np.float32))
     nan = from_bfloat16(to_bfloat16(np.float32([np.nan, -np.nan])), np.empty(2, np.float32))
     assert np.isnan(nan).all()
 

@@ -59,16 +59,14 @@ def overlap_possible() -> bool:
 
 
 def to_bfloat16(a: np.ndarray) -> np.ndarray:
-    """float32 values rounded to the nearest bfloat16 (ties to even), as the
-    upper 16 bits; NaN stays NaN."""
-    bits = a.view(np.uint32)
-    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
-    return np.where(np.isnan(a), np.uint16(0x7FC0), rounded)
+    """float32 values rounded to bfloat16, as their upper 16 bits: the core's
+    rounding of bfloat16 activations (nearest, ties to even)."""
+    return _core.to_bfloat16(np.ascontiguousarray(a, np.float32).reshape(-1))
 
 
 def from_bfloat16(b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """bfloat16 bits widened (exactly) into float32 ``out``."""
-    np.left_shift(b, 16, out=out.view(np.uint32), dtype=np.uint32)
+    _core.from_bfloat16(b, out)
     return out
 
 

@@ -1,12 +1,13 @@
 //! Module-level functions: sizes and counts, the kernel benchmark, and the
 //! helpers of data-parallel training (remapping and averaging topologies).
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
 use sparse_mlp_core as core;
+use sparse_mlp_core::precision::{Bf16, Stored};
 use sparse_mlp_core::CoreError;
 
-use crate::convert::{any_indices, indices, vector};
+use crate::convert::{any_indices, indices, vector, vector_mut};
 use crate::errors::to_py;
 use crate::pool::compute;
 
@@ -157,4 +158,40 @@ pub(crate) fn union_average<'py>(
 #[pyfunction]
 pub(crate) fn simd_level() -> &'static str {
     core::simd::level().name()
+}
+
+/// float32 values rounded to bfloat16 (their upper 16 bits), as the core
+/// rounds bfloat16 activations: to nearest, ties to even; NaN stays NaN,
+/// subnormals become zeros of their sign.
+#[pyfunction]
+pub(crate) fn to_bfloat16<'py>(
+    py: Python<'py>,
+    src: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<u16>>> {
+    let src = vector(&src, "src")?;
+    Ok(PyArray1::from_iter(
+        py,
+        src.iter().map(|&v| Bf16::from_f32(v).0),
+    ))
+}
+
+/// bfloat16 bits widened (exactly) into float32 `out`.
+#[pyfunction]
+pub(crate) fn from_bfloat16(
+    src: PyReadonlyArray1<'_, u16>,
+    mut out: PyReadwriteArray1<'_, f32>,
+) -> PyResult<()> {
+    let src = vector(&src, "src")?;
+    let out = vector_mut(&mut out, "out")?;
+    if src.len() != out.len() {
+        return Err(to_py(CoreError::InvalidInput(format!(
+            "{} bfloat16 values for {} float32 places",
+            src.len(),
+            out.len()
+        ))));
+    }
+    for (d, &s) in out.iter_mut().zip(src) {
+        *d = Bf16(s).widen();
+    }
+    Ok(())
 }

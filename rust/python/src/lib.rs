@@ -27,6 +27,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pool::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(functions::er_nnz, m)?)?;
     m.add_function(wrap_pyfunction!(rigl::rigl_top, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::to_bfloat16, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::from_bfloat16, m)?)?;
     m.add_function(wrap_pyfunction!(functions::parameter_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(functions::simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(functions::bench_layer, m)?)?;

@@ -12,7 +12,7 @@ use sparse_mlp_core::rigl::{self, GrowInit, Scored};
 use sparse_mlp_core::rng::Rng;
 use sparse_mlp_core::CoreError;
 
-use crate::convert::{matrix, vector};
+use crate::convert::{matrix, vector, vector_mut};
 use crate::errors::to_py;
 use crate::network::PyNetwork;
 use crate::pool::compute;
@@ -93,11 +93,7 @@ impl PyNetwork {
         let layer = layer_at(&self.net, l)?;
         let (a, delta, b) = batch(&a, &delta)?;
         let candidates = vector(&candidates, "candidates")?;
-        let sums = sums.as_slice_mut().map_err(|_| {
-            to_py(CoreError::InvalidInput(
-                "sums must be a contiguous float32 array".into(),
-            ))
-        })?;
+        let sums = vector_mut(&mut sums, "sums")?;
         compute(py, || {
             rigl::accumulate_gradients(layer.weights(), candidates, a, delta, b, sums)
         })
