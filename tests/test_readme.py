@@ -58,7 +58,7 @@ RUNS: dict[str, str] = {
     "python benches/w4.py --models sweep": "--smoke",
     "python benches/w4.py --inference-only": "--smoke",
     "python benches/w4.py --models w4d --precision bfloat16": "--smoke",
-    "python benches/wasap.py": "--seeds 1 --epochs 2 --workloads madelon",
+    "python benches/wasap.py": "--seeds 1 --epochs 2 --workloads madelon --results /dev/null",
     "python benches/wasap.py --workloads madelon --seeds 3 --hosts 3 --rates none --overlap off "
     "--transport float32,bfloat16": "tests/test_hosts.py",
     "python benches/wasap.py --workloads w1 --seeds 1 --hosts 3 --rates none,1gbit,100mbit --overlap off "
