@@ -30,7 +30,7 @@ from .optimizers import SGD, Adam, AdamW
 from .pruning import ImportancePruning
 from .recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
 from .shape import connection_counts
-from .topology import SET
+from .topology import SET, RigL
 
 __all__ = [
     "__version__",
@@ -50,6 +50,7 @@ __all__ = [
     "NeuronRecycling",
     "ParallelError",
     "ReDo",
+    "RigL",
     "ReLU",
     "SET",
     "SGD",

@@ -15,6 +15,7 @@ import numpy as np
 from .. import labels
 from ..errors import DivergenceError, InvalidInputError
 from ..recycling import restore_sessions, save_sessions, start_sessions
+from ..strategies import EpochStrategy, StepStrategy
 from .callbacks import CallbackList, TrainingRun
 from .checkpoint import BOOKS, CALLBACKS, RunCheckpoint
 from .data import TrainingData, prepare, validation_record
@@ -47,7 +48,7 @@ def fit(model: Any, X: Any, y: Any, options: FitOptions, validation_data: Any = 
         loaded = checkpoint.load(progress["data"])
         if loaded is not None:
             saved, state = loaded
-            sessions = start_sessions(options.recycling, _Adopted(saved), data.X, data.y)
+            sessions = _start_sessions(options, _Adopted(saved), data)
             if sessions:
                 restore_sessions(sessions, _Adopted(saved), state.get("recycling"), {
                     k: v for k, v in saved.extra.items() if k.startswith(BOOKS)})
@@ -59,13 +60,21 @@ def fit(model: Any, X: Any, y: Any, options: FitOptions, validation_data: Any = 
                             finished=bool(state.get("finished")), schedule=state.get("schedule", {}))
             resumed = True
     if sessions is None:
-        sessions = start_sessions(options.recycling, model, data.X, data.y)
+        sessions = _start_sessions(options, model, data)
     # (a batch is at most the data)
     model._check_memory(min(options.batch_size, data.X.shape[0]), options.optimizer)
     model._config["classes"] = labels.to_json(data.classes)
     if data.regression:
         model._config["targets"] = "values"
     return _Loop(model, data, options, sessions, checkpoint, progress, cbs, resumed).run()
+
+
+def _start_sessions(options: FitOptions, model: Any, data: TrainingData) -> list[Any]:
+    """The step strategies' sessions: recycling's, then a step topology's (RigL)."""
+    sessions = start_sessions(options.recycling, model, data.X, data.y)
+    if isinstance(options.topology, StepStrategy):
+        sessions.append(options.topology.start(model, data.X, data.y))
+    return sessions
 
 
 def check_schedule(options: FitOptions, data: TrainingData) -> None:
@@ -101,7 +110,7 @@ class _Loop:
                  resumed: bool) -> None:
         self.model, self.data, self.o, self.sessions = model, data, options, sessions
         self.checkpoint, self.state, self.callbacks = checkpoint, progress, callbacks
-        self.strategies = [s for s in (options.pruning, options.topology) if s is not None]
+        self.strategies = [s for s in (options.pruning, options.topology) if isinstance(s, EpochStrategy)]
         self.n_batches = -(-data.X.shape[0] // options.batch_size)
         self.bar = callbacks.find(ProgressBar)
         if self.bar is None:
@@ -189,6 +198,9 @@ class _Loop:
         t3 = time.perf_counter()
         record.update(seconds=t3 - t0, train_seconds=t1 - t0, eval_seconds=t2 - t1,
                       topology_seconds=t3 - t2)
+        for s in self.sessions:
+            if hasattr(s, "epoch_record"):
+                record.update(s.epoch_record())
         if any(hasattr(s, "summary") for s in self.sessions):
             n_hidden = len(model.sizes) - 2
             recycled = [0] * n_hidden
@@ -210,15 +222,15 @@ class _Loop:
                                    progress=self.bar.batches(epoch), **weights)
         order = net.epoch_order(X.shape[0], o.shuffle)
         n_batches = self.n_batches
-        options: dict[str, Any] = {}
-        for s in self.sessions:
-            options.update(s.train_options())
         step = int(net.run_state[2])
         done, loss_sum, correct = 0, 0.0, 0.0
         while done < n_batches:
             due = [d for d in (s.next_event(step) for s in self.sessions) if d is not None]
             stretch = n_batches - done if not due else min(n_batches - done, min(due) - step)
             part = order[done * o.batch_size:(done + stretch) * o.batch_size]
+            options: dict[str, Any] = {}
+            for s in self.sessions:
+                options.update(s.train_options())
             try:
                 stats = net.train_epoch(X, y, o.batch_size, order=part, **o.core_args(), **options,
                                         rates=rates[done:done + stretch], **weights,
@@ -231,6 +243,8 @@ class _Loop:
             done += stretch
             step += stretch
             for s in self.sessions:
+                if getattr(s, "needs_rate", False):
+                    s.last_rate = float(rates[done - 1])
                 if s.next_event(step - stretch) == step:
                     record = s.event(step, epoch)
                     if record is not None:

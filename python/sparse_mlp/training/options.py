@@ -77,7 +77,8 @@ class FitOptions:
             set_(self, "nesterov", opt.nesterov)
         rate = schedules.learning_rate(self.learning_rate, opt.default_learning_rate)
         set_(self, "learning_rate", rate.value if isinstance(rate, schedules.Constant) else rate)
-        strategies.check(self.topology, strategies.EpochStrategy, "topology", "sm.SET(...)")
+        if not isinstance(self.topology, strategies.StepStrategy):
+            strategies.check(self.topology, strategies.EpochStrategy, "topology", "sm.SET(...), sm.RigL(...)")
         strategies.check(self.pruning, strategies.EpochStrategy, "pruning", "sm.ImportancePruning(...)")
         recycling = self.recycling
         if recycling is not None:

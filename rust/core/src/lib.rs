@@ -21,6 +21,7 @@ pub mod optim;
 pub mod precision;
 pub mod profile;
 pub mod recycle;
+pub mod regrowth;
 pub mod remap;
 pub mod rigl;
 pub mod rng;

@@ -17,6 +17,7 @@ use crate::recycle::{
     self, Activity, Blend, Midpoint, RecycleOptions, RecycleReport, RecyclingState, SavedBlend,
     Selection,
 };
+use crate::regrowth::{self, Search, Update, Window};
 use crate::rigl;
 use crate::rng::Rng;
 use crate::simd::multiversion;
@@ -330,6 +331,8 @@ pub struct Network {
     profile: Option<Profile>,
     /// What activations, their derivative factors and errors are stored as.
     precision: Precision,
+    /// RigL's open update window: backward passes feed it.
+    rigl: Option<Window>,
 }
 
 /// Converts integer class labels to the core's u32 labels, checking that each
@@ -411,6 +414,7 @@ impl Network {
             blends: Vec::new(),
             activity: None,
             protected: Vec::new(),
+            rigl: None,
             profile: None,
             precision: Precision::Float32,
         })
@@ -469,6 +473,7 @@ impl Network {
             blends: Vec::new(),
             activity: None,
             protected: Vec::new(),
+            rigl: None,
             profile: None,
             precision: Precision::Float32,
         })
@@ -1016,10 +1021,16 @@ impl Network {
             laps.lap(|p| &mut p.bias[l]);
             let delta_in = (l > 0).then(|| (&mut next[..n_in * b], &bufs.dfac[l - 1][..n_in * b]));
             kernels::backward(&layer.w, input, delta_out, b, &mut layer.grad, delta_in);
+            if let Some(window) = &mut self.rigl {
+                window.gather(l, &layer.w, input, delta_out, b);
+            }
             laps.lap(|p| &mut p.backward[l]);
             if l > 0 {
                 std::mem::swap(&mut cur, &mut next);
             }
+        }
+        if let Some(window) = &mut self.rigl {
+            window.batches += 1;
         }
         r
     }
@@ -1280,6 +1291,112 @@ impl Network {
         let mask = self.protected_connections(l);
         let done = rigl::prune_and_grow(&mut self.layers[l], zeta, ranked, init, mask.as_deref())?;
         if done.0.regrown() > 0 {
+            self.topology_version += 1;
+        }
+        Ok(done)
+    }
+
+    /// Opens RigL's window for the update at `step` on layers `which`
+    /// ([`Window::open`]): from now on every backward pass (training or
+    /// [`Self::compute_gradients`]) feeds it, until [`Self::rigl_update`].
+    /// An open window is replaced.
+    pub fn rigl_open(
+        &mut self,
+        which: &[usize],
+        zeta: f64,
+        search: Search,
+        step: u64,
+    ) -> Result<()> {
+        self.rigl = Some(Window::open(
+            &self.layers,
+            which,
+            zeta,
+            search,
+            self.seed,
+            step,
+        )?);
+        Ok(())
+    }
+
+    /// The open RigL window, if any (to save it).
+    pub fn rigl_window(&self) -> Option<&Window> {
+        self.rigl.as_ref()
+    }
+
+    /// Puts back a saved RigL window (None closes it), checked against the
+    /// layers.
+    pub fn set_rigl_window(&mut self, window: Option<Window>) -> Result<()> {
+        if let Some(win) = &window {
+            for part in &win.layers {
+                let Some(layer) = self.layers.get(part.layer) else {
+                    invalid!(
+                        "the RigL window names layer {} of {}",
+                        part.layer,
+                        self.layers.len()
+                    );
+                };
+                let (n_in, n_out) = part.shape;
+                let ok = match &part.gathered {
+                    regrowth::Gathered::Candidates { positions, sums } => {
+                        positions.len() == sums.len()
+                            && positions.iter().all(|&p| p < n_in as u64 * n_out as u64)
+                    }
+                    regrowth::Gathered::Exact { a, delta, len } => {
+                        a.len() == n_in * len && delta.len() == n_out * len
+                    }
+                };
+                if !ok || (layer.w.n_in(), layer.w.n_out()) != part.shape {
+                    invalid!(
+                        "the RigL window of layer {} does not fit the layer",
+                        part.layer
+                    );
+                }
+            }
+        }
+        self.rigl = window;
+        Ok(())
+    }
+
+    /// RigL's update: closes the window and, on each of its layers, prunes
+    /// as SET does and grows the missing positions with the largest mean
+    /// gradient over the window's batches, at zero or at −η·g
+    /// (`init`). Connections at `keep[l]` (sorted linear positions, such as
+    /// the previous update's growth) and those of neurons that recycling
+    /// protects are not pruned.
+    pub fn rigl_update(
+        &mut self,
+        zeta: f64,
+        init: rigl::GrowInit,
+        keep: &[Vec<u64>],
+    ) -> Result<Vec<Update>> {
+        if !(0.0..=1.0).contains(&zeta) {
+            invalid!("zeta must be in [0, 1], got {zeta}");
+        }
+        let Some(window) = self.rigl.take() else {
+            invalid!("no RigL window is open");
+        };
+        let mut done = Vec::with_capacity(window.layers.len());
+        for part in &window.layers {
+            let l = part.layer;
+            let nnz = self.layers[l].w.nnz();
+            let mut mask = self
+                .protected_connections(l)
+                .unwrap_or_else(|| vec![false; nnz]);
+            if let Some(positions) = keep.get(l) {
+                regrowth::mark_positions(&self.layers[l].w, positions, &mut mask);
+            }
+            let mask = mask.iter().any(|&m| m).then_some(mask);
+            let update = window.update_layer(
+                part,
+                &mut self.layers[l],
+                zeta,
+                init,
+                mask.as_deref(),
+                self.seed,
+            )?;
+            done.push(update);
+        }
+        if done.iter().any(|u| !u.grown.is_empty()) {
             self.topology_version += 1;
         }
         Ok(done)
@@ -1735,10 +1852,10 @@ fn forward_all<T: kernels::Element>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(seed: u64, dropout: f32) -> NetworkSpec {
+    pub(crate) fn spec(seed: u64, dropout: f32) -> NetworkSpec {
         NetworkSpec {
             sizes: vec![12, 20, 16, 3],
             nnz: vec![80, 100, 48],
@@ -1757,7 +1874,7 @@ mod tests {
         }
     }
 
-    fn data(n: usize, f: usize, c: u32, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    pub(crate) fn data(n: usize, f: usize, c: u32, seed: u64) -> (Vec<f32>, Vec<u32>) {
         let mut rng = Rng::new(seed);
         let y: Vec<u32> = (0..n).map(|_| rng.below(c as u64) as u32).collect();
         let x = (0..n * f)
@@ -1766,7 +1883,7 @@ mod tests {
         (x, y)
     }
 
-    fn cfg() -> TrainConfig {
+    pub(crate) fn cfg() -> TrainConfig {
         TrainConfig {
             batch_size: 16,
             optimizer: Optimizer::new(0.05, 0.9, 1e-4, false).unwrap(),

@@ -77,6 +77,8 @@ pub trait Stored: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
     fn narrow(v: f32) -> Self;
     /// The row as float32 when it is float32 (kernels then work in place).
     fn as_f32_mut(row: &mut [Self]) -> Option<&mut [f32]>;
+    /// The row as float32 when it is float32.
+    fn as_f32(row: &[Self]) -> Option<&[f32]>;
 }
 
 impl Stored for f32 {
@@ -93,6 +95,10 @@ impl Stored for f32 {
     fn as_f32_mut(row: &mut [Self]) -> Option<&mut [f32]> {
         Some(row)
     }
+    #[inline(always)]
+    fn as_f32(row: &[Self]) -> Option<&[f32]> {
+        Some(row)
+    }
 }
 
 impl Stored for Bf16 {
@@ -107,6 +113,10 @@ impl Stored for Bf16 {
     }
     #[inline(always)]
     fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+    #[inline(always)]
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
         None
     }
 }

@@ -131,31 +131,60 @@ fn merge(parts: impl IntoIterator<Item = TopK>, k: usize) -> Vec<Scored> {
     all
 }
 
-fn check_batch(w: &SparseMatrix, a: &[f32], delta: &[f32], batch: usize) -> Result<()> {
-    if batch == 0 {
-        invalid!("the batch must hold at least one sample");
-    }
-    if a.len() != w.n_in() * batch || delta.len() != w.n_out() * batch {
-        invalid!(
-            "activations must be {} x {batch} and errors {} x {batch} (feature-major), got {} and {} values",
-            w.n_in(),
-            w.n_out(),
-            a.len(),
-            delta.len()
-        );
-    }
-    Ok(())
+/// A batch's feature-major activations `a` (n_in × `len`) and output
+/// errors `delta` (n_out × `len`); a missing connection's gradient is
+/// ⟨a_i, δ_j⟩ / `divisor`: `len` for per-sample errors, 1 for errors that
+/// already carry the loss's 1/B (the training loop's).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub a: &'a [f32],
+    pub delta: &'a [f32],
+    pub len: usize,
+    pub divisor: f64,
 }
 
-/// ⟨a_i, δ_j⟩ / B, summed in float64 in sample order (the same bits
-/// wherever it is computed).
-fn gradient(a: &[f32], delta: &[f32], i: usize, j: usize, batch: usize) -> f32 {
-    let (x, d) = (
-        &a[i * batch..(i + 1) * batch],
-        &delta[j * batch..(j + 1) * batch],
-    );
-    let s: f64 = x.iter().zip(d).map(|(&p, &q)| p as f64 * q as f64).sum();
-    (s / batch as f64) as f32
+impl<'a> Batch<'a> {
+    /// Per-sample errors: gradients are means over the batch.
+    pub fn per_sample(a: &'a [f32], delta: &'a [f32], len: usize) -> Self {
+        Batch {
+            a,
+            delta,
+            len,
+            divisor: len as f64,
+        }
+    }
+
+    fn check(&self, w: &SparseMatrix) -> Result<()> {
+        let batch = self.len;
+        if batch == 0 {
+            invalid!("the batch must hold at least one sample");
+        }
+        if self.a.len() != w.n_in() * batch || self.delta.len() != w.n_out() * batch {
+            invalid!(
+                "activations must be {} x {batch} and errors {} x {batch} (feature-major), got {} and {} values",
+                w.n_in(),
+                w.n_out(),
+                self.a.len(),
+                self.delta.len()
+            );
+        }
+        if self.divisor.is_nan() || self.divisor <= 0.0 {
+            invalid!(
+                "the gradients' divisor must be positive, got {}",
+                self.divisor
+            );
+        }
+        Ok(())
+    }
+
+    /// ⟨a_i, δ_j⟩ / divisor, summed in float64 in sample order (the same
+    /// bits wherever it is computed).
+    fn gradient(&self, i: usize, j: usize) -> f32 {
+        let b = self.len;
+        let (x, d) = (&self.a[i * b..(i + 1) * b], &self.delta[j * b..(j + 1) * b]);
+        let s: f64 = x.iter().zip(d).map(|(&p, &q)| p as f64 * q as f64).sum();
+        (s / self.divisor) as f32
+    }
 }
 
 fn norms(m: &[f32], rows: usize, batch: usize) -> Vec<f64> {
@@ -187,20 +216,21 @@ const EXACT_CHUNK: usize = 64;
 /// Head-room on the Cauchy–Schwarz bound for rounding in the sums.
 const BOUND_SLACK: f64 = 1.0 + 1e-4;
 
-/// The `k` missing positions of `w` with the largest |⟨a_i, δ_j⟩| / B, best
-/// first (fewer when fewer are missing). `a`: n_in × batch, `delta`:
-/// n_out × batch, row-major (feature-major activations and errors).
+/// The `k` missing positions of `w` with the largest gradient
+/// |⟨a_i, δ_j⟩| / divisor over `batch`, best first (fewer when fewer are
+/// missing).
 pub fn top_missing_exact(
     w: &SparseMatrix,
-    a: &[f32],
-    delta: &[f32],
-    batch: usize,
+    batch: &Batch,
     k: usize,
     seed: u64,
 ) -> Result<Vec<Scored>> {
-    check_batch(w, a, delta, batch)?;
+    batch.check(w)?;
     let (n_in, n_out) = (w.n_in(), w.n_out());
-    let (a_norm, d_norm) = (norms(a, n_in, batch), norms(delta, n_out, batch));
+    let (a_norm, d_norm) = (
+        norms(batch.a, n_in, batch.len),
+        norms(batch.delta, n_out, batch.len),
+    );
     let (rows, cols) = (by_norm(&a_norm), by_norm(&d_norm));
     let a_max = rows.first().map_or(0.0, |&i| a_norm[i as usize]);
     let parts: Vec<TopK> = cols
@@ -210,7 +240,7 @@ pub fn top_missing_exact(
             let mut stamp = vec![u32::MAX; n_in];
             for &j in chunk {
                 let j = j as usize;
-                let col_bound = d_norm[j] / batch as f64 * BOUND_SLACK;
+                let col_bound = d_norm[j] / batch.divisor * BOUND_SLACK;
                 let threshold = top.threshold() as f64;
                 if top.heap.len() == k && a_max * col_bound < threshold {
                     break; // the chunk's later columns have smaller ‖δ_j‖
@@ -227,7 +257,7 @@ pub fn top_missing_exact(
                         continue;
                     }
                     let position = j as u64 * n_in as u64 + i as u64;
-                    top.offer(Scored::new(position, gradient(a, delta, i, j, batch), seed));
+                    top.offer(Scored::new(position, batch.gradient(i, j), seed));
                 }
             }
             top
@@ -244,16 +274,14 @@ pub fn draw_candidates(w: &SparseMatrix, count: usize, rng: &mut Rng) -> Vec<u64
     draw_empty_positions(w, &vec![false; w.nnz()], count, rng)
 }
 
-/// Adds each candidate's gradient over one batch to `sums`.
+/// Adds each candidate's gradient over `batch` to `sums`.
 pub fn accumulate_gradients(
     w: &SparseMatrix,
     candidates: &[u64],
-    a: &[f32],
-    delta: &[f32],
-    batch: usize,
+    batch: &Batch,
     sums: &mut [f32],
 ) -> Result<()> {
-    check_batch(w, a, delta, batch)?;
+    batch.check(w)?;
     if sums.len() != candidates.len() {
         invalid!("{} sums for {} candidates", sums.len(), candidates.len());
     }
@@ -269,7 +297,7 @@ pub fn accumulate_gradients(
         .zip(candidates.par_iter())
         .with_min_len(1024)
         .for_each(|(s, &p)| {
-            *s += gradient(a, delta, (p % n_in) as usize, (p / n_in) as usize, batch);
+            *s += batch.gradient((p % n_in) as usize, (p / n_in) as usize);
         });
     Ok(())
 }
@@ -281,6 +309,13 @@ pub fn top_candidates(candidates: &[u64], sums: &[f32], k: usize, seed: u64) -> 
         top.offer(Scored::new(p, g, seed));
     }
     merge([top], k)
+}
+
+/// How many connections a prune of `zeta` takes (SET's per-sign counts;
+/// `protected` connections count in neither sign).
+pub(crate) fn planned_prune(values: &[f32], zeta: f64, protected: Option<&[bool]>) -> usize {
+    let p = closest_to_zero(values, zeta, None, protected);
+    p.positive + p.negative
 }
 
 /// How a grown connection starts.
@@ -378,7 +413,11 @@ mod tests {
             for i in 0..w.n_in() {
                 if !w.contains(i, j) {
                     let p = (j * w.n_in() + i) as u64;
-                    all.push(Scored::new(p, gradient(a, d, i, j, batch), seed));
+                    all.push(Scored::new(
+                        p,
+                        Batch::per_sample(a, d, batch).gradient(i, j),
+                        seed,
+                    ));
                 }
             }
         }
@@ -404,7 +443,9 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let got = pool.install(|| top_missing_exact(&l.w, &a, &d, batch, k, 9).unwrap());
+                let got = pool.install(|| {
+                    top_missing_exact(&l.w, &Batch::per_sample(&a, &d, batch), k, 9).unwrap()
+                });
                 assert_eq!(got, want, "{n_in}x{n_out}, {threads} threads");
             }
         }
@@ -423,23 +464,35 @@ mod tests {
         assert!(candidates.windows(2).all(|p| p[0] < p[1]));
         let mut sums = vec![0.0; candidates.len()];
         let (a, d) = batch_of(30, 40, 6, 6);
-        accumulate_gradients(&l.w, &candidates, &a, &d, 6, &mut sums).unwrap();
+        accumulate_gradients(&l.w, &candidates, &Batch::per_sample(&a, &d, 6), &mut sums).unwrap();
         let top = top_candidates(&candidates, &sums, 50, 3);
-        assert_eq!(top, top_missing_exact(&l.w, &a, &d, 6, 50, 3).unwrap());
+        assert_eq!(
+            top,
+            top_missing_exact(&l.w, &Batch::per_sample(&a, &d, 6), 50, 3).unwrap()
+        );
         // a second batch adds its gradients
         let (a2, d2) = batch_of(30, 40, 6, 7);
         let mut twice = sums.clone();
-        accumulate_gradients(&l.w, &candidates, &a2, &d2, 6, &mut twice).unwrap();
+        accumulate_gradients(
+            &l.w,
+            &candidates,
+            &Batch::per_sample(&a2, &d2, 6),
+            &mut twice,
+        )
+        .unwrap();
         let p = candidates[17];
         let (i, j) = ((p % 30) as usize, (p / 30) as usize);
-        assert_eq!(twice[17], sums[17] + gradient(&a2, &d2, i, j, 6));
+        assert_eq!(
+            twice[17],
+            sums[17] + Batch::per_sample(&a2, &d2, 6).gradient(i, j)
+        );
     }
 
     #[test]
     fn prune_and_grow_keeps_nnz_grows_the_best_and_resets_their_state() {
         let mut l = layer(50, 60, 600, 8);
         let (a, d) = batch_of(50, 60, 5, 9);
-        let ranked = top_missing_exact(&l.w, &a, &d, 5, 1000, 1).unwrap();
+        let ranked = top_missing_exact(&l.w, &Batch::per_sample(&a, &d, 5), 1000, 1).unwrap();
         let (step, grown) =
             prune_and_grow(&mut l, 0.3, &ranked, GrowInit::Gradient(0.5), None).unwrap();
         assert_eq!(l.nnz(), 600);
@@ -465,10 +518,14 @@ mod tests {
     fn bad_arguments_are_refused() {
         let mut l = layer(10, 8, 20, 1);
         let (a, d) = batch_of(10, 8, 4, 2);
-        assert!(top_missing_exact(&l.w, &a[1..], &d, 4, 3, 0).is_err());
-        assert!(top_missing_exact(&l.w, &a, &d, 0, 3, 0).is_err());
-        assert!(accumulate_gradients(&l.w, &[0, 1], &a, &d, 4, &mut [0.0]).is_err());
-        assert!(accumulate_gradients(&l.w, &[80], &a, &d, 4, &mut [0.0]).is_err());
+        assert!(top_missing_exact(&l.w, &Batch::per_sample(&a[1..], &d, 4), 3, 0).is_err());
+        assert!(top_missing_exact(&l.w, &Batch::per_sample(&a, &d, 0), 3, 0).is_err());
+        assert!(
+            accumulate_gradients(&l.w, &[0, 1], &Batch::per_sample(&a, &d, 4), &mut [0.0]).is_err()
+        );
+        assert!(
+            accumulate_gradients(&l.w, &[80], &Batch::per_sample(&a, &d, 4), &mut [0.0]).is_err()
+        );
         let existing = l.w.col_ptr()[0]; // the first stored connection's column 0 row
         let p = l.w.row_idx()[existing] as u64;
         let taken = [Scored::new(p, 1.0, 0)];

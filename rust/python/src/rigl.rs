@@ -6,9 +6,11 @@ use numpy::{
     PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use sparse_mlp_core::layer::Layer;
 use sparse_mlp_core::network::Network;
-use sparse_mlp_core::rigl::{self, GrowInit, Scored};
+use sparse_mlp_core::regrowth::{Gathered, LayerWindow, Search, Window};
+use sparse_mlp_core::rigl::{self, Batch, GrowInit, Scored};
 use sparse_mlp_core::rng::Rng;
 use sparse_mlp_core::CoreError;
 
@@ -58,7 +60,7 @@ impl PyNetwork {
         let layer = layer_at(&self.net, l)?;
         let (a, delta, b) = batch(&a, &delta)?;
         let top = compute(py, || {
-            rigl::top_missing_exact(layer.weights(), a, delta, b, k, seed)
+            rigl::top_missing_exact(layer.weights(), &Batch::per_sample(a, delta, b), k, seed)
         })?;
         Ok(ranked(py, &top))
     }
@@ -95,7 +97,12 @@ impl PyNetwork {
         let candidates = vector(&candidates, "candidates")?;
         let sums = vector_mut(&mut sums, "sums")?;
         compute(py, || {
-            rigl::accumulate_gradients(layer.weights(), candidates, a, delta, b, sums)
+            rigl::accumulate_gradients(
+                layer.weights(),
+                candidates,
+                &Batch::per_sample(a, delta, b),
+                sums,
+            )
         })
     }
 
@@ -135,6 +142,139 @@ impl PyNetwork {
             PyArray1::from_vec(py, grown),
         ))
     }
+}
+
+/// An open RigL window as Python data: (step, batches, one dict per layer).
+type WindowData<'py> = (u64, u64, Vec<Bound<'py, PyDict>>);
+
+#[pymethods]
+impl PyNetwork {
+    /// Opens RigL's window for the update at `step` on `layers`: from now on
+    /// every backward pass gathers what the update needs: the gradient sums
+    /// of `candidates` × (connections to grow) uniformly drawn missing
+    /// positions, or with `candidates=None` the batches themselves for the
+    /// exact search.
+    #[pyo3(signature = (layers, zeta, step, candidates=None))]
+    fn rigl_open(
+        &mut self,
+        layers: Vec<usize>,
+        zeta: f64,
+        step: u64,
+        candidates: Option<f64>,
+    ) -> PyResult<()> {
+        let search = candidates.map_or(Search::Exact, Search::Candidates);
+        self.net
+            .rigl_open(&layers, zeta, search, step)
+            .map_err(to_py)
+    }
+
+    /// RigL's update: closes the window, prunes each of its layers as SET
+    /// does (connections at `keep[l]`, sorted linear positions, stay) and
+    /// grows the missing positions with the largest mean gradient, at zero
+    /// or at −`init_lr`·g. Returns per layer (layer, removed positive,
+    /// removed negative, grown positions, candidates offered).
+    #[pyo3(signature = (zeta, init_lr=None, keep=Vec::new()))]
+    fn rigl_update<'py>(
+        &mut self,
+        py: Python<'py>,
+        zeta: f64,
+        init_lr: Option<f32>,
+        keep: Vec<PyReadonlyArray1<'py, u64>>,
+    ) -> PyResult<Vec<(usize, usize, usize, Bound<'py, PyArray1<u64>>, u64)>> {
+        let keep: Vec<Vec<u64>> = keep
+            .iter()
+            .map(|k| vector(k, "keep").map(<[u64]>::to_vec))
+            .collect::<PyResult<_>>()?;
+        let init = init_lr.map_or(GrowInit::Zero, GrowInit::Gradient);
+        let net = &mut self.net;
+        let done = compute(py, || net.rigl_update(zeta, init, &keep))?;
+        Ok(done
+            .into_iter()
+            .map(|u| {
+                let grown = PyArray1::from_vec(py, u.grown);
+                let (p, n) = (u.removed_positive, u.removed_negative);
+                (u.layer, p, n, grown, u.candidates)
+            })
+            .collect())
+    }
+
+    /// The open RigL window (None when none is) for a checkpoint:
+    /// (step, batches, per layer a dict of `layer`, `shape` and either
+    /// `positions` and `sums` or `a`, `delta` and `len`).
+    fn rigl_window<'py>(&self, py: Python<'py>) -> PyResult<Option<WindowData<'py>>> {
+        let Some(win) = self.net.rigl_window() else {
+            return Ok(None);
+        };
+        let mut parts = Vec::with_capacity(win.layers.len());
+        for part in &win.layers {
+            let d = PyDict::new(py);
+            d.set_item("layer", part.layer)?;
+            d.set_item("shape", part.shape)?;
+            match &part.gathered {
+                Gathered::Candidates { positions, sums } => {
+                    d.set_item("positions", PyArray1::from_slice(py, positions))?;
+                    d.set_item("sums", PyArray1::from_slice(py, sums))?;
+                }
+                Gathered::Exact { a, delta, len } => {
+                    d.set_item("a", PyArray1::from_slice(py, a))?;
+                    d.set_item("delta", PyArray1::from_slice(py, delta))?;
+                    d.set_item("len", *len)?;
+                }
+            }
+            parts.push(d);
+        }
+        Ok(Some((win.step, win.batches, parts)))
+    }
+
+    /// Puts back a window from `rigl_window` (None closes the open one); a
+    /// malformed one is refused and nothing changes.
+    #[pyo3(signature = (window))]
+    fn set_rigl_window(
+        &mut self,
+        window: Option<(u64, u64, Vec<Bound<'_, PyDict>>)>,
+    ) -> PyResult<()> {
+        let window = match window {
+            None => None,
+            Some((step, batches, parts)) => Some(Window {
+                step,
+                batches,
+                layers: parts.iter().map(layer_window).collect::<PyResult<_>>()?,
+            }),
+        };
+        self.net.set_rigl_window(window).map_err(to_py)
+    }
+}
+
+/// One layer's part of a saved window.
+fn layer_window(d: &Bound<'_, PyDict>) -> PyResult<LayerWindow> {
+    let item = |name: &str| -> PyResult<Bound<'_, PyAny>> {
+        d.get_item(name)?.ok_or_else(|| {
+            to_py(CoreError::InvalidInput(format!(
+                "the RigL window lacks '{name}'"
+            )))
+        })
+    };
+    let floats = |name: &str| -> PyResult<Vec<f32>> {
+        Ok(vector(&item(name)?.extract::<PyReadonlyArray1<'_, f32>>()?, name)?.to_vec())
+    };
+    let gathered = if d.contains("positions")? {
+        let positions = item("positions")?.extract::<PyReadonlyArray1<'_, u64>>()?;
+        Gathered::Candidates {
+            positions: vector(&positions, "positions")?.to_vec(),
+            sums: floats("sums")?,
+        }
+    } else {
+        Gathered::Exact {
+            a: floats("a")?,
+            delta: floats("delta")?,
+            len: item("len")?.extract()?,
+        }
+    };
+    Ok(LayerWindow {
+        layer: item("layer")?.extract()?,
+        shape: item("shape")?.extract()?,
+        gathered,
+    })
 }
 
 /// The `k` candidates with the largest |sum|: (positions, sums), best first.
