@@ -144,6 +144,10 @@ impl PyNetwork {
     }
 }
 
+/// What an update did to a layer: (layer, removed positive, removed
+/// negative, grown positions, candidates offered).
+type LayerUpdate<'py> = (usize, usize, usize, Bound<'py, PyArray1<u64>>, u64);
+
 /// An open RigL window as Python data: (step, batches, one dict per layer).
 type WindowData<'py> = (u64, u64, Vec<Bound<'py, PyDict>>);
 
@@ -180,7 +184,7 @@ impl PyNetwork {
         zeta: f64,
         init_lr: Option<f32>,
         keep: Vec<PyReadonlyArray1<'py, u64>>,
-    ) -> PyResult<Vec<(usize, usize, usize, Bound<'py, PyArray1<u64>>, u64)>> {
+    ) -> PyResult<Vec<LayerUpdate<'py>>> {
         let keep: Vec<Vec<u64>> = keep
             .iter()
             .map(|k| vector(k, "keep").map(<[u64]>::to_vec))
