@@ -20,6 +20,7 @@ numbers; ``--table`` prints it from the file alone.
     python benches/paper.py --datasets fashion_mnist --rows all_relu --settings paper --seeds 3
     python benches/paper.py --datasets higgs --seeds 3 --threads 1
     python benches/paper.py --datasets madelon --rows all_relu --precision float32,bfloat16
+    python benches/paper.py --datasets madelon --rows all_relu --topology set,rigl1,rigl4,rigl_exact
     python benches/paper.py --table
     python benches/paper.py --smoke            # every data set and row for 2 epochs
 """
@@ -65,6 +66,20 @@ PAPER = {
               "dense": 70.59, "params": (50_165, 9_992), "minutes": 216.7},
 }
 ROWS = ["relu", "all_relu", "relu_ip", "all_relu_ip", "dense"]
+# The topology strategies a sparse row can evolve with: SET (the paper's) or
+# RigL, updating once an epoch as SET does, with RigL's cosine decay of zeta
+# to zero at 75 % of training (Evci et al.'s default end), candidates
+# γ = 1 or 4 per grown connection, or the exact search.
+TOPOLOGIES = ["set", "rigl1", "rigl4", "rigl_exact"]
+
+
+def topology(name: str, s: dict, batches: int, epochs: int) -> object:
+    if name == "set":
+        return sm.SET(zeta=s["zeta"])
+    search = {"rigl1": dict(candidates=1.0), "rigl4": dict(candidates=4.0),
+              "rigl_exact": dict(mode="exact")}[name]
+    return sm.RigL(zeta=s["zeta"], every_steps=batches, stop_step=max(1, int(0.75 * batches * epochs)),
+                   **search)
 
 
 def load(name: str, args: argparse.Namespace) -> datasets.Split:
@@ -101,23 +116,25 @@ def pruning(s: dict) -> sm.ImportancePruning:
 
 
 def sparse_run(data: datasets.Split, s: dict, row: str, seed: int, epochs: int, work: str,
-               progress, precision: str = "float32") -> dict:
+               progress, precision: str = "float32", evolve: str = "set") -> dict:
     activation = sm.AllReLU(s["alpha"]) if row.startswith("all_relu") else "relu"
     model = sm.SparseMLP([data.X_train.shape[1], *s["hidden"], int(data.y_train.max()) + 1],
                          activation=activation, epsilon=s["epsilon"], init=s["init"],
                          dropout=s["dropout"], seed=seed, precision=precision)
     start = model.n_connections
+    batches = -(-len(data.y_train) // s["batch_size"])
     history = model.fit(
         data.X_train, data.y_train, epochs=epochs, batch_size=s["batch_size"],
         learning_rate=learning_rate(s), momentum=s["momentum"], weight_decay=s["weight_decay"],
-        topology=sm.SET(zeta=s["zeta"]), pruning=pruning(s) if row.endswith("_ip") else None,
+        topology=topology(evolve, s, batches, epochs), pruning=pruning(s) if row.endswith("_ip") else None,
         validation_data=(data.X_test, data.y_test), verbose=0, checkpoint=work, checkpoint_every=5,
         resume=True, callbacks=[lambda m, r: progress(r["epoch"], r["val_accuracy"])])
     os.remove(work)  # the run is in the results file now
     curve = [r["val_accuracy"] for r in history]
     return {"params_start": start, "params_end": model.n_connections, "sizes": model.sizes,
             "seconds": sum(r["seconds"] for r in history), "curve": curve,
-            "loss": [r["loss"] for r in history]}
+            "loss": [r["loss"] for r in history],
+            "topology_seconds": sum(r["topology_seconds"] + r.get("rigl_seconds", 0.0) for r in history)}
 
 
 class DenseMLP:
@@ -217,7 +234,8 @@ def dense_run(data: datasets.Split, s: dict, seed: int, epochs: int, progress) -
 def key(r: dict) -> str:
     precision = r.get("precision", "float32")  # runs recorded before bfloat16 are float32
     return (f"{r['dataset']}/{r['row']}/{r['settings']}/seed{r['seed']}/epochs{r['epochs']}/"
-            f"threads{r['threads']}" + ("" if precision == "float32" else f"/{precision}"))
+            f"threads{r['threads']}" + ("" if precision == "float32" else f"/{precision}")
+            + ("" if r.get("topology", "set") == "set" else f"/{r['topology']}"))
 
 
 def read(path: str) -> list[dict]:
@@ -245,6 +263,7 @@ def table(results: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         kind = r["settings"] + ("" if r.get("precision", "float32") == "float32" else f", {r['precision']}")
+        kind += "" if r.get("topology", "set") == "set" else f", {r['topology']}"
         groups.setdefault((r["dataset"], r["row"], kind, r["epochs"]), []).append(r)
     lines = ["| data set | row | settings | epochs | seeds | best acc % (paper) | final acc % | best epoch "
              "| parameters start → end (paper) | minutes per run, threads |",
@@ -318,7 +337,7 @@ def run_one(r: dict, data: datasets.Split, s: dict, work: str, out: str) -> None
     else:
         path = os.path.join(work, name.replace("/", "_") + ".npz")
         result = sparse_run(data, s, r["row"], r["seed"], r["epochs"], path, progress,
-                            r.get("precision", "float32"))
+                            r.get("precision", "float32"), r.get("topology", "set"))
     curve = result["curve"]
     r.update(result, best=max(curve), final=curve[-1], best_epoch=int(np.argmax(curve)) + 1,
              settings_used=s, cpu=cpu())
@@ -343,6 +362,8 @@ def main() -> None:
     p.add_argument("--cifar-dir", help="a cifar-10-batches-py folder (CIFAR-10 is not shipped)")
     p.add_argument("--precision", default="float32",
                    help="float32, bfloat16 or both (comma-separated): the sparse rows' activations")
+    p.add_argument("--topology", default="set",
+                   help="comma-separated: " + ", ".join(TOPOLOGIES) + " (the sparse rows' topology strategy)")
     p.add_argument("--out", default=os.path.join(HERE, "paper_results.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
     p.add_argument("--smoke", action="store_true", help="2 epochs of every run, 1 seed, into a temp file")
@@ -380,17 +401,20 @@ def main() -> None:
                     continue  # the dense peer trains with the paper's settings
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     for precision in args.precision.split(","):
-                        if row == "dense" and precision != "float32":
-                            continue  # the dense peer is numpy float32
-                        r = {"dataset": dataset, "row": row, "settings": kind, "seed": seed,
-                             "epochs": epochs, "threads": args.threads}
-                        if precision != "float32":
-                            r["precision"] = precision
-                        if key(r) in done:
-                            continue
-                        if data is None:
-                            data = load(dataset, args)
-                        run_one(r, data, s, work, args.out)
+                        for evolve in args.topology.split(","):
+                            if row == "dense" and (precision != "float32" or evolve != "set"):
+                                continue  # the dense peer is numpy float32
+                            r = {"dataset": dataset, "row": row, "settings": kind, "seed": seed,
+                                 "epochs": epochs, "threads": args.threads}
+                            if precision != "float32":
+                                r["precision"] = precision
+                            if evolve != "set":
+                                r["topology"] = evolve
+                            if key(r) in done:
+                                continue
+                            if data is None:
+                                data = load(dataset, args)
+                            run_one(r, data, s, work, args.out)
     print(table([r for r in read(args.out)]))
 
 

@@ -196,3 +196,45 @@ def test_a_layer_that_does_not_exist_is_named_before_training():
     with pytest.raises(sm.InvalidInputError, match=r"RigL layers \[5\] do not exist"):
         model.fit(X, y, topology=sm.RigL(layers=[5]), **OPTIONS)
     assert model.epochs_trained == 0
+
+
+def test_a_command_line_session_with_rigl_is_killed_and_resumes_bit_identically(tmp_path, madelon_dir):
+    """Train on Madelon with ``--topology rigl`` through the command line,
+    kill the process after two epochs, resume: the same model as a run
+    never stopped. Every epoch ends inside an update window (63 steps an
+    epoch; windows [55, 65), [120, 130), [185, 195), [250, 260))."""
+    from test_cli import _kill_after_epochs, run
+
+    args = ["train", "--epochs", "4", "--data", "madelon", "--data-dir", madelon_dir,
+            "--hidden", "1000,1000,1000", "--topology", "rigl", "--rigl-every", "65",
+            "--rigl-accumulate", "10", "--rigl-init", "gradient", "--quiet"]
+    whole = run(*args, "--save", tmp_path / "whole.npz", "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    records = sm.read_metrics(tmp_path / "whole")
+    assert [r["rigl_updates"] for r in records] == [0, 1, 1, 1]
+    assert all(r["n_connections"] == records[0]["n_connections"] for r in records)
+    ck = tmp_path / "ck.npz"
+    assert _kill_after_epochs(args + ["--checkpoint", ck], ck, 2), "the run ended before the kill"
+    r = run(*args, "--checkpoint", ck, "--resume", "--save", tmp_path / "resumed.npz")
+    assert r.returncode == 0, r.stderr
+    a, b = sm.SparseMLP.load(tmp_path / "whole.npz"), sm.SparseMLP.load(tmp_path / "resumed.npz")
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.to_scipy().toarray(), lb.to_scipy().toarray())
+    assert [h["rigl_regrown"] for h in a.history] == [h["rigl_regrown"] for h in b.history]
+    bad = run(*args, "--rigl-candidates", "0.5")
+    assert bad.returncode == 2 and "RigL candidates" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_estimators_take_rigl_by_name_or_as_an_object():
+    from sklearn.base import clone
+
+    X, y = blobs(320, 10, 3, seed=4)
+    for topology, updates in (("rigl", 0), (sm.RigL(0.3, every_steps=10, mode="exact"), 3)):
+        # 320 samples in batches of 32: 10 steps an epoch; "rigl" updates every 100 steps
+        est = sm.SparseMLPClassifier(hidden_layer_sizes=(100,), epsilon=2, max_iter=3, batch_size=32,
+                                     topology=topology, random_state=0, n_iter_no_change=50)
+        est.fit(X, y)
+        assert clone(est).get_params()["topology"] == topology
+        assert sum(r["rigl_updates"] for r in est.history_) == updates
+    with pytest.raises(ValueError, match="topology must be"):
+        sm.SparseMLPClassifier(topology="random").fit(X, y)

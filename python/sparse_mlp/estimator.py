@@ -44,7 +44,7 @@ from .datasets import feature_scaling
 from .model import SparseMLP
 from .optimizers import SGD, Adam, AdamW
 from .pruning import ImportancePruning
-from .topology import SET
+from .topology import SET, RigL
 
 # The value of a deprecated parameter that was not given (scikit-learn's own convention).
 _DEPRECATED = "deprecated"
@@ -82,7 +82,12 @@ _PARAMETERS = """
         restoring the best epoch's model. Otherwise training stops when the
         training loss has not improved by ``tol`` for ``n_iter_no_change``
         epochs, as scikit-learn does.
-    zeta : SET fraction after every epoch (0: fixed topology).
+    zeta : the fraction of connections the topology strategy prunes and
+        regrows (0: fixed topology).
+    topology : ``"set"`` (default: SET after every epoch), ``"rigl"``
+        (``sm.RigL(zeta)``: regrowth where the gradient is largest, every
+        100 steps) or a strategy object such as ``sm.RigL(...)`` (used as
+        given; ``zeta`` is then not read).
     precision : ``"float32"`` (default) or ``"bfloat16"`` activations and errors
         (weights and sums stay float32; see :class:`SparseMLP`).
     importance_pruning : None, or ``(start_epoch, every, percentile)``.
@@ -125,6 +130,7 @@ class _SparseMLPEstimator(BaseEstimator):
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
         zeta: float = 0.3,
+        topology: Any = "set",
         importance_pruning: tuple[int, int, float] | None = None,
         standardize: bool = True,
         random_state: Any = None,
@@ -157,6 +163,7 @@ class _SparseMLPEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.zeta = zeta
+        self.topology = topology
         self.importance_pruning = importance_pruning
         self.standardize = standardize
         self.random_state = random_state
@@ -166,6 +173,15 @@ class _SparseMLPEstimator(BaseEstimator):
         self.weight_decay = weight_decay
 
     _regressor = False
+
+    def _topology(self) -> Any:
+        if not isinstance(self.topology, str):
+            return self.topology  # a strategy object (FitOptions checks it)
+        if self.topology not in ("set", "rigl"):
+            raise ValueError(f"topology must be 'set', 'rigl' or a strategy object, got {self.topology!r}")
+        if self.zeta == 0:
+            return None
+        return SET(self.zeta) if self.topology == "set" else RigL(self.zeta)
 
     def _optimizer(self) -> Any:
         solver = ("adam" if self._regressor else "sgd") if self.solver is None else self.solver
@@ -252,7 +268,7 @@ class _SparseMLPEstimator(BaseEstimator):
         pruning = ImportancePruning(*self.importance_pruning) if self.importance_pruning else None
         self.history_ = self.model_.fit(
             X, targets, epochs=epochs, batch_size=batch, learning_rate=rate, optimizer=optimizer,
-            weight_decay=decay, topology=SET(self.zeta) if self.zeta > 0 else None, pruning=pruning,
+            weight_decay=decay, topology=self._topology(), pruning=pruning,
             verbose=self.verbose, validation_data=validation, callbacks=[stop],
             sample_weight=sample_weight, class_weight=class_weight)
         self.n_iter_ = len(self.history_)
@@ -284,6 +300,7 @@ class SparseMLPClassifier(ClassifierMixin, _SparseMLPEstimator):
                  momentum: float = 0.9, nesterovs_momentum: bool = False, beta_1: float = 0.9,
                  beta_2: float = 0.999, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, tol: float = 1e-4, zeta: float = 0.3,
+                 topology: Any = "set",
                  importance_pruning: tuple[int, int, float] | None = None, standardize: bool = True,
                  random_state: Any = None, verbose: int = 0, warm_start: bool = False,
                  class_weight: Any = None, precision: str = "float32", epochs: Any = _DEPRECATED,
@@ -295,7 +312,7 @@ class SparseMLPClassifier(ClassifierMixin, _SparseMLPEstimator):
             power_t=power_t, max_iter=max_iter, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, tol=tol, zeta=zeta,
+            n_iter_no_change=n_iter_no_change, tol=tol, zeta=zeta, topology=topology,
             importance_pruning=importance_pruning, standardize=standardize,
             random_state=random_state, verbose=verbose, warm_start=warm_start, precision=precision,
             epochs=epochs,

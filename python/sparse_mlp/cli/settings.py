@@ -48,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
        if k in ("momentum", "weight_decay", "nesterov", "bias_decay", "shuffle", "checkpoint_every",
                 "resume", "overwrite", "verbose")},
     **dict(data="synthetic", label="-1", test_fraction=0.25, dropout=0.3, activation="all_relu",
-           zeta=0.3, set_every=1, prune=False, prune_start=200, prune_every=10, prune_percentile=None,
+           topology="set", zeta=0.3, set_every=1, prune=False, prune_start=200, prune_every=10,
+           prune_percentile=None,
            prune_keep=None, prune_shrink=False, recycling="none", seed=0, phase2_fraction=0.3,
            transport="float32", overlap=False, timeout=600.0,
            quiet=False, paper_settings=False, optimizer="sgd", schedule="constant",
@@ -137,8 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-bias-decay", dest="bias_decay", action="store_false",
                    help="weight decay on the weights only, not the biases")
     f.add_argument("--no-shuffle", dest="shuffle", action="store_false")
-    f.add_argument("--zeta", type=float, help="SET fraction (0 disables SET; default 0.3)")
+    f.add_argument("--topology", choices=["set", "rigl"],
+                   help="how the topology evolves: set (random regrowth after each epoch, default) or "
+                        "rigl (regrowth where the gradient is largest, every --rigl-every steps)")
+    f.add_argument("--zeta", type=float,
+                   help="fraction of each layer's connections pruned and regrown (0: a fixed topology; "
+                        "default 0.3)")
     f.add_argument("--set-every", type=int, help="SET every this many epochs")
+    f.add_argument("--rigl-every", type=int, help="RigL: training steps between updates (default 100)")
+    f.add_argument("--rigl-stop", type=int,
+                   help="RigL: the step at which zeta's cosine decay reaches 0 (default: no decay)")
+    f.add_argument("--rigl-candidates", type=float,
+                   help="RigL: candidates drawn per connection to grow (default 4)")
+    f.add_argument("--rigl-accumulate", type=int,
+                   help="RigL: mini-batches whose gradients an update ranks by (default 1)")
+    f.add_argument("--rigl-mode", choices=["candidates", "exact"],
+                   help="RigL: rank drawn candidates (default) or every missing connection")
+    f.add_argument("--rigl-init", choices=["zero", "gradient"],
+                   help="RigL: grown weights start at zero (default) or at -learning rate x gradient")
     f.add_argument("--prune", action="store_true", help="Importance Pruning")
     f.add_argument("--prune-start", type=int)
     f.add_argument("--prune-every", type=int)

@@ -24,11 +24,23 @@ from ..metrics import MetricsLogger
 from ..model import SparseMLP
 from ..pruning import ImportancePruning
 from ..recycling import ContinualBackprop, MidpointLoss, NeuronRecycling, ReDo
-from ..topology import SET
+from ..topology import SET, RigL
 from ..training import loop
 from ..training.options import FitOptions
 from . import data as cli_data
 from .settings import schedule, settings
+
+
+def _topology(s: dict[str, Any]) -> Any:
+    """SET or RigL as the settings ask (zeta 0: a fixed topology)."""
+    if s["zeta"] == 0:
+        return None
+    if s["topology"] == "rigl":
+        return RigL(s["zeta"], **{name: s[key] for key, name in (
+            ("rigl_every", "every_steps"), ("rigl_stop", "stop_step"), ("rigl_candidates", "candidates"),
+            ("rigl_accumulate", "accumulate"), ("rigl_mode", "mode"), ("rigl_init", "init"))
+            if s.get(key) is not None})
+    return SET(s["zeta"], s["set_every"])
 
 
 def _recycling(s: dict[str, Any]) -> Any:
@@ -227,7 +239,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Seque
             {k: v for k, v in s.items() if k != "config"}, indent=2, default=str).encode()))
         callbacks.append(MetricsLogger(out))
     options = FitOptions.from_settings(
-        s, topology=SET(s["zeta"], s["set_every"]) if s["zeta"] > 0 else None, pruning=pruning,
+        s, topology=_topology(s), pruning=pruning,
         recycling=_recycling(s), verbose=verbose if rank == 0 else 0, checkpoint=checkpoint,
         learning_rate=schedule(s))
     validation = (X_test, y_test)
