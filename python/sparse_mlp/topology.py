@@ -128,6 +128,20 @@ class RigL:
         t = (step // self.every_steps + 1) * self.every_steps
         return None if self.stop_step is not None and t >= self.stop_step else t
 
+    def layer_indices(self, n_layers: int) -> list[int]:
+        """The layers an update evolves in a network of ``n_layers`` layers."""
+        bad = [k for k in (self.layers or ()) if k >= n_layers]
+        if bad:
+            raise InvalidInputError(f"RigL layers {bad} do not exist: the model has {n_layers} "
+                                    f"layers (0..{n_layers - 1})")
+        return list(range(n_layers) if self.layers is None else self.layers)
+
+    def open_window(self, net: Any, update: int, seed: int | None = None) -> None:
+        """Opens ``net``'s window for the update at step ``update``."""
+        candidates = self.candidates if self.mode == "candidates" else None
+        layers = self.layer_indices(len(net.sizes) - 1)
+        net.rigl_open(layers, self.zeta_at(update), update, candidates, seed)
+
     def start(self, model: Any, X: np.ndarray, y: np.ndarray) -> RigLSession:
         return RigLSession(self, model)
 
@@ -140,25 +154,27 @@ class RigLSession:
 
     needs_rate = True
 
-    def __init__(self, s: RigL, model: Any) -> None:
-        self.s, self.net = s, model._net
-        n_layers = len(model.sizes) - 1
-        bad = [k for k in (s.layers or ()) if k >= n_layers]
-        if bad:
-            raise InvalidInputError(f"RigL layers {bad} do not exist: the model has {n_layers} "
-                                    f"layers (0..{n_layers - 1})")
-        self.layers = list(range(n_layers) if s.layers is None else s.layers)
+    def __init__(self, s: RigL, model: Any, step: int | None = None, seed: int | None = None) -> None:
+        """``step``: the training step now (default: the network's);
+        ``seed``: the key of the draws (default: the network's seed)."""
+        self.s, self.net, self.seed = s, model._net, seed
+        s.layer_indices(len(model.sizes) - 1)  # (names a layer that does not exist)
         self.keep: dict[int, np.ndarray] = {}
         self.last_rate = 0.0
         self.totals = {"grown": 0, "updates": 0, "seconds": 0.0}
-        step = int(self.net.run_state[2])
+        step = int(self.net.run_state[2]) if step is None else step
         due = s.update_after(step)
         if due is not None and due - s.accumulate <= step and self.net.rigl_window() is None:
             self._open(due)  # a new fit starts inside a window: it gathers what is left of it
 
     def _open(self, update: int) -> None:
-        candidates = self.s.candidates if self.s.mode == "candidates" else None
-        self.net.rigl_open(self.layers, self.s.zeta_at(update), update, candidates)
+        self.s.open_window(self.net, update, self.seed)
+
+    @property
+    def window_step(self) -> int:
+        """The step of the update the open window prepares (0: none open)."""
+        window = self.net.rigl_window()
+        return 0 if window is None else int(window[0])
 
     def next_event(self, step: int) -> int | None:
         t = self.s.update_after(step)
@@ -201,8 +217,8 @@ class RigLSession:
         data: dict[str, Any] = {"keep": sorted(self.keep), "window": None}
         window = self.net.rigl_window()
         if window is not None:
-            step, batches, parts = window
-            data["window"] = {"step": int(step), "batches": int(batches), "layers": []}
+            step, batches, parts, seed = window
+            data["window"] = {"step": int(step), "batches": int(batches), "layers": [], "seed": str(seed)}
             for i, part in enumerate(parts):
                 entry = {"layer": int(part["layer"]), "shape": [int(v) for v in part["shape"]]}
                 if "len" in part:
@@ -230,7 +246,7 @@ class RigLSession:
                             dtype = np.uint64 if name == "positions" else np.float32
                             part[name] = np.ascontiguousarray(arrays[key], dtype=dtype)
                     parts.append(part)
-                window = (int(window["step"]), int(window["batches"]), parts)
+                window = (int(window["step"]), int(window["batches"]), parts, int(window["seed"]))
             self.net.set_rigl_window(window)
         except (KeyError, TypeError, ValueError, InvalidInputError) as e:
             raise CheckpointError(f"the checkpoint's RigL books are invalid: {e}") from None

@@ -1300,22 +1300,26 @@ impl Network {
     /// ([`Window::open`]): from now on every backward pass (training or
     /// [`Self::compute_gradients`]) feeds it, until [`Self::rigl_update`].
     /// An open window is replaced.
+    /// Draws and ties use `seed` (default: the network's).
     pub fn rigl_open(
         &mut self,
         which: &[usize],
         zeta: f64,
         search: Search,
         step: u64,
+        seed: Option<u64>,
     ) -> Result<()> {
-        self.rigl = Some(Window::open(
-            &self.layers,
-            which,
-            zeta,
-            search,
-            self.seed,
-            step,
-        )?);
+        let seed = seed.unwrap_or(self.seed);
+        self.rigl = Some(Window::open(&self.layers, which, zeta, search, seed, step)?);
         Ok(())
+    }
+
+    /// The open RigL window, to take or add candidate sums (WASAP).
+    pub fn rigl_window_mut(&mut self) -> Result<&mut Window> {
+        match self.rigl.as_mut() {
+            Some(w) => Ok(w),
+            None => invalid!("no RigL window is open"),
+        }
     }
 
     /// The open RigL window, if any (to save it).
@@ -1386,14 +1390,8 @@ impl Network {
                 regrowth::mark_positions(&self.layers[l].w, positions, &mut mask);
             }
             let mask = mask.iter().any(|&m| m).then_some(mask);
-            let update = window.update_layer(
-                part,
-                &mut self.layers[l],
-                zeta,
-                init,
-                mask.as_deref(),
-                self.seed,
-            )?;
+            let update =
+                window.update_layer(part, &mut self.layers[l], zeta, init, mask.as_deref())?;
             done.push(update);
         }
         if done.iter().any(|u| !u.grown.is_empty()) {

@@ -57,8 +57,10 @@ pub struct LayerWindow {
 /// An open update window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
-    /// The step of the update the window prepares (a key of its draws).
+    /// The step of the update the window prepares and the seed: the keys of
+    /// its draws and ties.
     pub step: u64,
+    pub seed: u64,
     /// Mini-batches gathered so far.
     pub batches: u64,
     pub layers: Vec<LayerWindow>,
@@ -81,12 +83,11 @@ pub fn keys(seed: u64, step: u64, layer: usize) -> u64 {
     Rng::from_keys(&[seed, step, layer as u64, 0x8161]).next_u64()
 }
 
-/// How many connections a prune of `zeta` takes from `values` (per sign,
-/// as SET counts), before protection.
-fn to_grow(values: &[f32], zeta: f64) -> usize {
-    let positive = values.iter().filter(|&&v| v >= 0.0).count();
-    let negative = values.len() - positive;
-    (zeta * positive as f64).round() as usize + (zeta * negative as f64).round() as usize
+/// Candidates to draw for a layer of `nnz` connections: `per_grown` per
+/// connection a prune of `zeta` would take (from the topology alone, so
+/// every process with the layer's topology draws the same ones).
+fn candidate_count(nnz: usize, zeta: f64, per_grown: f64) -> usize {
+    (per_grown * (zeta * nnz as f64).round()).ceil() as usize
 }
 
 impl Window {
@@ -124,7 +125,7 @@ impl Window {
                             "candidates per grown connection must be positive, got {per_grown}"
                         );
                     }
-                    let count = (per_grown * to_grow(w.values(), zeta) as f64).ceil() as usize;
+                    let count = candidate_count(w.nnz(), zeta, per_grown);
                     let mut rng = Rng::new(keys(seed, step, l));
                     let positions = rigl::draw_candidates(w, count, &mut rng);
                     let sums = vec![0.0; positions.len()];
@@ -144,6 +145,7 @@ impl Window {
         }
         Ok(Window {
             step,
+            seed,
             batches: 0,
             layers: out,
         })
@@ -186,6 +188,51 @@ impl Window {
         }
     }
 
+    /// The candidates' sums of every layer, one after the other, set back
+    /// to zero with the batch count (a WASAP worker sends them with its
+    /// gradient). Empty for the exact search.
+    pub fn take_sums(&mut self) -> Vec<f32> {
+        self.batches = 0;
+        let mut out = Vec::new();
+        for part in &mut self.layers {
+            if let Gathered::Candidates { sums, .. } = &mut part.gathered {
+                out.extend_from_slice(sums);
+                sums.fill(0.0);
+            }
+        }
+        out
+    }
+
+    /// Adds sums taken by [`Self::take_sums`] from a window opened with the
+    /// same keys on the same topology, gathered over `batches` mini-batches.
+    pub fn add_sums(&mut self, given: &[f32], batches: u64) -> Result<()> {
+        let mut expected = 0;
+        for part in &self.layers {
+            match &part.gathered {
+                Gathered::Candidates { sums, .. } => expected += sums.len(),
+                Gathered::Exact { .. } => invalid!("the exact search gathers batches, not sums"),
+            }
+        }
+        if given.len() != expected {
+            invalid!(
+                "{} sums given for a window of {expected} candidates",
+                given.len()
+            );
+        }
+        let mut rest = given;
+        for part in &mut self.layers {
+            if let Gathered::Candidates { sums, .. } = &mut part.gathered {
+                let (mine, after) = rest.split_at(sums.len());
+                for (s, g) in sums.iter_mut().zip(mine) {
+                    *s += g;
+                }
+                rest = after;
+            }
+        }
+        self.batches += batches;
+        Ok(())
+    }
+
     /// The update the window prepared, on layer `part.layer`: prune as SET
     /// does (`protected` connections stay) and grow the missing positions
     /// with the largest mean gradient over the window's batches.
@@ -196,7 +243,6 @@ impl Window {
         zeta: f64,
         init: rigl::GrowInit,
         protected: Option<&[bool]>,
-        seed: u64,
     ) -> Result<Update> {
         let mut done = Update {
             layer: part.layer,
@@ -207,7 +253,7 @@ impl Window {
             return Ok(done);
         }
         let k = rigl::planned_prune(w.values(), zeta, protected);
-        let tie = keys(seed, self.step, part.layer);
+        let tie = keys(self.seed, self.step, part.layer);
         let mean = self.batches as f64;
         let ranked: Vec<Scored> = match &part.gathered {
             Gathered::Candidates { positions, sums } => {
@@ -300,7 +346,7 @@ mod tests {
         let (x, y) = data(48, 12, 3, 1);
         let mut net = Network::new(spec(3, 0.0)).unwrap();
         let mut reference = net.clone();
-        net.rigl_open(&[0, 1], 0.3, ALL, 7).unwrap();
+        net.rigl_open(&[0, 1], 0.3, ALL, 7, None).unwrap();
         let win = net.rigl_window().unwrap().clone();
         // the same connections, present at zero: the forward pass is unchanged
         for part in &win.layers {
@@ -358,7 +404,7 @@ mod tests {
     /// updates; returns what each layer did.
     fn window_epoch(net: &mut Network, search: Search, keep: &[Vec<u64>]) -> Vec<Update> {
         let (x, y) = data(64, 12, 3, 2);
-        net.rigl_open(&[0, 1], 0.3, search, 11).unwrap();
+        net.rigl_open(&[0, 1], 0.3, search, 11, None).unwrap();
         net.train_epoch(&x, &Targets::classes(&y), &cfg(), &mut |_| false)
             .unwrap();
         assert_eq!(net.rigl_window().unwrap().batches, 4);
@@ -432,19 +478,52 @@ mod tests {
     }
 
     #[test]
+    fn sums_taken_from_one_window_add_into_another_with_the_same_keys() {
+        let (x, y) = data(32, 12, 3, 8);
+        let mut worker = Network::new(spec(9, 0.0)).unwrap();
+        let mut server = worker.clone();
+        let mut alone = worker.clone();
+        for net in [&mut worker, &mut server, &mut alone] {
+            net.rigl_open(&[0, 1], 0.3, Search::Candidates(3.0), 40, None)
+                .unwrap();
+        }
+        let mut sums = Vec::new();
+        for half in [0..16, 16..32] {
+            let (xs, ys) = (&x[half.start * 12..half.end * 12], &y[half]);
+            worker
+                .compute_gradients(xs, &Targets::classes(ys), false)
+                .unwrap();
+            alone
+                .compute_gradients(xs, &Targets::classes(ys), false)
+                .unwrap();
+            let taken = worker.rigl_window_mut().unwrap().take_sums();
+            server
+                .rigl_window_mut()
+                .unwrap()
+                .add_sums(&taken, 1)
+                .unwrap();
+            sums.push(taken);
+        }
+        assert_eq!(worker.rigl_window().unwrap().batches, 0);
+        assert_eq!(server.rigl_window(), alone.rigl_window());
+        let server_window = server.rigl_window_mut().unwrap();
+        assert!(server_window.add_sums(&sums[0][1..], 1).is_err());
+    }
+
+    #[test]
     fn bad_windows_are_refused() {
         let mut net = Network::new(spec(7, 0.0)).unwrap();
         assert!(
             net.rigl_update(0.3, GrowInit::Zero, &[]).is_err(),
             "none open"
         );
-        assert!(net.rigl_open(&[3], 0.3, ALL, 1).is_err());
-        assert!(net.rigl_open(&[0, 0], 0.3, ALL, 1).is_err());
-        assert!(net.rigl_open(&[0], 1.5, ALL, 1).is_err());
+        assert!(net.rigl_open(&[3], 0.3, ALL, 1, None).is_err());
+        assert!(net.rigl_open(&[0, 0], 0.3, ALL, 1, None).is_err());
+        assert!(net.rigl_open(&[0], 1.5, ALL, 1, None).is_err());
         assert!(net
-            .rigl_open(&[0], 0.3, Search::Candidates(0.0), 1)
+            .rigl_open(&[0], 0.3, Search::Candidates(0.0), 1, None)
             .is_err());
-        net.rigl_open(&[1], 0.3, Search::Exact, 1).unwrap();
+        net.rigl_open(&[1], 0.3, Search::Exact, 1, None).unwrap();
         let mut win = net.rigl_window().unwrap().clone();
         win.layers[0].shape = (20, 17);
         assert!(net.set_rigl_window(Some(win)).is_err());

@@ -148,8 +148,9 @@ impl PyNetwork {
 /// negative, grown positions, candidates offered).
 type LayerUpdate<'py> = (usize, usize, usize, Bound<'py, PyArray1<u64>>, u64);
 
-/// An open RigL window as Python data: (step, batches, one dict per layer).
-type WindowData<'py> = (u64, u64, Vec<Bound<'py, PyDict>>);
+/// An open RigL window as Python data: (step, batches, one dict per layer,
+/// seed).
+type WindowData<'py> = (u64, u64, Vec<Bound<'py, PyDict>>, u64);
 
 #[pymethods]
 impl PyNetwork {
@@ -158,18 +159,35 @@ impl PyNetwork {
     /// of `candidates` × (connections to grow) uniformly drawn missing
     /// positions, or with `candidates=None` the batches themselves for the
     /// exact search.
-    #[pyo3(signature = (layers, zeta, step, candidates=None))]
+    /// Draws and ties use `seed` (default: the network's).
+    #[pyo3(signature = (layers, zeta, step, candidates=None, seed=None))]
     fn rigl_open(
         &mut self,
         layers: Vec<usize>,
         zeta: f64,
         step: u64,
         candidates: Option<f64>,
+        seed: Option<u64>,
     ) -> PyResult<()> {
         let search = candidates.map_or(Search::Exact, Search::Candidates);
         self.net
-            .rigl_open(&layers, zeta, search, step)
+            .rigl_open(&layers, zeta, search, step, seed)
             .map_err(to_py)
+    }
+
+    /// The open window's candidate sums, every layer's one after the other,
+    /// set back to zero with its batch count (what a WASAP worker sends).
+    fn rigl_take_sums<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let window = self.net.rigl_window_mut().map_err(to_py)?;
+        Ok(PyArray1::from_vec(py, window.take_sums()))
+    }
+
+    /// Adds sums from `rigl_take_sums` of a window with the same keys on the
+    /// same topology, gathered over `batches` mini-batches.
+    fn rigl_add_sums(&mut self, sums: PyReadonlyArray1<'_, f32>, batches: u64) -> PyResult<()> {
+        let sums = vector(&sums, "sums")?;
+        let window = self.net.rigl_window_mut().map_err(to_py)?;
+        window.add_sums(sums, batches).map_err(to_py)
     }
 
     /// RigL's update: closes the window, prunes each of its layers as SET
@@ -204,7 +222,7 @@ impl PyNetwork {
 
     /// The open RigL window (None when none is) for a checkpoint:
     /// (step, batches, per layer a dict of `layer`, `shape` and either
-    /// `positions` and `sums` or `a`, `delta` and `len`).
+    /// `positions` and `sums` or `a`, `delta` and `len`, seed).
     fn rigl_window<'py>(&self, py: Python<'py>) -> PyResult<Option<WindowData<'py>>> {
         let Some(win) = self.net.rigl_window() else {
             return Ok(None);
@@ -227,20 +245,18 @@ impl PyNetwork {
             }
             parts.push(d);
         }
-        Ok(Some((win.step, win.batches, parts)))
+        Ok(Some((win.step, win.batches, parts, win.seed)))
     }
 
     /// Puts back a window from `rigl_window` (None closes the open one); a
     /// malformed one is refused and nothing changes.
     #[pyo3(signature = (window))]
-    fn set_rigl_window(
-        &mut self,
-        window: Option<(u64, u64, Vec<Bound<'_, PyDict>>)>,
-    ) -> PyResult<()> {
+    fn set_rigl_window(&mut self, window: Option<WindowData<'_>>) -> PyResult<()> {
         let window = match window {
             None => None,
-            Some((step, batches, parts)) => Some(Window {
+            Some((step, batches, parts, seed)) => Some(Window {
                 step,
+                seed,
                 batches,
                 layers: parts.iter().map(layer_window).collect::<PyResult<_>>()?,
             }),
