@@ -238,3 +238,49 @@ def test_the_estimators_take_rigl_by_name_or_as_an_object():
         assert sum(r["rigl_updates"] for r in est.history_) == updates
     with pytest.raises(ValueError, match="topology must be"):
         sm.SparseMLPClassifier(topology="random").fit(X, y)
+
+
+# ---- WASAP: the server opens windows, the workers send their candidates' sums
+
+
+def test_wassp_with_rigl_is_deterministic_and_the_workers_sums_reach_the_server(tmp_path):
+    from test_wasap import run_job, target_nnz
+
+    runs = []
+    for name in ("a", "b"):
+        rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "6", "--rigl", "20", name=name,
+                                     *(["--checkpoint", tmp_path / "ck.npz"] if name == "a" else []))
+        assert rc == 0, output
+        assert len({r["sha"] for r in res.values()}) == 1, "all ranks hold the same final model"
+        runs.append(res[0])
+    assert runs[0]["sha"] == runs[1]["sha"], "WASSP with RigL is deterministic"
+    saved = np.load(tmp_path / "ck.npz")
+    assert [k for k in saved.files if k.startswith("recycling.0.keep.")], "the server saves RigL's books"
+    h = runs[0]["history"]
+    phase1 = [rec for rec in h if rec["phase"] == 1]
+    # 4 server epochs of 38 updates (1200 samples, 2 workers x 16): updates at 20, 40, ..., 140
+    assert sum(rec["rigl_updates"] for rec in phase1) == 7
+    assert all(rec["n_connections"] == sum(target_nnz()) for rec in phase1)
+    assert sum(rec["rigl_regrown"] for rec in phase1) > 0
+    # every window gathers 3 updates' gradients from each of the 2 workers
+    assert sum(rec["rigl_batches"] for rec in phase1) == 7 * 3 * 2
+    assert sum(rec["rigl_sums_dropped"] for rec in phase1) == 0
+    assert runs[0]["nnz"] == target_nnz() and runs[0]["accuracy"] > 0.85
+
+
+def test_wasap_with_rigl_trains_and_exact_mode_is_refused_on_every_rank(tmp_path):
+    from test_wasap import run_job, target_nnz
+
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--rigl", "25")
+    assert rc == 0, output
+    assert len({r["sha"] for r in res.values()}) == 1
+    phase1 = [rec for rec in res[0]["history"] if rec["phase"] == 1]
+    assert sum(rec["rigl_updates"] for rec in phase1) == (4 * 75) // 25
+    # asynchronous: a gradient computed in a window may reach the server after
+    # its update, and its sums are dropped
+    assert sum(rec["rigl_batches"] for rec in phase1) > 0
+    assert res[0]["nnz"] == target_nnz() and res[0]["accuracy"] > 0.85
+    rc, res, output, _ = run_job(tmp_path, "--rigl", "25", "--rigl-mode", "exact", name="exact")
+    assert rc != 0
+    for r in range(3):
+        assert "RigL in candidate mode only" in res[r]["error"]

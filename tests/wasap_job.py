@@ -49,6 +49,8 @@ p.add_argument("--bad-trainer-rank", type=int,
 p.add_argument("--full-disk-at", type=int,
                help="the server's Nth checkpoint write fails as on a full disk")
 p.add_argument("--pruning", action="store_true")
+p.add_argument("--rigl", type=int, metavar="EVERY", help="RigL every EVERY steps instead of SET")
+p.add_argument("--rigl-mode", default="candidates")
 p.add_argument("--metrics", help="a folder for a MetricsLogger callback")
 p.add_argument("--callback-fails", type=int, help="a callback raises at this epoch's record")
 p.add_argument("--word-labels", action="store_true", help="the labels are words, not 0..3")
@@ -141,7 +143,9 @@ try:
                                 overlap=args.overlap == "on",
                                 transport=args.transport).fit(
         model, Xt, yt, epochs=args.epochs, batch_size=args.batch, learning_rate=lr,
-        topology=EveryOtherSET() if args.custom_topology else sm.SET(),
+        topology=(EveryOtherSET() if args.custom_topology else
+                  sm.RigL(0.3, every_steps=args.rigl, accumulate=3, mode=args.rigl_mode) if args.rigl
+                  else sm.SET()),
         validation_data=(Xv, yv),
         pruning=(sm.ImportancePruning(start_epoch=2, every=2, percentile=10, shrink=True)
                  if args.pruning else None),

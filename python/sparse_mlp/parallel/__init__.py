@@ -61,7 +61,8 @@ from .._validation import number, positive_int
 from ..errors import InsufficientMemoryError, InvalidInputError, ParallelError, SparseMLPError
 from ..memory import available_bytes, format_bytes
 from ..training.callbacks import CallbackList
-from ..training.checkpoint import RunCheckpoint
+from ..topology import RigL
+from ..training.checkpoint import BOOKS, RunCheckpoint
 from ..training.data import TrainingData, prepare
 from ..training.loop import check_schedule
 from ..training.options import DEFAULT_TOPOLOGY, FitOptions
@@ -266,6 +267,9 @@ class WASAP:
             assert options is not None
             if options.recycling is not None:
                 raise InvalidInputError("WASAP does not take recycling")
+            if isinstance(options.topology, RigL) and options.topology.mode != "candidates":
+                raise InvalidInputError("WASAP takes RigL in candidate mode only: the workers send "
+                                        "their candidates' gradient sums, not their batches")
             _core.set_num_threads(threads)
             cbs = CallbackList(callbacks)
             plan = self._plan(options)
@@ -333,8 +337,14 @@ class WASAP:
                  "seed": model.seed, "first": len(model.history), "data": data.fingerprint(),
                  "schedule": {}}
         resumed = ckpt.load(state["data"]) if ckpt is not None else None
+        self.resumed_books = None
         if resumed is not None:
             saved, progress = resumed
+            books = progress.get("recycling")
+            if isinstance(books, list) and len(books) == 1:  # RigL's: its window and kept growth
+                prefix = BOOKS + "0."
+                self.resumed_books = (books[0], {k[len(prefix):]: v for k, v in saved.extra.items()
+                                                 if k.startswith(prefix)})
             model._adopt(saved.net, {k: v for k, v in saved.config.items() if k != "fit"},
                          saved.history, saved.epochs_trained)
             state.update({k: progress[k] for k in ("done", "phase1", "finished", "seed", "first",

@@ -16,7 +16,9 @@ import numpy as np
 from .. import _core, _netstate, schedules
 from ..errors import InvalidInputError, ParallelError
 from ..training.callbacks import CallbackList, TrainingRun
-from ..training.checkpoint import RunCheckpoint
+from ..strategies import EpochStrategy
+from ..topology import RigL, RigLSession
+from ..training.checkpoint import BOOKS, RunCheckpoint
 from ..training.data import TrainingData, validation_record
 from ..training.loop import scheduled_rates
 from ..training.options import FitOptions
@@ -112,9 +114,28 @@ class Server:
         self.incoming: Future | None = None
         self.expected = 0  # phase-1 gradient messages still to receive
         self.idle_seconds = 0.0  # time the server had nothing to do but wait
+        # RigL: the server's window gathers the workers' candidate sums; its
+        # steps are the server's updates
+        self.rigl = None
+        if isinstance(options.topology, RigL):
+            self.rigl = RigLSession(options.topology, model, step=self._step(0), seed=state["seed"])
+            books = getattr(trainer, "resumed_books", None)
+            if books is not None:
+                self.rigl.restore(*books)
 
     def _topo(self) -> int:
         return self.model._net.run_state[3]
+
+    def _step(self, u: int) -> int:
+        """The server's training step after update ``u`` of the current epoch."""
+        return self.state["done"] * self._updates_per_epoch() + u
+
+    def _rigl_books(self) -> tuple[list[dict[str, Any]] | None, dict[str, np.ndarray] | None]:
+        """RigL's books for a checkpoint, as the sequential loop saves a session's."""
+        if self.rigl is None:
+            return None, None
+        data, arrays = self.rigl.books()
+        return [data], {f"{BOOKS}0.{k}": v for k, v in arrays.items()}
 
     def _publish(self, record: dict[str, Any], save: bool = False) -> None:
         """Adds a record to the histories, writes the checkpoint (with
@@ -122,7 +143,7 @@ class Server:
         self.run_info.history.append(record)
         self.model.history.append(record)
         if save and self.checkpoint is not None:
-            self.checkpoint.write(self.model, self.state)
+            self.checkpoint.write(self.model, self.state, *self._rigl_books())
         try:
             stop = self.callbacks.on_epoch_end(self.run_info, record)
         except Exception as e:
@@ -179,6 +200,7 @@ class Server:
                 for _, g in grads:  # in worker order, so the sum does not depend on timing
                     total += g
                 self._apply((total / self.K).astype(np.float32), lr, [w for w, _ in grads])
+                self._rigl_event(u + 1, epoch, lr, acc)
                 if last:
                     record = self._end_of_epoch(epoch, acc, n_updates, float(rates[0]))
                 for w, _ in grads:
@@ -186,6 +208,7 @@ class Server:
             else:
                 w, g = self._receive_gradient(acc)
                 self._apply(g, lr, [w])
+                self._rigl_event(u + 1, epoch, lr, acc)
                 if last:
                     record = self._end_of_epoch(epoch, acc, n_updates, float(rates[0]))
                 self._reply(w)
@@ -195,16 +218,44 @@ class Server:
         record["samples_per_second"] = acc["samples"] / record["seconds"]
         self._publish(record, save=True)
 
-    def _receive_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None]:
+    def _rigl_event(self, u: int, epoch: int, lr: float, acc: dict) -> None:
+        """RigL's window opening or update when one is due after update ``u``."""
+        step = self._step(u)
+        if self.rigl is None or self.rigl.next_event(step - 1) != step:
+            return
+        t = time.perf_counter()
+        self.rigl.last_rate = lr
+        self.rigl.event(step, epoch)
+        self._new_packing()
+        acc["rigl_seconds"] = acc.get("rigl_seconds", 0.0) + time.perf_counter() - t
+
+    def _new_packing(self) -> None:
+        """A packing for the current topology, if it changed."""
+        if self._topo() not in self.packings:
+            self.packing = Packing(self.model._net)
+            self.packings[self._topo()] = self.packing
+            self.params = np.empty(self.packing.length, np.float32)
+
+    def _receive_grad(self, src: int, hdr: np.ndarray) -> tuple[Packing, np.ndarray, np.ndarray | None]:
+        """A gradient's values after its header, and RigL's candidate sums
+        when the worker sent some."""
+        packing = self.packings[int(hdr[1])]
+        g = self.link.recv_values(packing.length, src)
+        n_sums = int(hdr[7])
+        sums = self.link.recv(np.empty(n_sums, np.float32), src) if n_sums else None
+        return packing, g, sums
+
+    def _receive_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None,
+                                        np.ndarray | None]:
         """The next phase-1 message from any worker: its source and header,
-        and for a gradient its topology's packing and its values."""
+        and for a gradient its topology's packing, its values and RigL sums."""
         src, hdr = self.link.recv_header(_mpi().ANY_SOURCE, TAG_HEADER)
         if int(hdr[0]) != GRAD:
-            return src, hdr, None, None
-        packing = self.packings[int(hdr[1])]
-        return src, hdr, packing, self.link.recv_values(packing.length, src)
+            return src, hdr, None, None, None
+        return (src, hdr, *self._receive_grad(src, hdr))
 
-    def _take_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None]:
+    def _take_message(self) -> tuple[int, np.ndarray, Packing | None, np.ndarray | None,
+                                     np.ndarray | None]:
         """The message received meanwhile by the overlap thread, or the next one."""
         t = time.perf_counter()
         if self.incoming is not None:
@@ -223,7 +274,7 @@ class Server:
 
     def _receive_gradient(self, acc: dict) -> tuple[int, np.ndarray]:
         """The next gradient from any worker, on the current topology."""
-        src, hdr, packing, g = self._take_message()
+        src, hdr, packing, g, sums = self._take_message()
         kind = int(hdr[0])
         if kind == FAILED:
             raise self._failed(src, hdr)
@@ -231,6 +282,8 @@ class Server:
             raise ParallelError(f"worker {src} sent message kind {kind} during phase 1")
         assert packing is not None and g is not None
         topo, pulled, samples, loss_sum, correct = int(hdr[1]), int(hdr[2]), *hdr[3:6].tolist()
+        if sums is not None:
+            self._take_sums(sums, int(hdr[6]), topo, acc)
         if topo != self._topo():
             fresh = np.empty(self.packing.length, np.float32)
             acc["dropped"] += self.packing.remap(g, packing, fresh)
@@ -243,6 +296,16 @@ class Server:
         self.expected -= 1
         self._prefetch()
         return src, g
+
+    def _take_sums(self, sums: np.ndarray, window: int, topo: int, acc: dict) -> None:
+        """Adds a worker's candidate sums to the server's window when they
+        come from the same window on the same topology; else drops them."""
+        if self.rigl is not None and window != 0 and window == self.rigl.window_step \
+                and topo == self._topo():
+            self.model._net.rigl_add_sums(sums, 1)
+            acc["rigl_batches"] = acc.get("rigl_batches", 0) + 1
+        else:
+            acc["rigl_sums_dropped"] = acc.get("rigl_sums_dropped", 0) + 1
 
     def _failed(self, src: int, hdr: np.ndarray) -> ParallelError:
         self.awaiting.add(src)
@@ -261,8 +324,9 @@ class Server:
 
     def _reply(self, w: int) -> None:
         self.awaiting.discard(w)
+        window = 0 if self.rigl is None else self.rigl.window_step
         if self.worker_topo[w] != self._topo():
-            self.link.send_model(w, MODEL, self.model._net, False, self.version)
+            self.link.send_model(w, MODEL, self.model._net, False, self.version, 0, 0, window)
             # an overlapping worker's next gradient was computed on the topology it had
             self.worker_prev_topo[w] = self.worker_topo[w]
             self.worker_topo[w] = self._topo()
@@ -270,7 +334,7 @@ class Server:
             self.packings = {v: p for v, p in self.packings.items() if v in live}
         else:
             self.model._net.pack_params(self.params)
-            self.link.send_header(w, TAG_REPLY, PARAMS, self.version)
+            self.link.send_header(w, TAG_REPLY, PARAMS, self.version, window)
             self.link.send_values(self.params, w)
 
     def _end_of_epoch(self, epoch: int, acc: dict, n_updates: int, lr: float) -> dict[str, Any]:
@@ -297,14 +361,15 @@ class Server:
             raise ParallelError(f"the server's callback failed: {type(e).__name__}: {e}") from e
         t = time.perf_counter()
         for strategy in (self.o.pruning, self.o.topology):
-            if strategy is not None:
+            if isinstance(strategy, EpochStrategy):
                 record.update(strategy.on_epoch_end(self.model, epoch, self.state["epochs"]))
         record["topology_seconds"] = time.perf_counter() - t
+        if self.rigl is not None:
+            record.update(self.rigl.epoch_record(), rigl_seconds=acc.get("rigl_seconds", 0.0),
+                          rigl_batches=acc.get("rigl_batches", 0),
+                          rigl_sums_dropped=acc.get("rigl_sums_dropped", 0))
         record["topology_version"] = self._topo()
-        if self._topo() not in self.packings:
-            self.packing = Packing(self.model._net)
-            self.packings[self._topo()] = self.packing
-            self.params = np.empty(self.packing.length, np.float32)
+        self._new_packing()
         self.model.epochs_trained += 1
         self.state["done"] = epoch
         return record
@@ -330,7 +395,7 @@ class Server:
             if kind == FAILED:
                 raise self._failed(src, hdr)
             if kind == GRAD and src in pending:
-                self.link.recv_values(self.packings[int(hdr[1])].length, src)
+                self._receive_grad(src, hdr)
                 self.link.send_model(src, LOCAL, self.model._net, True, self.version, local_epochs,
                                      self.state.get("rate", self.schedule.base()))
                 pending.discard(src)
@@ -397,7 +462,7 @@ class Server:
         message; one in phase 2 finds it after its current local epoch."""
         log.error("stopping every rank: %s", reason)
         if self.incoming is not None:  # a worker's message the overlap thread is receiving
-            src, hdr, _, _ = self.incoming.result()
+            src, hdr, *_ = self.incoming.result()
             self.incoming = None
             if int(hdr[0]) == FAILED:
                 self.link.recv_text(src, hdr)
@@ -406,7 +471,7 @@ class Server:
             if w not in self.awaiting and w not in self.local:
                 _, hdr = self.link.recv_header(w, TAG_HEADER)
                 if int(hdr[0]) == GRAD:
-                    self.link.recv_values(self.packings[int(hdr[1])].length, w)
+                    self._receive_grad(w, hdr)
                 elif int(hdr[0]) == FAILED:
                     self.link.recv_text(w, hdr)
             self.link.send_text(w, TAG_REPLY, STOP, reason)

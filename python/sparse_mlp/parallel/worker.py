@@ -14,6 +14,7 @@ from .. import _core, schedules
 from ..errors import DivergenceError, ParallelError
 from ..training import loop
 from ..training.data import TrainingData
+from ..topology import RigL
 from ..training.options import FitOptions
 from .transport import (
     FAILED,
@@ -57,6 +58,9 @@ class Worker:
         self.compute_seconds = 0.0
         self.wait_seconds = 0.0  # phase 1: time the worker could not compute for want of an answer
         self.overlap = trainer.overlap and overlap_possible()
+        # RigL: the server names the open window in its answers; the worker
+        # opens the same one (same keys, same topology) and sends its sums
+        self.rigl = options.topology if isinstance(options.topology, RigL) else None
 
     def _reseed(self, net: _core.Network) -> None:
         """Replicas draw their own dropout masks and SET positions: the seed
@@ -85,11 +89,28 @@ class Worker:
                 idx = order[i:i + b]
                 yield self.X[idx], self.y[idx], None if self.w is None else self.w[idx]
 
-    def _exchange(self, grad: np.ndarray, fields: tuple, params: np.ndarray) -> tuple[int, np.ndarray, Any]:
-        """Sends one gradient (``fields``: its header) and receives the
-        server's answer: (kind, header, the answer's payload)."""
+    def _follow_window(self, net: _core.Network, step: int) -> None:
+        """Opens RigL's window for the update at ``step`` as the server has
+        (0: none open), on this worker's topology: the server takes the sums
+        only from a worker on its own topology."""
+        if self.rigl is None:
+            return
+        window = net.rigl_window()
+        if step == 0:
+            if window is not None:
+                net.set_rigl_window(None)
+        elif window is None or int(window[0]) != step:
+            self.rigl.open_window(net, step, self.run_seed)
+
+    def _exchange(self, grad: np.ndarray, fields: tuple, params: np.ndarray,
+                  sums: np.ndarray | None = None) -> tuple[int, np.ndarray, Any]:
+        """Sends one gradient (``fields``: its header) with RigL's candidate
+        sums when a window is open, and receives the server's answer: (kind,
+        header, the answer's payload)."""
         self.link.send_header(SERVER, TAG_HEADER, GRAD, *fields)
         self.link.send_values(grad, SERVER)
+        if sums is not None and sums.size:
+            self.link.send(sums, SERVER)
         _, hdr = self.link.recv_header(SERVER, TAG_REPLY)
         kind = int(hdr[0])
         if kind == PARAMS:
@@ -119,14 +140,17 @@ class Worker:
                 grad = grads[k % 2]
                 t = time.perf_counter()
                 loss_sum, correct = net.gradient_step(xb, yb, grad, sample_weight=wb)
+                window = net.rigl_window() if self.rigl is not None else None
+                sums = None if window is None else net.rigl_take_sums()
                 self.compute_seconds += time.perf_counter() - t
                 if not math.isfinite(loss_sum):
                     raise DivergenceError(f"the loss of its mini-batch {k} became {loss_sum}; lower the "
                                           "learning rate or check the data")
-                fields = (topo, pulled, yb.shape[0], loss_sum, correct)
+                fields = (topo, pulled, yb.shape[0], loss_sum, correct, 0 if window is None else window[0],
+                          0 if sums is None else sums.size)
                 t = time.perf_counter()
                 if pool is None:
-                    answer = self._exchange(grad, fields, params)
+                    answer = self._exchange(grad, fields, params, sums)
                 elif in_flight is None:  # the first gradient: nothing to wait for yet
                     answer = None
                 else:
@@ -137,6 +161,7 @@ class Worker:
                     if kind == PARAMS:
                         pulled = int(hdr[1])
                         net.unpack_params(payload)
+                        self._follow_window(net, int(hdr[2]))
                     elif kind == STOP:
                         raise ParallelError(payload)
                     else:  # MODEL or LOCAL
@@ -147,11 +172,12 @@ class Worker:
                         grads = [np.empty(net.packed_len, np.float32) for _ in range(2)]
                         params = np.empty(net.packed_len, np.float32)
                         topo, pulled = net.run_state[3], int(hdr[4])
+                        self._follow_window(net, int(hdr[7]))
                         if kind == LOCAL:  # (a gradient computed meanwhile is not sent)
                             self.rate = float(hdr[6])  # the server's rate when the local phase began
                             return int(hdr[5])
                 if pool is not None:
-                    in_flight = pool.submit(self._exchange, grad, fields, params)
+                    in_flight = pool.submit(self._exchange, grad, fields, params, sums)
         finally:
             if in_flight is not None:  # a failure here: let the exchange end before reporting it
                 wait([in_flight])
