@@ -248,8 +248,9 @@ def test_wassp_with_rigl_is_deterministic_and_the_workers_sums_reach_the_server(
 
     runs = []
     for name in ("a", "b"):
-        rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "6", "--rigl", "20", name=name,
-                                     *(["--checkpoint", tmp_path / "ck.npz"] if name == "a" else []))
+        saving = ["--checkpoint", str(tmp_path / "ck.npz")] if name == "a" else []
+        rc, res, output, _ = run_job(tmp_path, "--sync", "--epochs", "6", "--rigl", "20", *saving,
+                                     name=name)
         assert rc == 0, output
         assert len({r["sha"] for r in res.values()}) == 1, "all ranks hold the same final model"
         runs.append(res[0])

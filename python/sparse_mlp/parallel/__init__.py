@@ -60,8 +60,8 @@ from .. import _core, labels
 from .._validation import number, positive_int
 from ..errors import InsufficientMemoryError, InvalidInputError, ParallelError, SparseMLPError
 from ..memory import available_bytes, format_bytes
-from ..training.callbacks import CallbackList
 from ..topology import RigL
+from ..training.callbacks import CallbackList
 from ..training.checkpoint import BOOKS, RunCheckpoint
 from ..training.data import TrainingData, prepare
 from ..training.loop import check_schedule

@@ -15,9 +15,9 @@ import numpy as np
 
 from .. import _core, _netstate, schedules
 from ..errors import InvalidInputError, ParallelError
-from ..training.callbacks import CallbackList, TrainingRun
 from ..strategies import EpochStrategy
 from ..topology import RigL, RigLSession
+from ..training.callbacks import CallbackList, TrainingRun
 from ..training.checkpoint import BOOKS, RunCheckpoint
 from ..training.data import TrainingData, validation_record
 from ..training.loop import scheduled_rates

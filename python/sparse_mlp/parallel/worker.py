@@ -12,9 +12,9 @@ import numpy as np
 
 from .. import _core, schedules
 from ..errors import DivergenceError, ParallelError
+from ..topology import RigL
 from ..training import loop
 from ..training.data import TrainingData
-from ..topology import RigL
 from ..training.options import FitOptions
 from .transport import (
     FAILED,
