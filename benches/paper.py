@@ -69,17 +69,20 @@ ROWS = ["relu", "all_relu", "relu_ip", "all_relu_ip", "dense"]
 # The topology strategies a sparse row can evolve with: SET (the paper's) or
 # RigL, updating once an epoch as SET does, with RigL's cosine decay of zeta
 # to zero at 75 % of training (Evci et al.'s default end), candidates
-# γ = 1 or 4 per grown connection, or the exact search.
-TOPOLOGIES = ["set", "rigl1", "rigl4", "rigl_exact"]
+# γ = 1 or 4 per grown connection, or the exact search; ranked by the
+# gradient of the mini-batch before the update, or ("_epoch") summed over the
+# whole epoch's mini-batches.
+TOPOLOGIES = ["set", "rigl1", "rigl4", "rigl_exact", "rigl4_epoch", "rigl_exact_epoch"]
 
 
 def topology(name: str, s: dict, batches: int, epochs: int) -> object:
     if name == "set":
         return sm.SET(zeta=s["zeta"])
+    base = name.removesuffix("_epoch")
     search = {"rigl1": dict(candidates=1.0), "rigl4": dict(candidates=4.0),
-              "rigl_exact": dict(mode="exact")}[name]
+              "rigl_exact": dict(mode="exact")}[base]
     return sm.RigL(zeta=s["zeta"], every_steps=batches, stop_step=max(1, int(0.75 * batches * epochs)),
-                   **search)
+                   accumulate=batches if name.endswith("_epoch") else 1, **search)
 
 
 def load(name: str, args: argparse.Namespace) -> datasets.Split:
@@ -291,6 +294,33 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def topology_table(results: list[dict], seeds: int = 3) -> str:
+    """SET beside RigL on the same seeds (the first ``seeds``), settings and
+    epochs, for every (data set, row, settings, epochs) that has a RigL run."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in results:
+        if r["row"] == "dense" or r.get("precision", "float32") != "float32" or r["seed"] >= seeds:
+            continue
+        where = (r["dataset"], r["row"], r["settings"], r["epochs"])
+        groups.setdefault(where, {}).setdefault(r.get("topology", "set"), []).append(r)
+    lines = ["| data set | row, settings | epochs | topology | seeds | best acc % | final acc % | best epoch "
+             "| minutes per run |", "|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, row, kind, epochs), by in sorted(groups.items(), key=lambda kv: (
+            list(NETWORKS).index(kv[0][0]), kv[0][1], kv[0][2], kv[0][3])):
+        if len(by) < 2 or "set" not in by:
+            continue
+        for name in [t for t in TOPOLOGIES if t in by]:
+            rs = by[name]
+            best = [100 * max(r["curve"]) for r in rs]
+            spread = statistics.stdev(best) if len(best) > 1 else 0.0
+            lines.append(f"| {dataset} | {row}, {kind} | {epochs} | {name} | {len(rs)} | "
+                         f"{statistics.mean(best):.2f} ± {spread:.2f} | "
+                         f"{statistics.mean(100 * r['final'] for r in rs):.2f} | "
+                         f"{statistics.mean(r['best_epoch'] for r in rs):.0f} | "
+                         f"{statistics.mean(r['seconds'] for r in rs) / 60:.1f} |")
+    return "\n".join(lines)
+
+
 def figure(results: list[dict], path: str, dataset: str = "fashion_mnist") -> None:
     """Test accuracy per epoch of each (row, settings) of ``dataset``, the
     mean over seeds, beside the paper's best (dashed)."""
@@ -366,6 +396,8 @@ def main() -> None:
                    help="comma-separated: " + ", ".join(TOPOLOGIES) + " (the sparse rows' topology strategy)")
     p.add_argument("--out", default=os.path.join(HERE, "paper_results.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    p.add_argument("--topology-table", action="store_true",
+                   help="print SET beside RigL on the first 3 seeds of --out and stop")
     p.add_argument("--smoke", action="store_true", help="2 epochs of every run, 1 seed, into a temp file")
     p.add_argument("--figure", metavar="PNG",
                    help="draw the learning curves of --out's Fashion-MNIST runs and stop")
@@ -378,6 +410,9 @@ def main() -> None:
             args.out = os.path.join(tempfile.mkdtemp(prefix="paper-smoke-"), "paper.jsonl")
     if args.table:
         print(table(read(args.out)))
+        return
+    if args.topology_table:
+        print(topology_table(read(args.out)))
         return
     if args.figure:
         figure(read(args.out), args.figure)

@@ -235,7 +235,7 @@ class SparseMLP:
 
         The epoch loop runs in the compiled core with the GIL released. After
         each epoch: evaluation on ``validation_data``, then ``pruning``, then
-        ``topology`` (SET; ``None`` keeps the topology fixed), then each
+        ``topology`` (SET; ``sm.RigL`` acts between mini-batches; ``None``: fixed), then each
         callback ``cb(model, record)``; a callback returning True stops training.
 
         Returns the history of this call: one dict per epoch with ``epoch``,
@@ -243,7 +243,7 @@ class SparseMLP:
         dropout), ``val_loss``, ``val_accuracy``, ``n_connections`` and
         ``n_neurons`` (of the evaluated model), ``seconds`` (whole epoch) and
         its parts ``train_seconds``, ``eval_seconds``, ``topology_seconds``,
-        plus what the strategies report (``set_regrown``, ``pruned_neurons``)
+        plus what the strategies report (``set_regrown``, ``rigl_regrown``, ``pruned_neurons``)
         and ``learning_rate`` (the rate of the epoch's first mini-batch).
         A regression model's records have no accuracies but ``val_mae`` and
         ``val_r2``. ``model.history`` accumulates over calls.
