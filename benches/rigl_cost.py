@@ -85,7 +85,7 @@ def measure(name: str, sizes, sparsity, samples: int, batch: int, args) -> list[
         opened = gathered = updated = 0.0
         for _ in range(args.repeats):
             step = int(net.run_state[2]) + k
-            t_open = timed(lambda: net.rigl_open(layers, ZETA, step, candidates))
+            t_open = timed(lambda s=step, c=candidates: net.rigl_open(layers, ZETA, s, c))
             t_gather = timed(lambda: steps(k))
             size = window_bytes(net) if candidates is not None else window_bytes(net) // k
             t_update = timed(lambda: net.rigl_update(ZETA))
