@@ -4,7 +4,8 @@ first W4 model of ../shared/BENCHMARKS.md (synthetic data: this is speed).
 For each workload and search (candidates γ = 1 and 4, the exact search):
 opening the window (drawing the candidates), gathering one mini-batch's
 gradients into it (the extra time of a training step with the window open,
-over ``--gather-batches`` steps), and the update (ranking, pruning, growing);
+over ``--gather-batches`` steps; one step for the exact search), and the
+update (ranking, pruning, growing);
 their sum as a share of an epoch of training without RigL, and what RigL at
 ``every_steps=100`` adds to an epoch. Memory: the window's bytes (candidate
 positions and sums, or the exact search's activations and errors) beside the
@@ -83,16 +84,19 @@ def measure(name: str, sizes, sparsity, samples: int, batch: int, args) -> list[
         if candidates is None and name == "W4a" and not args.smoke:
             continue
         opened = gathered = updated = 0.0
+        # candidates: the gathering cost per batch over k batches; the exact
+        # search ranks one batch (more batches make its rows longer)
+        m = k if candidates is not None else 1
         for _ in range(args.repeats):
-            step = int(net.run_state[2]) + k
+            step = int(net.run_state[2]) + m
             t_open = timed(lambda s=step, c=candidates: net.rigl_open(layers, ZETA, s, c))
-            t_gather = timed(lambda: steps(k))
-            size = window_bytes(net) if candidates is not None else window_bytes(net) // k
+            t_gather = timed(lambda m=m: steps(m))
+            size = window_bytes(net)
             t_update = timed(lambda: net.rigl_update(ZETA))
             opened = t_open if not opened else min(opened, t_open)
             gathered = t_gather if not gathered else min(gathered, t_gather)
             updated = t_update if not updated else min(updated, t_update)
-        gather = max(gathered / k - per_batch, 0.0)
+        gather = max(gathered / m - per_batch, 0.0)
         update = opened + gather + updated
         rows.append({
             "workload": name, "sizes": sizes, "search": search, "threads": sm.get_num_threads(),
