@@ -95,6 +95,16 @@ RUNS: dict[str, str] = {
     "python benches/paper.py --figure docs/fashion_mnist_curves.png": "as is",
     "python benches/ablation.py --table": "as is",
     "python benches/features.py --dataset fashion_mnist --epochs 100": "--smoke",
+    "sparse-mlp train --data madelon --data-dir ../shared/data/madelon --topology rigl --rigl-every 50 "
+    "--rigl-stop 20000": "--epochs 2",
+    "python benches/paper.py --datasets madelon,higgs --rows all_relu --settings paper --topology "
+    "rigl1,rigl4,rigl_exact --seeds 3 --threads 1": "--smoke",
+    "python benches/paper.py --datasets fashion_mnist --rows all_relu --settings paper --topology "
+    "set,rigl1,rigl4,rigl_exact --seeds 3 --epochs 100 --threads 1": "--smoke",
+    "python benches/paper.py --datasets madelon --rows all_relu --settings paper --topology "
+    "rigl4_epoch,rigl_exact_epoch --seeds 3 --threads 1": "--smoke",
+    "python benches/paper.py --topology-table": "as is",
+    "python benches/rigl_cost.py": "--smoke",
 }
 
 
