@@ -281,6 +281,13 @@ def test_wasap_with_rigl_trains_and_exact_mode_is_refused_on_every_rank(tmp_path
     # its update, and its sums are dropped
     assert sum(rec["rigl_batches"] for rec in phase1) > 0
     assert res[0]["nnz"] == target_nnz() and res[0]["accuracy"] > 0.85
+    # Importance Pruning (shrinking layers) at the end of epochs 2 and 4, inside
+    # the windows [73, 76) and [149, 152): sums from the other topology are dropped
+    rc, res, output, _ = run_job(tmp_path, "--epochs", "6", "--rigl", "76", "--pruning", name="pruned")
+    assert rc == 0, output
+    phase1 = [rec for rec in res[0]["history"] if rec["phase"] == 1]
+    assert sum(rec["rigl_updates"] for rec in phase1) == 3 and res[0]["sizes"][1] < 48
+    assert len({r["sha"] for r in res.values()}) == 1
     rc, res, output, _ = run_job(tmp_path, "--rigl", "25", "--rigl-mode", "exact", name="exact")
     assert rc != 0
     for r in range(3):

@@ -122,6 +122,7 @@ class Server:
             books = getattr(trainer, "resumed_books", None)
             if books is not None:
                 self.rigl.restore(*books)
+        self.window_topo = self._topo()  # the topology the open window's candidates come from
 
     def _topo(self) -> int:
         return self.model._net.run_state[3]
@@ -225,7 +226,10 @@ class Server:
             return
         t = time.perf_counter()
         self.rigl.last_rate = lr
+        opened = self.rigl.window_step
         self.rigl.event(step, epoch)
+        if self.rigl.window_step != opened:
+            self.window_topo = self._topo()
         self._new_packing()
         acc["rigl_seconds"] = acc.get("rigl_seconds", 0.0) + time.perf_counter() - t
 
@@ -281,6 +285,7 @@ class Server:
         if kind != GRAD:
             raise ParallelError(f"worker {src} sent message kind {kind} during phase 1")
         assert packing is not None and g is not None
+        self.awaiting.add(src)  # (first: a failure below must still answer it with the stop)
         topo, pulled, samples, loss_sum, correct = int(hdr[1]), int(hdr[2]), *hdr[3:6].tolist()
         if sums is not None:
             self._take_sums(sums, int(hdr[6]), topo, acc)
@@ -292,17 +297,22 @@ class Server:
         acc["correct"] += int(correct)
         acc["samples"] += int(samples)
         acc["staleness"].append(self.version - pulled)
-        self.awaiting.add(src)
         self.expected -= 1
         self._prefetch()
         return src, g
 
     def _take_sums(self, sums: np.ndarray, window: int, topo: int, acc: dict) -> None:
         """Adds a worker's candidate sums to the server's window when they
-        come from the same window on the same topology; else drops them."""
-        if self.rigl is not None and window != 0 and window == self.rigl.window_step \
-                and topo == self._topo():
-            self.model._net.rigl_add_sums(sums, 1)
+        come from the same window opened on the same topology (pruning may
+        have changed it since); else drops them."""
+        same = (self.rigl is not None and window != 0 and window == self.rigl.window_step
+                and topo == self._topo() == self.window_topo)
+        if same:
+            try:
+                self.model._net.rigl_add_sums(sums, 1)
+            except InvalidInputError:  # (not the same candidates after all)
+                same = False
+        if same:
             acc["rigl_batches"] = acc.get("rigl_batches", 0) + 1
         else:
             acc["rigl_sums_dropped"] = acc.get("rigl_sums_dropped", 0) + 1
