@@ -292,3 +292,33 @@ def test_wasap_with_rigl_trains_and_exact_mode_is_refused_on_every_rank(tmp_path
     assert rc != 0
     for r in range(3):
         assert "RigL in candidate mode only" in res[r]["error"]
+
+
+def test_the_window_bindings_refuse_bad_input_and_change_nothing():
+    net = _build()._net
+    for call in (net.rigl_take_sums, lambda: net.rigl_add_sums(np.zeros(3, np.float32), 1),
+                 lambda: net.rigl_update(0.3)):
+        with pytest.raises(sm.InvalidInputError, match="no RigL window is open"):
+            call()
+    with pytest.raises(sm.InvalidInputError, match="out of range"):
+        net.rigl_open([7], 0.3, 10, 4.0)
+    with pytest.raises(sm.InvalidInputError, match="zeta"):
+        net.rigl_open([0], 1.5, 10, 4.0)
+    assert net.rigl_window() is None
+    net.rigl_open([0, 1], 0.3, 10, 4.0)
+    saved = net.rigl_window()
+    n = sum(p["sums"].size for p in saved[2])
+    with pytest.raises(sm.InvalidInputError, match=f"{n - 1} sums given for a window of {n}"):
+        net.rigl_add_sums(np.zeros(n - 1, np.float32), 1)
+    step, batches, parts, seed = saved
+    wrong = [dict(parts[0], shape=(11, 40)), parts[1]]
+    with pytest.raises(sm.InvalidInputError, match="does not fit the layer"):
+        net.set_rigl_window((step, batches, wrong, seed))
+    with pytest.raises(sm.InvalidInputError, match="the RigL window lacks 'a'"):
+        net.set_rigl_window((step, batches, [{"shape": (10, 40)}], seed))
+    assert net.rigl_window()[0] == step and net.rigl_window()[2][0]["sums"].size == parts[0]["sums"].size
+    net.rigl_open([0], 0.3, 10)  # exact: it gathers batches, not sums
+    with pytest.raises(sm.InvalidInputError, match="exact search gathers batches"):
+        net.rigl_add_sums(np.zeros(0, np.float32), 1)
+    with pytest.raises(sm.InvalidInputError, match="2 positions but 1 gradients"):
+        net.rigl_prune_grow(0, 0.3, np.zeros(2, np.uint64), np.zeros(1, np.float32))

@@ -128,7 +128,7 @@ class RecyclingSession:
             return None
         return float(self.net.evaluate(*self.probe)[0])
 
-    def event(self, step: int, epoch: int) -> dict[str, Any] | None:
+    def event(self, step: int, epoch: int, rate: float = 0.0) -> dict[str, Any] | None:
         """Selects and recycles; returns the event's record (None when no
         neuron was picked)."""
         self._sync_widths()
@@ -294,7 +294,7 @@ class DormantSession(RecyclingSession):
         scores = mean_abs / layer_mean if layer_mean > 0 else np.zeros_like(mean_abs)
         return self.net.select_neurons(scores, self.eligible(h), "at_most", self.s.tau)
 
-    def event(self, step: int, epoch: int) -> dict[str, Any] | None:
+    def event(self, step: int, epoch: int, rate: float = 0.0) -> dict[str, Any] | None:
         record = super().event(step, epoch)
         self.net.reset_activity()
         return record
@@ -314,7 +314,7 @@ class UtilitySession(RecyclingSession):
         if hasattr(self, "age"):
             self.age[h] = np.zeros(self._width(h), dtype=np.int64)
 
-    def event(self, step: int, epoch: int) -> dict[str, Any] | None:
+    def event(self, step: int, epoch: int, rate: float = 0.0) -> dict[str, Any] | None:
         self.elapsed = step - self.last_step
         self.last_step = step
         self._sync_widths()

@@ -55,7 +55,8 @@ class Session(Protocol):
 
     def next_event(self, step: int) -> int | None: ...
 
-    def event(self, step: int, epoch: int) -> dict[str, Any] | None: ...
+    def event(self, step: int, epoch: int, rate: float = 0.0) -> dict[str, Any] | None:
+        """Acts at ``step`` (``rate``: the learning rate of the mini-batch just done)."""
 
     def train_options(self) -> dict[str, Any]: ...
 

@@ -152,15 +152,12 @@ class RigLSession:
     open window itself lives in the compiled network; a checkpoint saves
     both."""
 
-    needs_rate = True
-
     def __init__(self, s: RigL, model: Any, step: int | None = None, seed: int | None = None) -> None:
         """``step``: the training step now (default: the network's);
         ``seed``: the key of the draws (default: the network's seed)."""
         self.s, self.net, self.seed = s, model._net, seed
         s.layer_indices(len(model.sizes) - 1)  # (names a layer that does not exist)
         self.keep: dict[int, np.ndarray] = {}
-        self.last_rate = 0.0
         self.totals = {"grown": 0, "updates": 0, "seconds": 0.0}
         step = int(self.net.run_state[2]) if step is None else step
         due = s.update_after(step)
@@ -183,21 +180,21 @@ class RigLSession:
         opening = t - self.s.accumulate
         return opening if opening > step else t
 
-    def event(self, step: int, epoch: int) -> dict[str, Any] | None:
+    def event(self, step: int, epoch: int, rate: float = 0.0) -> dict[str, Any] | None:
         t0 = time.perf_counter()
         window = self.net.rigl_window()
         if window is not None and window[0] == step:
-            self._update(step)
+            self._update(step, rate)
         due = self.s.update_after(step)
         if due is not None and due - self.s.accumulate == step:
             self._open(due)
         self.totals["seconds"] += time.perf_counter() - t0
         return None
 
-    def _update(self, step: int) -> None:
+    def _update(self, step: int, rate: float) -> None:
         n = len(self.net.sizes) - 1
         keep = [self.keep.get(k, _NONE) for k in range(n)]
-        init_lr = self.last_rate if self.s.init == "gradient" else None
+        init_lr = rate if self.s.init == "gradient" else None
         done = self.net.rigl_update(self.s.zeta_at(step), init_lr, keep)
         self.keep = {layer: grown for layer, _, _, grown, _ in done}
         self.totals["grown"] += int(sum(len(g) for _, _, _, g, _ in done))

@@ -225,9 +225,8 @@ class Server:
         if self.rigl is None or self.rigl.next_event(step - 1) != step:
             return
         t = time.perf_counter()
-        self.rigl.last_rate = lr
         opened = self.rigl.window_step
-        self.rigl.event(step, epoch)
+        self.rigl.event(step, epoch, lr)
         if self.rigl.window_step != opened:
             self.window_topo = self._topo()
         self._new_packing()

@@ -243,10 +243,8 @@ class _Loop:
             done += stretch
             step += stretch
             for s in self.sessions:
-                if getattr(s, "needs_rate", False):
-                    s.last_rate = float(rates[done - 1])
                 if s.next_event(step - stretch) == step:
-                    record = s.event(step, epoch)
+                    record = s.event(step, epoch, float(rates[done - 1]))
                     if record is not None:
                         events.append(record)
         n = X.shape[0]

@@ -120,14 +120,7 @@ impl PyNetwork {
         grads: PyReadonlyArray1<'py, f32>,
         init_lr: Option<f32>,
     ) -> PyResult<(usize, usize, Bound<'py, PyArray1<u64>>)> {
-        let (positions, grads) = (vector(&positions, "positions")?, vector(&grads, "grads")?);
-        if positions.len() != grads.len() {
-            return Err(to_py(CoreError::InvalidInput(format!(
-                "{} positions but {} gradients",
-                positions.len(),
-                grads.len()
-            ))));
-        }
+        let (positions, grads) = paired(&positions, "positions", &grads, "gradients")?;
         let offered: Vec<Scored> = positions
             .iter()
             .zip(grads)
@@ -306,15 +299,26 @@ pub(crate) fn rigl_top<'py>(
     k: usize,
     seed: u64,
 ) -> PyResult<Ranked<'py>> {
-    let (candidates, sums) = (vector(&candidates, "candidates")?, vector(&sums, "sums")?);
-    if candidates.len() != sums.len() {
+    let (candidates, sums) = paired(&candidates, "candidates", &sums, "sums")?;
+    Ok(ranked(py, &rigl::top_candidates(candidates, sums, k, seed)))
+}
+
+/// Two 1-d arrays that go together, or an error naming their lengths.
+fn paired<'a, A: numpy::Element, B: numpy::Element>(
+    a: &'a PyReadonlyArray1<'_, A>,
+    a_name: &str,
+    b: &'a PyReadonlyArray1<'_, B>,
+    b_name: &str,
+) -> PyResult<(&'a [A], &'a [B])> {
+    let (a, b) = (vector(a, a_name)?, vector(b, b_name)?);
+    if a.len() != b.len() {
         return Err(to_py(CoreError::InvalidInput(format!(
-            "{} candidates but {} sums",
-            candidates.len(),
-            sums.len()
+            "{} {a_name} but {} {b_name}",
+            a.len(),
+            b.len()
         ))));
     }
-    Ok(ranked(py, &rigl::top_candidates(candidates, sums, k, seed)))
+    Ok((a, b))
 }
 
 /// Layer `l` of the network, or an error naming the range.
